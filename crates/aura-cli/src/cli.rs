@@ -1,0 +1,253 @@
+//! The command-line grammar: every command, flag and environment variable of `aura`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::output::Output;
+
+/// The grouped command list shown by `aura --help`. A test checks that it names every subcommand.
+pub(crate) const HELP_TEMPLATE: &str = "\
+{before-help}{name} {version}
+{about-with-newline}
+{usage-heading} {usage}
+
+Run:
+  up           Start Aura: the API, metrics and every enabled plane
+  init         Write a commented starter aura.yaml and a policies/ folder
+
+Access:
+  token        Create, list and revoke API tokens
+  agent        List registered agents
+
+Inspect:
+  status       Show a running server's readiness and status
+  config       Check or show the effective configuration
+
+Tools:
+  completions  Print a shell completion script (bash, zsh, fish)
+  bench        Measure Aura itself: startup time and idle memory
+  help         Print this message or the help of a command
+
+Options:
+{options}{after-help}";
+
+/// Aura: the control plane for autonomous AI agents.
+#[derive(Debug, Parser)]
+#[command(
+    name = "aura",
+    version,
+    about = "Aura: the control plane for autonomous AI agents — live context, governance before every action, \
+             and a provable audit trail.",
+    help_template = HELP_TEMPLATE,
+    after_help = "Run `aura <command> --help` for the options of a command. Docs: README.md and docs/."
+)]
+pub(crate) struct Cli {
+    /// Configuration file [default: ./aura.yaml when present, else built-in defaults].
+    #[arg(long, global = true, env = "AURA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Data directory [default: ./aura-data, or `data_dir` from the config file].
+    #[arg(long, global = true, env = "AURA_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Log format on stderr [default: `log.format` from config, else text].
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormatArg>,
+
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormatArg {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Every top-level command.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Start Aura: the API, metrics and every enabled plane, with embedded defaults.
+    Up(UpArgs),
+    /// Write a commented starter aura.yaml and a policies/ folder.
+    Init(InitArgs),
+    /// Create, list and revoke API tokens (works on the store directly; the server need not run).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// List registered agents.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// Show a running server's readiness and status.
+    Status(StatusArgs),
+    /// Check or show the effective configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+    /// Measure Aura itself.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// Options of `aura up`.
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    /// Address to listen on [default: 127.0.0.1:7470, or `server.listen` from the config file].
+    #[arg(long, env = "AURA_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// Options of `aura init`.
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    /// Directory to write into (created if missing).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Overwrite an existing aura.yaml.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `aura token …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Create a token and print it as the last line of stdout (it is shown only this once).
+    Create(TokenCreateArgs),
+    /// List tokens (never their secrets).
+    List(OutputArgs),
+    /// Revoke a token by id or name.
+    Revoke(TokenRevokeArgs),
+}
+
+/// Options of `aura token create`.
+#[derive(Debug, Args)]
+pub(crate) struct TokenCreateArgs {
+    /// Name of the token, unique among active tokens.
+    #[arg(long)]
+    pub name: String,
+    /// Role: admin, operator, agent or viewer.
+    #[arg(long, value_parser = ["admin", "operator", "agent", "viewer"])]
+    pub role: String,
+    /// The agent this token acts for (required for role agent; registers the agent on its first token).
+    #[arg(long)]
+    pub agent: Option<String>,
+}
+
+/// Options of `aura token revoke`.
+#[derive(Debug, Args)]
+pub(crate) struct TokenRevokeArgs {
+    /// Token id or name.
+    pub token: String,
+}
+
+/// `aura agent …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum AgentCommand {
+    /// List registered agents.
+    List(OutputArgs),
+}
+
+/// `--output` for read commands.
+#[derive(Debug, Args)]
+pub(crate) struct OutputArgs {
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// Options of `aura status`.
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// Base URL of the server [default: http://<server.listen>].
+    #[arg(long, env = "AURA_URL")]
+    pub url: Option<String>,
+    /// Bearer token [default: the contents of <data-dir>/admin.token].
+    #[arg(long, env = "AURA_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// `aura config …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Validate the configuration file; exit 2 with file:line:column on error.
+    Check,
+    /// Print the effective configuration (file, environment and flags applied; secrets redacted).
+    Show(ConfigShowArgs),
+}
+
+/// Options of `aura config show`.
+#[derive(Debug, Args)]
+pub(crate) struct ConfigShowArgs {
+    /// Output format (`table` prints YAML).
+    #[arg(long, short, value_enum, default_value_t = Output::Yaml)]
+    pub output: Output,
+}
+
+/// Options of `aura completions`.
+#[derive(Debug, Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `aura bench …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCommand {
+    /// Start `aura up` repeatedly on fresh data dirs; report median time to listening and to ready, idle RSS.
+    Startup(BenchStartupArgs),
+}
+
+/// Options of `aura bench startup`.
+#[derive(Debug, Args)]
+pub(crate) struct BenchStartupArgs {
+    /// Number of starts.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub runs: u32,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn the_grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn grouped_help_names_every_command() {
+        let cmd = Cli::command();
+        for sub in cmd.get_subcommands() {
+            let line = format!("\n  {} ", sub.get_name());
+            assert!(
+                HELP_TEMPLATE.contains(&line),
+                "help template misses `{}`",
+                sub.get_name()
+            );
+        }
+        let listed = HELP_TEMPLATE
+            .lines()
+            .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+            .count();
+        assert_eq!(
+            listed,
+            cmd.get_subcommands().count() + 1,
+            "help template lists a command that does not exist"
+        );
+    }
+}

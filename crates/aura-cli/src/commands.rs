@@ -1,0 +1,429 @@
+//! What each command does. Commands are thin: they load configuration, call a service, and print.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use clap::CommandFactory as _;
+use serde::Serialize;
+
+use aura_config::{Config, LogFormat, Overrides};
+use aura_core::{Role, SystemClock};
+use aura_server::services::{NewToken, Tokens};
+use aura_store::RevokeOutcome;
+
+use crate::cli::{
+    AgentCommand, Cli, Command, ConfigCommand, InitArgs, LogFormatArg, StatusArgs, TokenCommand,
+    UpArgs,
+};
+use crate::output::{self, Output};
+
+/// Exit code for configuration and usage errors (clap uses 2 for usage errors too).
+const EXIT_CONFIG: u8 = 2;
+
+/// Maps an error to the process exit code: 2 for configuration errors, 1 otherwise.
+pub(crate) fn exit_code_for(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<aura_config::ConfigError>().is_some() {
+        EXIT_CONFIG
+    } else {
+        1
+    }
+}
+
+/// Runs the parsed command line.
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Up(args) => up(&cli, args).await,
+        Command::Init(args) => init(args),
+        Command::Token(cmd) => token(&cli, cmd).await,
+        Command::Agent(AgentCommand::List(args)) => agents(&cli, args.output).await,
+        Command::Status(args) => status(&cli, args).await,
+        Command::Config(ConfigCommand::Check) => {
+            let (config, source) = load_config(&cli, None)?;
+            match source {
+                Some(path) => println!("ok: {} is valid", path.display()),
+                None => println!(
+                    "ok: no config file; built-in defaults (data dir {})",
+                    config.data_dir.display()
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCommand::Show(args)) => {
+            let (config, _) = load_config(&cli, None)?;
+            let redacted = config.redacted();
+            let format = if args.output == Output::Table {
+                Output::Yaml
+            } else {
+                args.output
+            };
+            output::print(format, &redacted, String::new)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions(args) => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(args.shell, &mut cmd, "aura", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(crate::cli::BenchCommand::Startup(args)) => {
+            crate::bench::startup(args).await
+        }
+    }
+}
+
+/// Loads the config file (flag/env `--config`, else ./aura.yaml, else defaults) and applies flag/env overrides.
+fn load_config(
+    cli: &Cli,
+    up: Option<&UpArgs>,
+) -> anyhow::Result<(Config, Option<std::path::PathBuf>)> {
+    let loaded = aura_config::load(cli.config.as_deref())?;
+    let mut config = loaded.config;
+    config.apply(Overrides {
+        listen: up.and_then(|u| u.listen),
+        data_dir: cli.data_dir.clone(),
+        log_format: cli.log_format.map(|f| match f {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        }),
+    });
+    Ok((config, loaded.source))
+}
+
+fn init_logging(config: &Config) {
+    let filter = std::env::var("AURA_LOG").unwrap_or_else(|_| config.log.level.clone());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
+}
+
+async fn up(cli: &Cli, args: &UpArgs) -> anyhow::Result<ExitCode> {
+    let (config, source) = load_config(cli, Some(args))?;
+    init_logging(&config);
+    match &source {
+        Some(path) => tracing::info!(config = %path.display(), "configuration loaded"),
+        None => tracing::info!("no config file; using built-in defaults"),
+    }
+    let server = aura_server::bind(config).await?;
+    let addr = server.local_addr().context("reading the bound address")?;
+    {
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "listening on http://{addr}")?;
+        stdout.flush()?;
+    }
+    let report = server.run(shutdown_signal()).await?;
+    if !report.drained {
+        tracing::warn!(
+            seconds = report.drain_time.as_secs_f64(),
+            "some requests were cut off at the drain bound"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => tracing::info!(signal = "SIGINT", "received"),
+        () = term => tracing::info!(signal = "SIGTERM", "received"),
+    }
+}
+
+fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
+    let dir = &args.dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating `{}`", dir.display()))?;
+    let config_path = dir.join("aura.yaml");
+    if config_path.exists() && !args.force {
+        bail!(
+            "`{}` already exists; pass --force to overwrite it",
+            config_path.display()
+        );
+    }
+    std::fs::write(&config_path, aura_config::STARTER_YAML)
+        .with_context(|| format!("writing `{}`", config_path.display()))?;
+    let policies = dir.join("policies");
+    std::fs::create_dir_all(&policies)
+        .with_context(|| format!("creating `{}`", policies.display()))?;
+    let readme = policies.join("README.md");
+    if !readme.exists() {
+        std::fs::write(&readme, POLICIES_README)
+            .with_context(|| format!("writing `{}`", readme.display()))?;
+    }
+    println!("wrote {}", config_path.display());
+    println!("wrote {}/", policies.display());
+    println!(
+        "next: `aura up` in {} (or `aura --config {} up`)",
+        dir.display(),
+        config_path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+const POLICIES_README: &str = "\
+# Policies
+
+Aura reads governance policies (YAML) from this folder: agents and their permission levels, budgets and
+shared pools, rate limits, and rules with `when:` conditions and `then:` verdicts. Until a policy allows an
+action, the default is deny. See docs/policies.md in the Aura repository for the language.
+";
+
+async fn open_tokens(cli: &Cli) -> anyhow::Result<(Tokens, Arc<dyn aura_store::Store>)> {
+    let (config, _) = load_config(cli, None)?;
+    let store = aura_server::open_store(&config).await?;
+    Ok((Tokens::new(store.clone(), Arc::new(SystemClock)), store))
+}
+
+#[derive(Serialize)]
+struct TokenRow {
+    id: String,
+    name: String,
+    role: String,
+    agent: Option<String>,
+    created_at: String,
+    revoked_at: Option<String>,
+}
+
+impl From<&aura_store::TokenRecord> for TokenRow {
+    fn from(r: &aura_store::TokenRecord) -> Self {
+        Self {
+            id: r.id.to_string(),
+            name: r.name.clone(),
+            role: r.role.to_string(),
+            agent: r.agent.as_ref().map(ToString::to_string),
+            created_at: r.created_at.to_rfc3339(),
+            revoked_at: r.revoked_at.map(|t| t.to_rfc3339()),
+        }
+    }
+}
+
+async fn token(cli: &Cli, cmd: &TokenCommand) -> anyhow::Result<ExitCode> {
+    let (tokens, store) = open_tokens(cli).await?;
+    let result = token_inner(&tokens, cmd).await;
+    store.close().await;
+    result
+}
+
+async fn token_inner(tokens: &Tokens, cmd: &TokenCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        TokenCommand::Create(args) => {
+            let role: Role = args.role.parse()?;
+            let created = tokens
+                .create(NewToken {
+                    name: args.name.clone(),
+                    role,
+                    agent: args.agent.clone(),
+                })
+                .await?;
+            let r = &created.record;
+            eprintln!(
+                "created token `{}` (id {}, role {}{}); it is shown only once:",
+                r.name,
+                r.id,
+                r.role,
+                r.agent
+                    .as_ref()
+                    .map(|a| format!(", agent {a}"))
+                    .unwrap_or_default()
+            );
+            if let Some(agent) = &created.registered_agent {
+                eprintln!("registered agent `{}`", agent.name);
+            }
+            println!("{}", created.token.reveal());
+        }
+        TokenCommand::List(args) => {
+            let rows: Vec<TokenRow> = tokens.list().await?.iter().map(TokenRow::from).collect();
+            output::print(args.output, &rows, || {
+                output::table(
+                    &["ID", "NAME", "ROLE", "AGENT", "CREATED", "STATUS"],
+                    rows.iter().map(|r| {
+                        vec![
+                            r.id.clone(),
+                            r.name.clone(),
+                            r.role.clone(),
+                            r.agent.clone().unwrap_or_else(|| "-".into()),
+                            r.created_at.clone(),
+                            r.revoked_at
+                                .as_ref()
+                                .map(|t| format!("revoked {t}"))
+                                .unwrap_or_else(|| "active".into()),
+                        ]
+                    }),
+                )
+            })?;
+        }
+        TokenCommand::Revoke(args) => {
+            let (record, outcome) = tokens.revoke(&args.token).await?;
+            match outcome {
+                RevokeOutcome::Revoked => {
+                    println!("revoked token `{}` ({})", record.name, record.id)
+                }
+                RevokeOutcome::AlreadyRevoked => println!(
+                    "token `{}` ({}) was already revoked",
+                    record.name, record.id
+                ),
+                RevokeOutcome::NotFound => bail!("no token `{}`", args.token),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct AgentRow {
+    name: String,
+    registered_at: String,
+    active_tokens: u64,
+}
+
+async fn agents(cli: &Cli, format: Output) -> anyhow::Result<ExitCode> {
+    let (tokens, store) = open_tokens(cli).await?;
+    let agents = tokens.agents().await;
+    store.close().await;
+    let rows: Vec<AgentRow> = agents?
+        .iter()
+        .map(|a| AgentRow {
+            name: a.name.to_string(),
+            registered_at: a.registered_at.to_rfc3339(),
+            active_tokens: a.active_tokens,
+        })
+        .collect();
+    output::print(format, &rows, || {
+        output::table(
+            &["NAME", "REGISTERED", "ACTIVE TOKENS"],
+            rows.iter().map(|r| {
+                vec![
+                    r.name.clone(),
+                    r.registered_at.clone(),
+                    r.active_tokens.to_string(),
+                ]
+            }),
+        )
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct StatusReport {
+    url: String,
+    ready: serde_json::Value,
+    status: Option<serde_json::Value>,
+}
+
+async fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let (config, _) = load_config(cli, None)?;
+    let url = match &args.url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => {
+            let mut addr = config.server.listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{addr}")
+        }
+    };
+    let token = match &args.token {
+        Some(t) => Some(t.trim().to_owned()),
+        None => read_admin_token(&config.data_dir.join("admin.token")),
+    };
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()?;
+    let ready_resp = client
+        .get(format!("{url}/api/health/ready"))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach Aura at {url}; is `aura up` running?"))?;
+    let ready_ok = ready_resp.status().is_success();
+    let ready: serde_json::Value = ready_resp.json().await.context("reading readiness")?;
+    let status = match &token {
+        Some(token) => {
+            let resp = client
+                .get(format!("{url}/api/v1/status"))
+                .bearer_auth(token)
+                .send()
+                .await?;
+            if resp.status().is_success() {
+                Some(resp.json().await?)
+            } else {
+                eprintln!(
+                    "warning: status needs a valid token (HTTP {})",
+                    resp.status().as_u16()
+                );
+                None
+            }
+        }
+        None => None,
+    };
+    let report = StatusReport { url, ready, status };
+    output::print(args.output, &report, || status_table(&report))?;
+    Ok(if ready_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn status_table(report: &StatusReport) -> String {
+    let s = |v: &serde_json::Value, k: &str| {
+        v.get(k)
+            .map(|x| x.to_string().trim_matches('"').to_owned())
+            .unwrap_or_default()
+    };
+    let mut rows = vec![
+        vec!["url".to_owned(), report.url.clone()],
+        vec!["readiness".to_owned(), s(&report.ready, "status")],
+    ];
+    if let Some(checks) = report.ready.get("checks").and_then(|c| c.as_array()) {
+        for c in checks {
+            rows.push(vec![
+                format!("  {} ({})", s(c, "name"), s(c, "backend")),
+                format!(
+                    "{} in {:.1} ms",
+                    s(c, "status"),
+                    c.get("latency_ms").and_then(|l| l.as_f64()).unwrap_or(0.0)
+                ),
+            ]);
+        }
+    }
+    if let Some(st) = &report.status {
+        for key in [
+            "version",
+            "started_at",
+            "uptime_seconds",
+            "store_backend",
+            "store_schema_version",
+        ] {
+            rows.push(vec![key.replace('_', " "), s(st, key)]);
+        }
+    }
+    output::table(&["", ""], rows)
+}
+
+fn read_admin_token(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|t| t.trim().to_owned())
+}

@@ -1,0 +1,625 @@
+//! Real-binary tests: start `aura up` on port 0 with a temp data dir and talk to it over HTTP.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers outside #[test] fns
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_aura");
+
+/// A running `aura up` child process.
+struct Aura {
+    child: Child,
+    url: String,
+    addr: String,
+    data_dir: PathBuf,
+    _home: tempfile::TempDir,
+}
+
+impl Aura {
+    fn start(extra: &[&str]) -> Aura {
+        let home = tempfile::tempdir().unwrap();
+        let data_dir = home.path().join("data");
+        let mut child = aura_cmd(home.path())
+            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data_dir)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let line = read_line(&mut stdout);
+        let url = line
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line `{line}`"))
+            .trim()
+            .to_owned();
+        let addr = url.trim_start_matches("http://").to_owned();
+        Aura {
+            child,
+            url,
+            addr,
+            data_dir,
+            _home: home,
+        }
+    }
+
+    fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    fn sigterm(&self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+    }
+
+    /// Waits for exit with a deadline; returns the exit status and stderr.
+    fn wait(&mut self, within: Duration) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut stderr = String::new();
+                self.child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut stderr)
+                    .unwrap();
+                return (status, stderr);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "aura did not exit within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Aura {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `aura` command with a clean environment and `dir` as working directory (so no stray ./aura.yaml).
+fn aura_cmd(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir);
+    for var in [
+        "AURA_CONFIG",
+        "AURA_DATA_DIR",
+        "AURA_LISTEN",
+        "AURA_LOG",
+        "AURA_TOKEN",
+        "AURA_URL",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+fn read_line(r: &mut impl std::io::Read) -> String {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while r.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+        line.push(byte[0]);
+    }
+    String::from_utf8(line).unwrap()
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn health_metrics_and_openapi_are_served() {
+    let aura = Aura::start(&[]);
+    let http = client();
+
+    let live = http.get(aura.url("/api/health/live")).send().await.unwrap();
+    assert_eq!(live.status(), 200);
+    assert!(live.headers().contains_key("x-request-id"));
+    assert_eq!(live.json::<Value>().await.unwrap(), json!({"status": "ok"}));
+
+    let ready: Value = http
+        .get(aura.url("/api/health/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["checks"][0]["name"], "store");
+    assert_eq!(ready["checks"][0]["backend"], "sqlite");
+    assert_eq!(ready["checks"][0]["status"], "ok");
+
+    // A client-supplied request id is echoed back.
+    let echoed = http
+        .get(aura.url("/api/health/live"))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.headers()["x-request-id"], "trace-me-42");
+
+    // The OpenAPI document needs a token and lists every route.
+    let unauth = http
+        .get(aura.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauth.status(), 401);
+    let doc: Value = http
+        .get(aura.url("/api/openapi.json"))
+        .bearer_auth(aura.admin_token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/api/health/live",
+        "/api/health/ready",
+        "/metrics",
+        "/api/openapi.json",
+        "/api/v1/whoami",
+        "/api/v1/status",
+        "/api/v1/config",
+        "/api/v1/agents",
+        "/api/v1/agents/{name}",
+        "/api/v1/tokens",
+        "/api/v1/tokens/{id}",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "openapi misses {path}");
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+
+    let metrics = http.get(aura.url("/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.contains("# TYPE aura_http_requests_total counter"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE aura_http_request_duration_seconds histogram"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "aura_http_requests_total{method=\"GET\",route=\"/api/health/live\",status=\"200\"}"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "aura_http_requests_total{method=\"GET\",route=\"/api/openapi.json\",status=\"401\"}"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("process_resident_memory_bytes"), "{text}");
+    promtool_check(&text);
+}
+
+/// Runs `promtool check metrics` when promtool is installed; CI sets AURA_REQUIRE_PROMTOOL=1 so it must be.
+fn promtool_check(text: &str) {
+    let required = std::env::var("AURA_REQUIRE_PROMTOOL").is_ok_and(|v| v == "1");
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(
+                !required,
+                "promtool is required (AURA_REQUIRE_PROMTOOL=1) but cannot run: {e}"
+            );
+            eprintln!(
+                "note: promtool not installed; skipped `promtool check metrics` (apt-get install prometheus)"
+            );
+            return;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn tokens_and_roles_gate_every_route() {
+    let aura = Aura::start(&[]);
+    let http = client();
+    let admin = aura.admin_token();
+
+    // Admin token file is private.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(aura.data_dir.join("admin.token"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // No token, garbage, wrong scheme: 401 with a machine-readable code.
+    for auth in [
+        None,
+        Some("Bearer nope"),
+        Some("Basic YWRtaW46YWRtaW4="),
+        Some("Bearer aura_000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+    ] {
+        let mut req = http.get(aura.url("/api/v1/tokens"));
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 401, "{auth:?}");
+        assert!(resp.headers().contains_key("www-authenticate"));
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unauthorized");
+    }
+
+    // Admin: 200.
+    let list = http
+        .get(aura.url("/api/v1/tokens"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), 200);
+    let list: Value = list.json().await.unwrap();
+    assert_eq!(list["total"], 1);
+    assert_eq!(list["items"][0]["role"], "admin");
+    assert!(
+        !list.to_string().contains(&admin),
+        "a listing must never carry a secret"
+    );
+
+    // Admin creates a viewer and an agent token.
+    let viewer: Value = http
+        .post(aura.url("/api/v1/tokens"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "dash", "role": "viewer"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let viewer_token = viewer["token"].as_str().unwrap().to_owned();
+    let created = http
+        .post(aura.url("/api/v1/tokens"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "planner-key", "role": "agent", "agent": "planner"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let agent_token = created.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Viewer on an admin route: 403; on a read route: 200.
+    let forbidden = http
+        .get(aura.url("/api/v1/tokens"))
+        .bearer_auth(&viewer_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forbidden.status(), 403);
+    assert_eq!(
+        forbidden.json::<Value>().await.unwrap()["error"]["code"],
+        "forbidden"
+    );
+    let agents: Value = http
+        .get(aura.url("/api/v1/agents"))
+        .bearer_auth(&viewer_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(agents["total"], 1);
+    assert_eq!(agents["items"][0]["name"], "planner");
+    assert_eq!(agents["items"][0]["active_tokens"], 1);
+
+    // Agent: whoami yes, inventory no, config no.
+    let me: Value = http
+        .get(aura.url("/api/v1/whoami"))
+        .bearer_auth(&agent_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["role"], "agent");
+    assert_eq!(me["agent"], "planner");
+    for path in ["/api/v1/agents", "/api/v1/config", "/api/v1/tokens"] {
+        let resp = http
+            .get(aura.url(path))
+            .bearer_auth(&agent_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403, "{path}");
+    }
+
+    // Bad requests get 4xx with a code and change nothing.
+    for (body, status, code) in [
+        (json!({"name": "x", "role": "root"}), 422, "invalid"),
+        (json!({"name": "x", "role": "agent"}), 422, "invalid"),
+        (
+            json!({"name": "bad name!", "role": "viewer"}),
+            422,
+            "invalid",
+        ),
+        (json!({"name": "dash", "role": "viewer"}), 409, "conflict"),
+        (
+            json!({"name": "x", "role": "viewer", "extra": 1}),
+            400,
+            "invalid_body",
+        ),
+    ] {
+        let resp = http
+            .post(aura.url("/api/v1/tokens"))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "{body}");
+        assert_eq!(
+            resp.json::<Value>().await.unwrap()["error"]["code"],
+            code,
+            "{body}"
+        );
+    }
+    let total = http
+        .get(aura.url("/api/v1/tokens"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["total"]
+        .clone();
+    assert_eq!(total, 3);
+
+    // Revocation takes effect at once; the last admin cannot be revoked.
+    let revoked = http
+        .delete(aura.url("/api/v1/tokens/dash"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let after = http
+        .get(aura.url("/api/v1/agents"))
+        .bearer_auth(&viewer_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 401);
+    let admin_id = list["items"][0]["id"].as_str().unwrap();
+    let last = http
+        .delete(aura.url(&format!("/api/v1/tokens/{admin_id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(last.status(), 409);
+    assert_eq!(
+        last.json::<Value>().await.unwrap()["error"]["code"],
+        "last_admin"
+    );
+
+    // Unknown routes: JSON 404.
+    let missing = http
+        .get(aura.url("/api/v1/nope"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.json::<Value>().await.unwrap()["error"]["code"],
+        "not_found"
+    );
+}
+
+#[tokio::test]
+async fn cli_tokens_work_against_the_running_server() {
+    let aura = Aura::start(&[]);
+    let out = aura_cmd(aura._home.path())
+        .args([
+            "token",
+            "create",
+            "--name",
+            "ci-bot",
+            "--role",
+            "agent",
+            "--agent",
+            "ci",
+            "--data-dir",
+        ])
+        .arg(&aura.data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let token = stdout.lines().last().unwrap().trim().to_owned();
+    assert!(token.starts_with("aura_"), "{stdout}");
+
+    let me: Value = client()
+        .get(aura.url("/api/v1/whoami"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["token_name"], "ci-bot");
+    assert_eq!(me["agent"], "ci");
+
+    for format in ["json", "yaml", "table"] {
+        let list = aura_cmd(aura._home.path())
+            .args(["token", "list", "--output", format, "--data-dir"])
+            .arg(&aura.data_dir)
+            .output()
+            .unwrap();
+        assert!(list.status.success());
+        let text = String::from_utf8(list.stdout).unwrap();
+        assert!(text.contains("ci-bot"), "{format}: {text}");
+        assert!(!text.contains(&token), "listing leaks the secret");
+    }
+    let json_list: Value = serde_json::from_slice(
+        &aura_cmd(aura._home.path())
+            .args(["token", "list", "-o", "json", "--data-dir"])
+            .arg(&aura.data_dir)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(json_list.as_array().unwrap().len(), 2);
+
+    let agents = aura_cmd(aura._home.path())
+        .args(["agent", "list", "-o", "json", "--data-dir"])
+        .arg(&aura.data_dir)
+        .output()
+        .unwrap();
+    let agents: Value = serde_json::from_slice(&agents.stdout).unwrap();
+    assert_eq!(agents[0]["name"], "ci");
+
+    let status = aura_cmd(aura._home.path())
+        .args(["status", "-o", "json", "--url", &aura.url, "--data-dir"])
+        .arg(&aura.data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["ready"]["status"], "ready");
+    assert_eq!(status["status"]["store_backend"], "sqlite");
+
+    let revoke = aura_cmd(aura._home.path())
+        .args(["token", "revoke", "ci-bot", "--data-dir"])
+        .arg(&aura.data_dir)
+        .output()
+        .unwrap();
+    assert!(revoke.status.success());
+    let after = client()
+        .get(aura.url("/api/v1/whoami"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 401);
+}
+
+/// SIGTERM while a request is in flight: the request completes, new connections are refused, exit 0 within 5 s.
+#[test]
+fn sigterm_drains_in_flight_requests_and_exits_zero() {
+    let mut aura = Aura::start(&["--log-format", "json"]);
+    let admin = aura.admin_token();
+    let body = r#"{"name":"late","role":"viewer"}"#;
+    let mut conn = TcpStream::connect(&aura.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        conn,
+        "POST /api/v1/tokens HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {admin}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        aura.addr,
+        body.len()
+    )
+    .unwrap();
+    // `100 Continue` arrives when the handler starts reading the body: the request is now in flight.
+    let first = read_line(&mut conn);
+    assert!(first.starts_with("HTTP/1.1 100"), "{first}");
+    assert_eq!(read_line(&mut conn), "\r");
+
+    aura.sigterm();
+    let stopped = Instant::now();
+    // The listener closes: new connections are refused while the in-flight one stays open.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(&aura.addr).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "still accepting 5 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    conn.write_all(body.as_bytes()).unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    assert!(response.contains("\"name\":\"late\""), "{response}");
+
+    let (status, stderr) = aura.wait(Duration::from_secs(5));
+    assert!(status.success(), "exit status {status}; stderr:\n{stderr}");
+    assert!(stopped.elapsed() < Duration::from_secs(5));
+    // Logs are JSON lines and never contain a token.
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    }
+    assert!(!stderr.contains(&admin), "a token was logged");
+    // The token created by the drained request is durable.
+    let list = aura_cmd(aura._home.path())
+        .args(["token", "list", "-o", "json", "--data-dir"])
+        .arg(&aura.data_dir)
+        .output()
+        .unwrap();
+    let list: Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert!(
+        list.as_array().unwrap().iter().any(|t| t["name"] == "late"),
+        "{list}"
+    );
+}

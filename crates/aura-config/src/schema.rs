@@ -1,0 +1,243 @@
+//! The configuration schema: plain Rust types, their documented defaults and layering.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::values;
+
+/// The whole `aura.yaml` file. Every field has a default, so an empty file (or no file) is valid.
+///
+/// Read it with [`crate::load`] or [`crate::parse_str`]: they turn the checks done during
+/// deserialization into [`crate::ConfigError`]s with positions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The HTTP server (API, dashboard, gateway, MCP).
+    #[serde(deserialize_with = "values::section")]
+    pub server: ServerConfig,
+    /// Directory for local state (the SQLite database, audit log, …). Default `./aura-data`.
+    #[serde(deserialize_with = "values::data_dir")]
+    pub data_dir: PathBuf,
+    /// Where durable state is stored.
+    #[serde(deserialize_with = "values::section")]
+    pub store: StoreConfig,
+    /// Logging.
+    #[serde(deserialize_with = "values::section")]
+    pub log: LogConfig,
+}
+
+/// The `server` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the HTTP server listens on. Default `127.0.0.1:7470`.
+    #[serde(deserialize_with = "values::listen")]
+    pub listen: SocketAddr,
+    /// Bound on draining in-flight requests at SIGINT/SIGTERM, 1..=3600. Default 10.
+    #[serde(deserialize_with = "values::shutdown_timeout_seconds")]
+    pub shutdown_timeout_seconds: u64,
+    /// Bound on handling one request, 1..=3600. Default 30.
+    #[serde(deserialize_with = "values::request_timeout_seconds")]
+    pub request_timeout_seconds: u64,
+    /// Largest accepted request body in bytes, 1..=1 GiB. Default 2 MiB.
+    #[serde(deserialize_with = "values::max_body_bytes")]
+    pub max_body_bytes: u64,
+}
+
+/// The `store` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// The database; `None` means the SQLite file `<data_dir>/aura.db`
+    /// (see [`Config::effective_store_url`]).
+    #[serde(deserialize_with = "values::store_url")]
+    pub url: Option<StoreUrl>,
+    /// PostgreSQL only: the schema to use, created if missing. `None` uses the server's default.
+    #[serde(deserialize_with = "values::store_schema")]
+    pub schema: Option<String>,
+    /// Size of the connection pool, 1..=1000. Default 10.
+    #[serde(deserialize_with = "values::max_connections")]
+    pub max_connections: u32,
+    /// Bound on opening one connection, 1..=600. Default 5.
+    #[serde(deserialize_with = "values::connect_timeout_seconds")]
+    pub connect_timeout_seconds: u64,
+}
+
+/// The `log` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Output format. Default [`LogFormat::Text`].
+    #[serde(deserialize_with = "values::log_format")]
+    pub format: LogFormat,
+    /// A `tracing` filter directive such as `info,aura_server=debug`. Default `info`.
+    /// `AURA_LOG` overrides it at runtime (handled by the CLI).
+    #[serde(deserialize_with = "values::log_level")]
+    pub level: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A validated database location.
+///
+/// Serializes to its URL, password included: call [`Config::redacted`] before showing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// A SQLite database file (relative paths in a file are already resolved against the
+    /// file's directory).
+    Sqlite(PathBuf),
+    /// A `postgres://` or `postgresql://` URL, as written.
+    Postgres(String),
+}
+
+/// Values given on the command line or in the environment, layered over the file by
+/// [`Config::apply`]. `None` leaves the file's (or the default) value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--listen` / `AURA_LISTEN`.
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir` / `AURA_DATA_DIR`; a relative path stays relative to the current directory.
+    pub data_dir: Option<PathBuf>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
+}
+
+impl Config {
+    /// Layers flag/environment values over this configuration.
+    pub fn apply(&mut self, overrides: Overrides) {
+        let Overrides {
+            listen,
+            data_dir,
+            log_format,
+        } = overrides;
+        if let Some(listen) = listen {
+            self.server.listen = listen;
+        }
+        if let Some(data_dir) = data_dir {
+            self.data_dir = data_dir;
+        }
+        if let Some(format) = log_format {
+            self.log.format = format;
+        }
+    }
+
+    /// A copy that is safe to show: the password of a database URL is replaced by `***`
+    /// (`postgres://user:***@host/db`, including a `password=` query parameter).
+    #[must_use]
+    pub fn redacted(&self) -> Config {
+        let mut copy = self.clone();
+        if let Some(StoreUrl::Postgres(url)) = &mut copy.store.url {
+            *url = values::redact_url(url);
+        }
+        copy
+    }
+
+    /// The database actually used: `store.url`, or the SQLite file `<data_dir>/aura.db` when it
+    /// is not set.
+    #[must_use]
+    pub fn effective_store_url(&self) -> StoreUrl {
+        match &self.store.url {
+            Some(url) => url.clone(),
+            None => StoreUrl::Sqlite(self.data_dir.join("aura.db")),
+        }
+    }
+
+    /// The SQLite database file in use, or `None` when the store is PostgreSQL.
+    #[must_use]
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        match self.effective_store_url() {
+            StoreUrl::Sqlite(path) => Some(path),
+            StoreUrl::Postgres(_) => None,
+        }
+    }
+}
+
+/// The documented product defaults (`docs/configuration.md`).
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            data_dir: PathBuf::from("./aura-data"),
+            store: StoreConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 7470)),
+            shutdown_timeout_seconds: 10,
+            request_timeout_seconds: 30,
+            max_body_bytes: 2 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: None,
+            schema: None,
+            max_connections: 10,
+            connect_timeout_seconds: 5,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+impl LogFormat {
+    /// The name used in `aura.yaml` and on the command line: `text` or `json`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl StoreUrl {
+    /// The URL as written in `aura.yaml` (`sqlite://PATH` or the PostgreSQL URL), password
+    /// included.
+    #[must_use]
+    pub fn to_url(&self) -> String {
+        match self {
+            StoreUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
+            StoreUrl::Postgres(url) => url.clone(),
+        }
+    }
+}
+
+impl Serialize for StoreUrl {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_url())
+    }
+}

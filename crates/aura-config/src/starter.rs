@@ -1,0 +1,40 @@
+//! The commented starter `aura.yaml` that `aura init` writes.
+
+/// A complete `aura.yaml` with every setting at its default and a one-line explanation each.
+/// Parsing it gives exactly [`crate::Config::default`].
+pub const STARTER_YAML: &str = r#"# aura.yaml: settings for Aura. Every line below shows the built-in default;
+# change what you need, or delete a line to go back to the default.
+# Full reference: docs/configuration.md
+
+server:
+  # Address and port Aura listens on (API, dashboard, gateway). Use 0.0.0.0:7470 to accept other machines.
+  listen: 127.0.0.1:7470
+  # On stop (Ctrl-C), seconds to let requests in progress finish (1 to 3600).
+  shutdown_timeout_seconds: 10
+  # Seconds one request may take before it is cancelled (1 to 3600).
+  request_timeout_seconds: 30
+  # Largest request body accepted, in bytes (2097152 = 2 MiB; at most 1073741824 = 1 GiB).
+  max_body_bytes: 2097152
+
+# Folder where Aura keeps its data; a relative path starts at this file's folder.
+data_dir: ./aura-data
+
+store:
+  # Database. Leave unset to use the file aura.db inside data_dir, or give a URL, for example:
+  #   url: sqlite:///var/lib/aura/aura.db
+  #   url: postgres://aura:password@127.0.0.1:5432/aura
+  # url:
+  # PostgreSQL only: schema (namespace) for Aura's tables, created if missing.
+  # schema: aura
+  # Most database connections open at once (1 to 1000).
+  max_connections: 10
+  # Seconds to wait when connecting to the database (1 to 600).
+  connect_timeout_seconds: 5
+
+log:
+  # Log line format: text (for people) or json (for log collectors).
+  format: text
+  # How much to log: trace, debug, info, warn or error; per module too, e.g. info,aura_server=debug.
+  # The AURA_LOG environment variable overrides this.
+  level: info
+"#;

@@ -1,0 +1,56 @@
+//! Shared application state handed to every handler.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use aura_config::Config;
+use aura_core::Timestamp;
+use aura_store::Store;
+
+use crate::services::Tokens;
+use crate::telemetry::Metrics;
+
+/// Everything a handler may reach. Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    pub(crate) tokens: Tokens,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) config: Arc<Config>,
+    pub(crate) metrics: Metrics,
+    pub(crate) started: Instant,
+    pub(crate) started_at: Timestamp,
+    pub(crate) openapi_json: Arc<str>,
+    draining: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub(crate) fn new(
+        tokens: Tokens,
+        store: Arc<dyn Store>,
+        config: Arc<Config>,
+        metrics: Metrics,
+        openapi_json: Arc<str>,
+    ) -> Self {
+        let started_at = tokens.now();
+        Self {
+            tokens,
+            store,
+            config,
+            metrics,
+            started: Instant::now(),
+            started_at,
+            openapi_json,
+            draining: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Marks the server as shutting down: readiness turns 503 so load balancers stop sending work.
+    pub(crate) fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,301 @@
+//! Server lifecycle: prepare the data dir, open the store, bootstrap the admin token, bind, serve, and on
+//! shutdown stop accepting, drain in-flight requests within a bound, then flush and close the store.
+
+use std::future::Future;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request, StatusCode};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use aura_config::{Config, StoreUrl};
+use aura_core::{Clock, SystemClock};
+use aura_store::{ConnectOptions, Store, StoreTarget};
+
+use crate::app::AppState;
+use crate::routes;
+use crate::services::Tokens;
+use crate::telemetry::Metrics;
+
+const REQUEST_ID: &str = "x-request-id";
+const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The data directory could not be created or written.
+    #[error("data directory `{path}`: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The state store could not be opened.
+    #[error("state store: {0}")]
+    Store(#[from] aura_store::StoreError),
+    /// The admin token could not be created or written.
+    #[error("admin token: {0}")]
+    AdminToken(String),
+    /// The listen address could not be bound.
+    #[error("cannot listen on `{addr}`: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The metrics recorder could not be installed.
+    #[error("metrics: {0}")]
+    Metrics(String),
+    /// Serving failed.
+    #[error("serving: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// How the store is reached, derived from the configuration.
+#[derive(Debug, Clone)]
+pub struct StoreSettings(ConnectOptions);
+
+impl StoreSettings {
+    /// The store settings of `config`: SQLite at `<data_dir>/aura.db` unless `store.url` says otherwise.
+    pub fn from_config(config: &Config) -> Self {
+        let target = match &config.store.url {
+            None => StoreTarget::Sqlite {
+                path: config.data_dir.join("aura.db"),
+            },
+            Some(StoreUrl::Sqlite(path)) => StoreTarget::Sqlite { path: path.clone() },
+            Some(StoreUrl::Postgres(url)) => StoreTarget::Postgres {
+                url: url.clone(),
+                schema: config.store.schema.clone(),
+            },
+        };
+        Self(ConnectOptions {
+            target,
+            max_connections: config.store.max_connections,
+            connect_timeout: Duration::from_secs(config.store.connect_timeout_seconds),
+        })
+    }
+}
+
+/// Opens the configured store (creating the data dir for SQLite) and applies pending migrations.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServeError> {
+    let settings = StoreSettings::from_config(config);
+    if let StoreTarget::Sqlite { path } = &settings.0.target
+        && let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        create_private_dir(parent)?;
+    }
+    Ok(aura_store::open(&settings.0).await?)
+}
+
+/// A server that has bound its listener and is ready to serve.
+#[derive(Debug)]
+pub struct BoundServer {
+    listener: TcpListener,
+    state: AppState,
+    admin_token_file: Option<PathBuf>,
+    shutdown_timeout: Duration,
+    request_timeout: Duration,
+    max_body_bytes: usize,
+}
+
+/// What happened during shutdown.
+#[derive(Debug, Clone, Copy)]
+pub struct ShutdownReport {
+    /// Whether every in-flight request finished within the bound.
+    pub drained: bool,
+    /// How long draining took.
+    pub drain_time: Duration,
+}
+
+/// Prepares everything `aura up` needs and binds the listen address. Nothing is served until [`BoundServer::run`].
+pub async fn bind(config: Config) -> Result<BoundServer, ServeError> {
+    let metrics = Metrics::install().map_err(ServeError::Metrics)?;
+    create_private_dir(&config.data_dir)?;
+    let store = open_store(&config).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let tokens = Tokens::new(store.clone(), clock);
+    let admin_token_file = match tokens.bootstrap_admin().await {
+        Ok(Some(created)) => {
+            let path = config.data_dir.join(ADMIN_TOKEN_FILE);
+            write_secret_file(&path, &created.token.reveal()).map_err(|e| {
+                ServeError::AdminToken(format!("cannot write `{}`: {e}", path.display()))
+            })?;
+            tracing::info!(path = %path.display(), token_id = %created.record.id, "created the first admin token");
+            Some(path)
+        }
+        Ok(None) => None,
+        Err(e) => return Err(ServeError::AdminToken(e.to_string())),
+    };
+    let addr = config.server.listen;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let openapi_json: Arc<str> = serde_json::to_string(&routes::openapi_document())
+        .map_err(|e| ServeError::Metrics(format!("openapi: {e}")))?
+        .into();
+    let shutdown_timeout = Duration::from_secs(config.server.shutdown_timeout_seconds);
+    let request_timeout = Duration::from_secs(config.server.request_timeout_seconds);
+    let max_body_bytes = usize::try_from(config.server.max_body_bytes).unwrap_or(usize::MAX);
+    let state = AppState::new(tokens, store, Arc::new(config), metrics, openapi_json);
+    Ok(BoundServer {
+        listener,
+        state,
+        admin_token_file,
+        shutdown_timeout,
+        request_timeout,
+        max_body_bytes,
+    })
+}
+
+impl BoundServer {
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Where the admin token was written, when this start created it.
+    pub fn admin_token_file(&self) -> Option<&Path> {
+        self.admin_token_file.as_deref()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, drains in-flight requests for at most the
+    /// configured bound, and flushes and closes the store.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<ShutdownReport, ServeError> {
+        let Self {
+            listener,
+            state,
+            shutdown_timeout,
+            request_timeout,
+            max_body_bytes,
+            ..
+        } = self;
+        let cancel = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        {
+            let metrics = state.metrics.clone();
+            let cancel = cancel.clone();
+            tasks.spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tick.tick() => metrics.upkeep(),
+                    }
+                }
+            });
+        }
+        let app = routes::router(state.clone())
+            .layer(DefaultBodyLimit::max(max_body_bytes))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                request_timeout,
+            ))
+            .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
+                REQUEST_ID,
+            )))
+            .layer(TraceLayer::new_for_http().make_span_with(make_span))
+            .layer(SetSensitiveRequestHeadersLayer::new([
+                axum::http::header::AUTHORIZATION,
+                axum::http::header::PROXY_AUTHORIZATION,
+                axum::http::header::COOKIE,
+            ]))
+            .layer(SetRequestIdLayer::new(
+                HeaderName::from_static(REQUEST_ID),
+                MakeRequestUuid,
+            ));
+
+        let serve =
+            axum::serve(listener, app).with_graceful_shutdown(cancel.clone().cancelled_owned());
+        let mut serve = std::pin::pin!(serve.into_future());
+        let report = tokio::select! {
+            result = &mut serve => {
+                result.map_err(ServeError::Serve)?;
+                ShutdownReport { drained: true, drain_time: Duration::ZERO }
+            }
+            () = shutdown => {
+                tracing::info!(bound_seconds = shutdown_timeout.as_secs(), "shutting down: draining in-flight requests");
+                state.start_draining();
+                cancel.cancel();
+                let started = Instant::now();
+                match tokio::time::timeout(shutdown_timeout, &mut serve).await {
+                    Ok(result) => {
+                        result.map_err(ServeError::Serve)?;
+                        ShutdownReport { drained: true, drain_time: started.elapsed() }
+                    }
+                    Err(_) => {
+                        tracing::warn!("drain bound reached; closing remaining connections");
+                        ShutdownReport { drained: false, drain_time: started.elapsed() }
+                    }
+                }
+            }
+        };
+        cancel.cancel();
+        tasks.close();
+        tasks.wait().await;
+        state.store.close().await;
+        tracing::info!(drained = report.drained, "stopped");
+        Ok(report)
+    }
+}
+
+fn make_span(request: &Request<axum::body::Body>) -> tracing::Span {
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %request.method(),
+        path = %request.uri().path(),
+        principal = tracing::field::Empty,
+    )
+}
+
+fn create_private_dir(path: &Path) -> Result<(), ServeError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|source| ServeError::DataDir {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Writes `secret` to `path` with mode 0600: a temp file created 0600, fsync'd, renamed over, dir fsync'd.
+fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{ADMIN_TOKEN_FILE}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(secret.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}

@@ -1,0 +1,133 @@
+//! The HTTP routes, their access rules, and the OpenAPI document generated from them.
+//!
+//! Route groups are assembled with `utoipa-axum`, so a route cannot exist without its OpenAPI entry.
+//! Public: `/api/health/*` and `/metrics`. Everything else passes [`auth::authenticate`] and then the
+//! group's [`auth::require`] permission.
+
+mod agents;
+mod health;
+mod meta;
+mod tokens;
+mod wire;
+
+use axum::Router;
+use axum::middleware;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use aura_core::Permission;
+
+use crate::app::AppState;
+use crate::auth;
+use crate::error::ApiError;
+use crate::telemetry;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Aura API", description = "The control plane for autonomous AI agents."),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "health", description = "Liveness, readiness and metrics; no token needed"),
+        (name = "meta", description = "Who am I, server status, configuration, this document"),
+        (name = "agents", description = "The agent registry"),
+        (name = "tokens", description = "API tokens (admin only)"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+fn group(permission: Permission, router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
+    router.route_layer(middleware::from_fn(move |req, next| {
+        auth::require(permission, req, next)
+    }))
+}
+
+fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
+    let public = OpenApiRouter::new()
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready))
+        .routes(routes!(health::metrics));
+    let protected = OpenApiRouter::new()
+        .merge(group(
+            Permission::Authenticated,
+            OpenApiRouter::new()
+                .routes(routes!(meta::whoami))
+                .routes(routes!(meta::status))
+                .routes(routes!(meta::openapi)),
+        ))
+        .merge(group(
+            Permission::ReadInventory,
+            OpenApiRouter::new()
+                .routes(routes!(agents::list))
+                .routes(routes!(agents::get)),
+        ))
+        .merge(group(
+            Permission::ReadConfig,
+            OpenApiRouter::new().routes(routes!(meta::config)),
+        ))
+        .merge(group(
+            Permission::ManageTokens,
+            OpenApiRouter::new()
+                .routes(routes!(tokens::list, tokens::create))
+                .routes(routes!(tokens::revoke)),
+        ));
+    (public, protected)
+}
+
+/// The OpenAPI document of every route, as served at `/api/openapi.json`.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let (public, protected) = api_routes();
+    let mut doc = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+        .merge(public)
+        .merge(protected)
+        .into_openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    // Public routes need no token: clear their security requirement.
+    for path in ["/api/health/live", "/api/health/ready", "/metrics"] {
+        if let Some(item) = doc.paths.paths.get_mut(path)
+            && let Some(get) = item.get.as_mut()
+        {
+            get.security = Some(vec![
+                utoipa::openapi::security::SecurityRequirement::default(),
+            ]);
+        }
+    }
+    doc
+}
+
+/// The application router with every layer that belongs to routing (auth, RBAC, metrics, fallback).
+pub(crate) fn router(state: AppState) -> Router {
+    let (public, protected) = api_routes();
+    let protected = protected.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::authenticate,
+    ));
+    let (router, _doc) = OpenApiRouter::new()
+        .merge(public)
+        .merge(protected)
+        .split_for_parts();
+    router
+        .route_layer(middleware::from_fn(telemetry::track))
+        .fallback(fallback)
+        .with_state(state)
+}
+
+async fn fallback(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    metrics::counter!(telemetry::HTTP_REQUESTS, "method" => method.as_str().to_owned(), "route" => "unmatched", "status" => "404")
+        .increment(1);
+    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+}

@@ -1,0 +1,809 @@
+//! Conformance suite: every scenario is written once and runs against both backends — SQLite in a temporary
+//! directory and the real PostgreSQL server on this machine, in a fresh schema per test.
+//!
+//! PostgreSQL is reached at `AURA_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`). If it is
+//! not running, the postgres tests fail and say so; they never skip.
+
+// Scenarios and helpers are test code, but clippy's `allow-*-in-tests` only recognises `#[test]` functions.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::hash_map::RandomState;
+use std::future::Future;
+use std::hash::BuildHasher;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aura_core::{AgentName, Role, Timestamp, TokenHash, TokenId};
+use aura_store::{
+    AgentRecord, ConnectOptions, RevokeOutcome, Store, StoreError, StoreTarget, TokenRecord,
+};
+use sqlx::{Connection, Executor};
+
+/// The newest migration version this build ships.
+const LATEST_SCHEMA_VERSION: i64 = 1;
+
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable";
+
+/// Writes one `#[tokio::test]` per backend per scenario: `sqlite::<scenario>` and `postgres::<scenario>`.
+macro_rules! conformance {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::run_sqlite(super::$scenario).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::run_postgres(super::$scenario).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    migrations_are_applied_at_open,
+    reopening_keeps_data_and_applies_nothing,
+    concurrent_opens_of_a_fresh_store_all_succeed,
+    tokens_round_trip_every_field,
+    active_names_are_unique_and_revoked_names_reusable,
+    duplicate_ids_conflict,
+    revoke_reports_what_it_did,
+    active_tokens_are_counted_per_role,
+    agents_register_on_their_first_token_only,
+    agents_are_listed_in_bytewise_name_order,
+    a_failed_insert_registers_no_agent,
+    concurrent_inserts_all_land,
+    corrupt_rows_are_reported_not_hidden,
+    close_is_idempotent_and_final,
+);
+
+// ---------------------------------------------------------------------------------------------------------------
+// Scenarios
+// ---------------------------------------------------------------------------------------------------------------
+
+async fn migrations_are_applied_at_open(db: TestDb) {
+    assert_eq!(db.store.backend(), db.backend());
+    db.store.ping().await.unwrap();
+    assert_eq!(
+        db.store.schema_version().await.unwrap(),
+        LATEST_SCHEMA_VERSION
+    );
+    assert_eq!(db.migration_rows().await, LATEST_SCHEMA_VERSION);
+    assert!(db.store.tokens().await.unwrap().is_empty());
+    assert!(db.store.agents().await.unwrap().is_empty());
+}
+
+async fn reopening_keeps_data_and_applies_nothing(db: TestDb) {
+    let token = token("000000000001", "ci", Role::Operator, Some("builder"), 10);
+    db.store.insert_token(&token).await.unwrap();
+    db.store.close().await;
+
+    let reopened = db.reopen().await;
+    assert_eq!(
+        reopened.schema_version().await.unwrap(),
+        LATEST_SCHEMA_VERSION
+    );
+    assert_eq!(db.migration_rows().await, LATEST_SCHEMA_VERSION);
+    assert_eq!(reopened.token(&token.id).await.unwrap(), Some(token));
+    assert_eq!(reopened.agents().await.unwrap().len(), 1);
+
+    // And once more while the first reopen is still live.
+    let again = db.reopen().await;
+    assert_eq!(again.tokens().await.unwrap().len(), 1);
+    again.close().await;
+    reopened.close().await;
+}
+
+async fn concurrent_opens_of_a_fresh_store_all_succeed(db: TestDb) {
+    let options = db.fresh_options();
+    let mut opens = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let options = options.clone();
+        opens.spawn(async move { aura_store::open(&options).await });
+    }
+    let stores: Vec<Arc<dyn Store>> = opens
+        .join_all()
+        .await
+        .into_iter()
+        .map(|opened| opened.unwrap())
+        .collect();
+    for store in &stores {
+        assert_eq!(store.schema_version().await.unwrap(), LATEST_SCHEMA_VERSION);
+    }
+    let token = token("00000000000a", "shared", Role::Admin, None, 1);
+    stores[0].insert_token(&token).await.unwrap();
+    assert_eq!(stores[3].token(&token.id).await.unwrap(), Some(token));
+    for store in stores {
+        store.close().await;
+    }
+}
+
+async fn tokens_round_trip_every_field(db: TestDb) {
+    let mut revoked = token("0000000000c3", "old-viewer", Role::Viewer, None, 300);
+    revoked.revoked_at = Some(Timestamp::from_millis(400));
+    revoked.secret_hash = TokenHash::from_slice(&[0xab; 32]).unwrap();
+    let with_agent = token(
+        "0000000000b2",
+        "planner",
+        Role::Agent,
+        Some("planner-1"),
+        200,
+    );
+    // Same created_at as `with_agent` but a greater id: listed after it.
+    let admin = token("0000000000f1", "root", Role::Admin, None, 200);
+    let early = token("0000000000ff", "first", Role::Operator, None, -5);
+
+    for t in [&revoked, &admin, &with_agent, &early] {
+        db.store.insert_token(t).await.unwrap();
+    }
+    for t in [&revoked, &admin, &with_agent, &early] {
+        assert_eq!(db.store.token(&t.id).await.unwrap().as_ref(), Some(t));
+        assert_eq!(
+            db.store.token_by_name(&t.name).await.unwrap().as_ref(),
+            Some(t)
+        );
+    }
+    assert_eq!(
+        db.store.tokens().await.unwrap(),
+        vec![early, with_agent, admin, revoked]
+    );
+    assert_eq!(db.store.token(&id("0123456789ab")).await.unwrap(), None);
+    assert_eq!(db.store.token_by_name("nobody").await.unwrap(), None);
+}
+
+async fn active_names_are_unique_and_revoked_names_reusable(db: TestDb) {
+    let first = token("000000000001", "deploy", Role::Operator, None, 1);
+    db.store.insert_token(&first).await.unwrap();
+
+    let second = token("000000000002", "deploy", Role::Viewer, None, 2);
+    let err = db.store.insert_token(&second).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert!(err.to_string().contains("`deploy`"), "{err}");
+    assert_eq!(db.store.token(&second.id).await.unwrap(), None);
+
+    // A revoked token never blocks a name, even next to an active one.
+    let mut archived = token("000000000003", "deploy", Role::Viewer, None, 0);
+    archived.revoked_at = Some(Timestamp::from_millis(0));
+    db.store.insert_token(&archived).await.unwrap();
+
+    assert_eq!(
+        db.store
+            .revoke_token(&first.id, Timestamp::from_millis(4))
+            .await
+            .unwrap(),
+        RevokeOutcome::Revoked
+    );
+    db.store.insert_token(&second).await.unwrap();
+    assert_eq!(
+        db.store.token_by_name("deploy").await.unwrap(),
+        Some(second.clone())
+    );
+
+    // With no active token left, the most recently created revoked one answers.
+    db.store
+        .revoke_token(&second.id, Timestamp::from_millis(9))
+        .await
+        .unwrap();
+    let found = db.store.token_by_name("deploy").await.unwrap().unwrap();
+    assert_eq!(found.id, second.id);
+    assert_eq!(found.revoked_at, Some(Timestamp::from_millis(9)));
+    assert_eq!(db.store.tokens().await.unwrap().len(), 3);
+}
+
+async fn duplicate_ids_conflict(db: TestDb) {
+    let original = token("00000000abcd", "one", Role::Admin, None, 1);
+    db.store.insert_token(&original).await.unwrap();
+
+    let mut clash = token("00000000abcd", "two", Role::Viewer, None, 2);
+    let err = db.store.insert_token(&clash).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert!(err.to_string().contains("`00000000abcd`"), "{err}");
+
+    // Also when the clashing token is revoked.
+    clash.revoked_at = Some(Timestamp::from_millis(3));
+    let err = db.store.insert_token(&clash).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+
+    assert_eq!(db.store.tokens().await.unwrap(), vec![original]);
+}
+
+async fn revoke_reports_what_it_did(db: TestDb) {
+    let t = token("0000000000aa", "temp", Role::Viewer, None, 100);
+    db.store.insert_token(&t).await.unwrap();
+
+    let outcome = db
+        .store
+        .revoke_token(&t.id, Timestamp::from_millis(150))
+        .await
+        .unwrap();
+    assert_eq!(outcome, RevokeOutcome::Revoked);
+    let stored = db.store.token(&t.id).await.unwrap().unwrap();
+    assert_eq!(stored.revoked_at, Some(Timestamp::from_millis(150)));
+
+    let outcome = db
+        .store
+        .revoke_token(&t.id, Timestamp::from_millis(999))
+        .await
+        .unwrap();
+    assert_eq!(outcome, RevokeOutcome::AlreadyRevoked);
+    let stored = db.store.token(&t.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.revoked_at,
+        Some(Timestamp::from_millis(150)),
+        "first revocation wins"
+    );
+
+    let outcome = db
+        .store
+        .revoke_token(&id("0000000000bb"), Timestamp::from_millis(1))
+        .await
+        .unwrap();
+    assert_eq!(outcome, RevokeOutcome::NotFound);
+}
+
+async fn active_tokens_are_counted_per_role(db: TestDb) {
+    for role in Role::ALL {
+        assert_eq!(db.store.count_active_tokens(role).await.unwrap(), 0);
+    }
+    let tokens = [
+        token("000000000001", "a1", Role::Admin, None, 1),
+        token("000000000002", "a2", Role::Admin, None, 2),
+        token("000000000003", "o1", Role::Operator, None, 3),
+        token("000000000004", "g1", Role::Agent, Some("bot"), 4),
+    ];
+    for t in &tokens {
+        db.store.insert_token(t).await.unwrap();
+    }
+    db.store
+        .revoke_token(&tokens[1].id, Timestamp::from_millis(5))
+        .await
+        .unwrap();
+
+    let mut counts = Vec::new();
+    for role in Role::ALL {
+        counts.push(db.store.count_active_tokens(role).await.unwrap());
+    }
+    assert_eq!(counts, vec![1, 1, 1, 0], "admin, operator, agent, viewer");
+}
+
+async fn agents_register_on_their_first_token_only(db: TestDb) {
+    let first = token("000000000001", "p1", Role::Agent, Some("planner"), 100);
+    let registered = db.store.insert_token(&first).await.unwrap();
+    assert_eq!(
+        registered,
+        Some(AgentRecord {
+            name: agent("planner"),
+            registered_at: Timestamp::from_millis(100),
+            active_tokens: 1,
+        })
+    );
+
+    let second = token("000000000002", "p2", Role::Agent, Some("planner"), 200);
+    assert_eq!(db.store.insert_token(&second).await.unwrap(), None);
+    let unrelated = token("000000000003", "human", Role::Admin, None, 300);
+    assert_eq!(db.store.insert_token(&unrelated).await.unwrap(), None);
+
+    let planner = db.store.agent(&agent("planner")).await.unwrap().unwrap();
+    assert_eq!(
+        planner.registered_at,
+        Timestamp::from_millis(100),
+        "registered once"
+    );
+    assert_eq!(planner.active_tokens, 2);
+
+    db.store
+        .revoke_token(&first.id, Timestamp::from_millis(400))
+        .await
+        .unwrap();
+    assert_eq!(active_tokens(&db, "planner").await, 1);
+    db.store
+        .revoke_token(&second.id, Timestamp::from_millis(500))
+        .await
+        .unwrap();
+    assert_eq!(active_tokens(&db, "planner").await, 0);
+
+    // An agent stays registered with no active token; a new token does not re-register it.
+    let third = token("000000000004", "p3", Role::Agent, Some("planner"), 600);
+    assert_eq!(db.store.insert_token(&third).await.unwrap(), None);
+    let agents = db.store.agents().await.unwrap();
+    assert_eq!(
+        agents,
+        vec![AgentRecord {
+            name: agent("planner"),
+            registered_at: Timestamp::from_millis(100),
+            active_tokens: 1,
+        }]
+    );
+
+    // A token stored already revoked registers its agent with no active tokens.
+    let mut ghost = token("000000000005", "g", Role::Agent, Some("ghost"), 700);
+    ghost.revoked_at = Some(Timestamp::from_millis(701));
+    let registered = db.store.insert_token(&ghost).await.unwrap().unwrap();
+    assert_eq!(registered.active_tokens, 0);
+    assert_eq!(
+        db.store.agent(&agent("ghost")).await.unwrap(),
+        Some(registered)
+    );
+    assert_eq!(db.store.agent(&agent("nobody")).await.unwrap(), None);
+}
+
+async fn agents_are_listed_in_bytewise_name_order(db: TestDb) {
+    // A linguistic collation would ignore the punctuation and interleave these differently.
+    let names = ["b-x", "ab", "a.z", "a-b", "a0", "a"];
+    for (i, name) in names.iter().enumerate() {
+        let n = i64::try_from(i).unwrap();
+        let t = token(&format!("{:012x}", i + 1), name, Role::Agent, Some(name), n);
+        db.store.insert_token(&t).await.unwrap();
+    }
+    let listed: Vec<String> = db
+        .store
+        .agents()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.name.to_string())
+        .collect();
+    assert_eq!(listed, ["a", "a-b", "a.z", "a0", "ab", "b-x"]);
+}
+
+async fn a_failed_insert_registers_no_agent(db: TestDb) {
+    let taken = token("000000000001", "taken", Role::Viewer, None, 1);
+    db.store.insert_token(&taken).await.unwrap();
+
+    let name_clash = token("000000000002", "taken", Role::Agent, Some("ghost"), 2);
+    let err = db.store.insert_token(&name_clash).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+
+    let id_clash = token("000000000001", "fresh", Role::Agent, Some("phantom"), 3);
+    let err = db.store.insert_token(&id_clash).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+
+    assert_eq!(db.store.agent(&agent("ghost")).await.unwrap(), None);
+    assert_eq!(db.store.agent(&agent("phantom")).await.unwrap(), None);
+    assert!(db.store.agents().await.unwrap().is_empty());
+
+    // The agent registers normally once an insert succeeds.
+    let ok = token("000000000003", "fresh", Role::Agent, Some("ghost"), 4);
+    assert!(db.store.insert_token(&ok).await.unwrap().is_some());
+}
+
+async fn concurrent_inserts_all_land(db: TestDb) {
+    let mut inserts = tokio::task::JoinSet::new();
+    for i in 0..20u32 {
+        let store = Arc::clone(&db.store);
+        inserts.spawn(async move {
+            let agent = (i % 2 == 0).then_some("swarm");
+            let t = token(
+                &format!("{i:012x}"),
+                &format!("worker-{i}"),
+                Role::Agent,
+                agent,
+                1_000,
+            );
+            store.insert_token(&t).await
+        });
+    }
+    let results = inserts.join_all().await;
+    let registered: Vec<AgentRecord> = results.into_iter().filter_map(|r| r.unwrap()).collect();
+    assert_eq!(
+        registered.len(),
+        1,
+        "exactly one insert registers the agent: {registered:?}"
+    );
+    assert_eq!(registered[0].name, agent("swarm"));
+
+    let tokens = db.store.tokens().await.unwrap();
+    assert_eq!(tokens.len(), 20);
+    let ids: Vec<String> = tokens.iter().map(|t| t.id.to_string()).collect();
+    let expected: Vec<String> = (0..20u32).map(|i| format!("{i:012x}")).collect();
+    assert_eq!(ids, expected, "ordered by created_at, then id");
+    assert_eq!(active_tokens(&db, "swarm").await, 10);
+    assert_eq!(db.store.count_active_tokens(Role::Agent).await.unwrap(), 20);
+}
+
+async fn corrupt_rows_are_reported_not_hidden(db: TestDb) {
+    let good = token("000000000001", "good", Role::Admin, None, 1);
+    db.store.insert_token(&good).await.unwrap();
+    // The CHECK constraints keep roles and hash lengths sane, but ids and agent names are only checked in Rust.
+    db.raw_insert_agent("Not A Name").await;
+    db.raw_insert_token("NOT-HEX", "mangled", Some("Not A Name"))
+        .await;
+
+    let err = db.store.tokens().await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    assert!(err.to_string().contains("`NOT-HEX`"), "{err}");
+    let err = db.store.token_by_name("mangled").await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    let err = db.store.agents().await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    assert!(err.to_string().contains("`Not A Name`"), "{err}");
+
+    // Healthy rows are still readable one by one.
+    assert_eq!(db.store.token(&good.id).await.unwrap(), Some(good));
+}
+
+async fn close_is_idempotent_and_final(db: TestDb) {
+    db.store.ping().await.unwrap();
+    let t = token("000000000001", "kept", Role::Viewer, None, 1);
+    db.store.insert_token(&t).await.unwrap();
+    db.store.close().await;
+    db.store.close().await;
+
+    let err = db.store.ping().await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    let err = db.store.tokens().await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+
+    let reopened = db.reopen().await;
+    assert_eq!(reopened.token(&t.id).await.unwrap(), Some(t));
+    reopened.close().await;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Backend-specific checks
+// ---------------------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn sqlite_creates_the_file_in_wal_mode_and_checkpoints_on_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let store = aura_store::open(&sqlite_options(&path)).await.unwrap();
+    assert!(path.exists());
+    store
+        .insert_token(&token("000000000001", "t", Role::Admin, None, 1))
+        .await
+        .unwrap();
+
+    let mut conn = sqlx::SqliteConnection::connect_with(
+        &sqlx::sqlite::SqliteConnectOptions::new().filename(&path),
+    )
+    .await
+    .unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    conn.close().await.unwrap();
+
+    store.close().await;
+    let wal = dir.path().join("state.db-wal");
+    let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(wal_len, 0, "the write-ahead log is folded back on close");
+}
+
+#[tokio::test]
+async fn sqlite_in_a_missing_directory_is_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing").join("state.db");
+    let err = aura_store::open(&sqlite_options(&path)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(err.to_string().contains("state.db"), "{err}");
+}
+
+#[tokio::test]
+async fn an_empty_pool_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = sqlite_options(&dir.path().join("state.db"));
+    options.max_connections = 0;
+    let err = aura_store::open(&options).await.unwrap_err();
+    assert!(matches!(err, StoreError::InvalidOptions(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn postgres_rejects_a_bad_schema_name_before_connecting() {
+    let options = ConnectOptions {
+        target: StoreTarget::Postgres {
+            url: "postgres://nobody@127.0.0.1:1/none".to_owned(),
+            schema: Some("Robert'); DROP TABLE tokens;--".to_owned()),
+        },
+        max_connections: 1,
+        connect_timeout: Duration::from_secs(1),
+    };
+    let err = aura_store::open(&options).await.unwrap_err();
+    assert!(matches!(err, StoreError::InvalidOptions(_)), "{err:?}");
+    assert!(err.to_string().contains("schema name"), "{err}");
+}
+
+#[tokio::test]
+async fn postgres_unreachable_is_unavailable_and_hides_the_password() {
+    let options = ConnectOptions {
+        target: StoreTarget::Postgres {
+            // Port 1 on loopback: nothing listens, the connection is refused at once.
+            url: "postgres://aura:sw0rdfish@127.0.0.1:1/aura".to_owned(),
+            schema: Some("aura".to_owned()),
+        },
+        max_connections: 1,
+        connect_timeout: Duration::from_millis(500),
+    };
+    let err = aura_store::open(&options).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains("sw0rdfish"), "{shown}");
+    assert!(
+        shown.contains("postgres://aura:***@127.0.0.1:1/aura"),
+        "{shown}"
+    );
+}
+
+#[tokio::test]
+async fn postgres_wrong_password_hides_the_password() {
+    // The local server trusts loopback, so authentication succeeds whatever the password: this only checks that
+    // a password in the URL never reaches a message when the database itself does not exist.
+    let base = postgres_url();
+    let Some((scheme_user, host_and_rest)) = base.split_once('@') else {
+        return; // A URL without user info: nothing to add a password to.
+    };
+    let host = host_and_rest.split('/').next().unwrap_or(host_and_rest);
+    let url = format!("{scheme_user}:sw0rdfish@{host}/aura_no_such_database");
+    let options = ConnectOptions {
+        target: StoreTarget::Postgres { url, schema: None },
+        max_connections: 1,
+        connect_timeout: Duration::from_secs(5),
+    };
+    let err = aura_store::open(&options).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains("sw0rdfish"), "{shown}");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------------------------------
+
+/// A store under test plus raw access to its database, for reopening and for planting bad rows.
+struct TestDb {
+    store: Arc<dyn Store>,
+    options: ConnectOptions,
+    sqlite_dir: Option<Arc<tempfile::TempDir>>,
+    /// Postgres schemas to drop when the test ends.
+    schemas: Arc<Mutex<Vec<String>>>,
+}
+
+impl TestDb {
+    fn backend(&self) -> &'static str {
+        match self.options.target {
+            StoreTarget::Sqlite { .. } => "sqlite",
+            StoreTarget::Postgres { .. } => "postgres",
+        }
+    }
+
+    /// Opens the same database again.
+    async fn reopen(&self) -> Arc<dyn Store> {
+        aura_store::open(&self.options).await.unwrap()
+    }
+
+    /// Options for a second, never opened database of the same backend, cleaned up with this one.
+    fn fresh_options(&self) -> ConnectOptions {
+        match &self.options.target {
+            StoreTarget::Sqlite { .. } => {
+                let dir = self.sqlite_dir.as_ref().unwrap();
+                sqlite_options(&dir.path().join(format!("fresh-{}.db", random_hex())))
+            }
+            StoreTarget::Postgres { url, .. } => {
+                let schema = format!("aura_test_{}", random_hex());
+                self.schemas.lock().unwrap().push(schema.clone());
+                postgres_options(url, &schema)
+            }
+        }
+    }
+
+    /// Rows in the migration ledger.
+    async fn migration_rows(&self) -> i64 {
+        const SQL: &str = "SELECT COUNT(*) FROM _sqlx_migrations";
+        match &self.options.target {
+            StoreTarget::Sqlite { path } => {
+                let mut conn = raw_sqlite(path).await;
+                sqlx::query_scalar(SQL).fetch_one(&mut conn).await.unwrap()
+            }
+            StoreTarget::Postgres { url, schema } => {
+                let mut conn = raw_postgres(url, schema.as_deref()).await;
+                sqlx::query_scalar(SQL).fetch_one(&mut conn).await.unwrap()
+            }
+        }
+    }
+
+    async fn raw_insert_agent(&self, name: &str) {
+        const SQL: &str = "INSERT INTO agents (name, registered_at) VALUES ($1, 0)";
+        match &self.options.target {
+            StoreTarget::Sqlite { path } => {
+                let mut conn = raw_sqlite(path).await;
+                sqlx::query(SQL)
+                    .bind(name)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            StoreTarget::Postgres { url, schema } => {
+                let mut conn = raw_postgres(url, schema.as_deref()).await;
+                sqlx::query(SQL)
+                    .bind(name)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    async fn raw_insert_token(&self, id: &str, name: &str, agent: Option<&str>) {
+        const SQL: &str = "INSERT INTO tokens (id, name, role, agent, secret_hash, created_at) \
+                           VALUES ($1, $2, 'admin', $3, $4, 0)";
+        let hash = vec![0u8; 32];
+        match &self.options.target {
+            StoreTarget::Sqlite { path } => {
+                let mut conn = raw_sqlite(path).await;
+                let query = sqlx::query(SQL).bind(id).bind(name).bind(agent).bind(hash);
+                query.execute(&mut conn).await.unwrap();
+            }
+            StoreTarget::Postgres { url, schema } => {
+                let mut conn = raw_postgres(url, schema.as_deref()).await;
+                let query = sqlx::query(SQL).bind(id).bind(name).bind(agent).bind(hash);
+                query.execute(&mut conn).await.unwrap();
+            }
+        }
+    }
+}
+
+async fn run_sqlite<F, Fut>(scenario: F)
+where
+    F: FnOnce(TestDb) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let options = sqlite_options(&dir.path().join("aura.db"));
+    let store = aura_store::open(&options).await.unwrap();
+    scenario(TestDb {
+        store,
+        options,
+        sqlite_dir: Some(dir),
+        schemas: Arc::default(),
+    })
+    .await;
+}
+
+/// Runs the scenario in a fresh schema and drops every schema it used afterwards, also when it panics.
+async fn run_postgres<F, Fut>(scenario: F)
+where
+    F: FnOnce(TestDb) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let url = postgres_url();
+    // Fail loudly, never skip, when the server is down.
+    if let Err(err) = sqlx::PgConnection::connect(&url).await {
+        panic!(
+            "PostgreSQL is not reachable at AURA_TEST_POSTGRES_URL (default {DEFAULT_POSTGRES_URL}): {err}\n\
+             Start PostgreSQL (e.g. `pg_ctlcluster 15 main start`, or `.ci/run`, which restarts it) and rerun."
+        );
+    }
+    let schema = format!("aura_test_{}", random_hex());
+    let schemas = Arc::new(Mutex::new(vec![schema.clone()]));
+    let options = postgres_options(&url, &schema);
+
+    let outcome = {
+        let schemas = Arc::clone(&schemas);
+        // Spawned so that a panic is caught as a JoinError and the schemas are still dropped below.
+        tokio::spawn(async move {
+            let store = aura_store::open(&options).await.unwrap();
+            scenario(TestDb {
+                store,
+                options,
+                sqlite_dir: None,
+                schemas,
+            })
+            .await;
+        })
+        .await
+    };
+
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let schemas = schemas.lock().unwrap().clone();
+    for schema in schemas {
+        conn.execute(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+        )))
+        .await
+        .unwrap();
+    }
+    conn.close().await.unwrap();
+
+    if let Err(err) = outcome {
+        std::panic::resume_unwind(err.into_panic());
+    }
+}
+
+fn postgres_url() -> String {
+    std::env::var("AURA_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned())
+}
+
+fn sqlite_options(path: &Path) -> ConnectOptions {
+    ConnectOptions {
+        target: StoreTarget::Sqlite {
+            path: PathBuf::from(path),
+        },
+        max_connections: 4,
+        connect_timeout: Duration::from_secs(10),
+    }
+}
+
+fn postgres_options(url: &str, schema: &str) -> ConnectOptions {
+    ConnectOptions {
+        target: StoreTarget::Postgres {
+            url: url.to_owned(),
+            schema: Some(schema.to_owned()),
+        },
+        max_connections: 4,
+        connect_timeout: Duration::from_secs(10),
+    }
+}
+
+async fn raw_sqlite(path: &Path) -> sqlx::SqliteConnection {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .busy_timeout(Duration::from_secs(5));
+    sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap()
+}
+
+async fn raw_postgres(url: &str, schema: Option<&str>) -> sqlx::PgConnection {
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    if let Some(schema) = schema {
+        conn.execute(sqlx::AssertSqlSafe(format!(
+            "SET search_path TO \"{schema}\""
+        )))
+        .await
+        .unwrap();
+    }
+    conn
+}
+
+/// 16 hex digits, different per call and per process.
+fn random_hex() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let hash = RandomState::new().hash_one((std::process::id(), n));
+    format!("{hash:016x}")
+}
+
+async fn active_tokens(db: &TestDb, name: &str) -> u64 {
+    db.store
+        .agent(&agent(name))
+        .await
+        .unwrap()
+        .unwrap()
+        .active_tokens
+}
+
+fn token(
+    id_hex: &str,
+    name: &str,
+    role: Role,
+    agent_name: Option<&str>,
+    created: i64,
+) -> TokenRecord {
+    TokenRecord {
+        id: id(id_hex),
+        name: name.to_owned(),
+        role,
+        agent: agent_name.map(agent),
+        secret_hash: TokenHash::from_slice(&[7u8; 32]).unwrap(),
+        created_at: Timestamp::from_millis(created),
+        revoked_at: None,
+    }
+}
+
+fn id(hex: &str) -> TokenId {
+    TokenId::parse(hex).unwrap()
+}
+
+fn agent(name: &str) -> AgentName {
+    AgentName::new(name).unwrap()
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Starts the local services Aura's tests talk to (PostgreSQL, Redis, NATS JetStream) when they are down,
+# and installs promtool (Debian `prometheus`) when it is missing. Safe to run repeatedly.
+set -uo pipefail
+
+up() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {
+  local port=$1 name=$2
+  for _ in $(seq 1 100); do up "$port" && return 0; sleep 0.1; done
+  echo "services: $name did not come up on 127.0.0.1:$port" >&2
+  return 1
+}
+
+if ! up 5432; then
+  echo "services: starting PostgreSQL"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+  wait_port 5432 PostgreSQL || exit 1
+fi
+
+if ! up 6379; then
+  echo "services: starting Redis"
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
+  wait_port 6379 Redis || exit 1
+fi
+
+if ! up 4222; then
+  echo "services: starting NATS (JetStream)"
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
+    -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log || true
+  wait_port 4222 NATS || exit 1
+fi
+
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "services: installing promtool (Debian package prometheus)"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 || true
+  fi
+  command -v promtool >/dev/null 2>&1 || echo "services: promtool unavailable" >&2
+fi
+exit 0
