@@ -79,8 +79,18 @@ fn load_config(
 ) -> anyhow::Result<(Config, Option<std::path::PathBuf>)> {
     let loaded = aura_config::load(cli.config.as_deref())?;
     let mut config = loaded.config;
+    // `up` reads AURA_LISTEN through clap; other commands (status, config show) honour it too.
+    let listen = match up {
+        Some(args) => args.listen,
+        None => match std::env::var("AURA_LISTEN") {
+            Ok(v) => Some(v.parse().with_context(|| {
+                format!("AURA_LISTEN: `{v}` is not an address like 127.0.0.1:7470")
+            })?),
+            Err(_) => None,
+        },
+    };
     config.apply(Overrides {
-        listen: up.and_then(|u| u.listen),
+        listen,
         data_dir: cli.data_dir.clone(),
         log_format: cli.log_format.map(|f| match f {
             LogFormatArg::Text => LogFormat::Text,

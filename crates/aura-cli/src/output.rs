@@ -37,7 +37,9 @@ pub(crate) fn print<T: Serialize>(
 pub(crate) fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {
     let mut table = Table::new();
     table.load_preset(NOTHING);
-    table.set_header(header.iter().map(|h| h.to_string()));
+    if header.iter().any(|h| !h.is_empty()) {
+        table.set_header(header.iter().map(|h| h.to_string()));
+    }
     for row in rows {
         table.add_row(row);
     }

@@ -623,3 +623,251 @@ fn sigterm_drains_in_flight_requests_and_exits_zero() {
         "{list}"
     );
 }
+
+#[test]
+fn an_invalid_config_stops_up_with_file_line_column() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("aura.yaml"),
+        "server:\n  listn: 127.0.0.1:1\n",
+    )
+    .unwrap();
+    // Picked up from the working directory…
+    let out = aura_cmd(home.path()).arg("up").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("aura.yaml:2:3: unknown key `listn` in `server`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: did you mean `listen`?"), "{stderr}");
+    // …and through AURA_CONFIG, with a bad value this time.
+    std::fs::write(home.path().join("bad.yaml"), "server:\n  listen: nope\n").unwrap();
+    let out = aura_cmd(home.path())
+        .arg("up")
+        .env("AURA_CONFIG", "bad.yaml")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("bad.yaml:2:11:"), "{stderr}");
+    assert!(stderr.contains("`nope`"), "{stderr}");
+    assert!(
+        !home.path().join("aura-data").exists(),
+        "a failed start must not create the data dir"
+    );
+}
+
+#[test]
+fn init_writes_a_config_that_up_accepts() {
+    let home = tempfile::tempdir().unwrap();
+    let out = aura_cmd(home.path())
+        .args(["init", "site"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let site = home.path().join("site");
+    assert!(site.join("aura.yaml").is_file());
+    assert!(site.join("policies").is_dir());
+    let again = aura_cmd(home.path())
+        .args(["init", "site"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "init must not overwrite without --force"
+    );
+    let check = aura_cmd(&site).args(["config", "check"]).output().unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let shown = aura_cmd(&site)
+        .args(["config", "show", "-o", "json"])
+        .output()
+        .unwrap();
+    let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["server"]["listen"], "127.0.0.1:7470");
+    // Flags and environment override the file.
+    let shown = aura_cmd(&site)
+        .args([
+            "config",
+            "show",
+            "-o",
+            "json",
+            "--data-dir",
+            "/tmp/elsewhere",
+        ])
+        .env("AURA_LISTEN", "127.0.0.1:9999")
+        .output()
+        .unwrap();
+    let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["data_dir"], "/tmp/elsewhere");
+    assert_eq!(shown["server"]["listen"], "127.0.0.1:9999");
+}
+
+#[test]
+fn help_version_and_completions() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = aura_cmd(dir.path()).arg("--help").output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    for group in ["Run:", "Access:", "Inspect:", "Tools:"] {
+        assert!(help.contains(group), "{help}");
+    }
+    for cmd in [
+        "up",
+        "init",
+        "token",
+        "agent",
+        "status",
+        "config",
+        "completions",
+        "bench",
+    ] {
+        let out = aura_cmd(dir.path()).args([cmd, "--help"]).output().unwrap();
+        assert!(out.status.success(), "{cmd} --help");
+    }
+    for read in [&["token", "list"][..], &["agent", "list"], &["status"]] {
+        let out = aura_cmd(dir.path())
+            .args(read)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8(out.stdout).unwrap().contains("--output"),
+            "{read:?}"
+        );
+    }
+    let version = aura_cmd(dir.path()).arg("--version").output().unwrap();
+    assert_eq!(
+        String::from_utf8(version.stdout).unwrap().trim(),
+        format!("aura {}", env!("CARGO_PKG_VERSION"))
+    );
+    for shell in ["bash", "zsh", "fish"] {
+        let out = aura_cmd(dir.path())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            script.contains("aura") && script.contains("token"),
+            "{shell}"
+        );
+    }
+}
+
+/// `aura up` on PostgreSQL: the same binary, `store.url` in aura.yaml, its own schema on the local server.
+#[tokio::test]
+async fn up_runs_on_postgres() {
+    let home = tempfile::tempdir().unwrap();
+    let url = std::env::var("AURA_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test?sslmode=disable".to_owned());
+    let schema = format!("aura_up_{}", std::process::id());
+    std::fs::write(
+        home.path().join("aura.yaml"),
+        format!("store:\n  url: \"{url}\"\n  schema: {schema}\n  connect_timeout_seconds: 3\n"),
+    )
+    .unwrap();
+    let data_dir = home.path().join("data");
+    let mut child = aura_cmd(home.path())
+        .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = read_line(child.stdout.as_mut().unwrap());
+    let Some(base) = line.strip_prefix("listening on ") else {
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        panic!(
+            "aura up on PostgreSQL did not start (is PostgreSQL running? scripts/services.sh): {line}\n{err}"
+        );
+    };
+    let ready: Value = client()
+        .get(format!("{base}/api/health/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["checks"][0]["backend"], "postgres");
+    let admin = std::fs::read_to_string(data_dir.join("admin.token")).unwrap();
+    let me = client()
+        .get(format!("{base}/api/v1/whoami"))
+        .bearer_auth(admin.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    let config: Value = client()
+        .get(format!("{base}/api/v1/config"))
+        .bearer_auth(admin.trim())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(config["store"]["schema"], schema.as_str());
+    let _ = child.kill();
+    let _ = child.wait();
+    let drop = Command::new("psql")
+        .args([
+            url.as_str(),
+            "-q",
+            "-c",
+            &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+        ])
+        .output();
+    if let Ok(out) = drop {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn an_unreachable_store_fails_fast_with_a_clear_error() {
+    let home = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        home.path().join("aura.yaml"),
+        format!("store:\n  url: \"postgres://u:hunter2@127.0.0.1:{port}/db\"\n  connect_timeout_seconds: 1\n"),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let out = aura_cmd(home.path())
+        .args(["up", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("state store"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "a password leaked: {stderr}");
+    assert!(
+        String::from_utf8(out.stdout).unwrap().is_empty(),
+        "must not claim to be listening"
+    );
+}

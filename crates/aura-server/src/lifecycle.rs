@@ -14,12 +14,13 @@ use axum::http::{HeaderName, Request, StatusCode};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower_http::LatencyUnit;
 use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use aura_config::{Config, StoreUrl};
 use aura_core::{Clock, SystemClock};
@@ -212,7 +213,16 @@ impl BoundServer {
             .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
                 REQUEST_ID,
             )))
-            .layer(TraceLayer::new_for_http().make_span_with(make_span))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(make_span)
+                    .on_request(())
+                    .on_response(
+                        DefaultOnResponse::new()
+                            .level(tracing::Level::INFO)
+                            .latency_unit(LatencyUnit::Micros),
+                    ),
+            )
             .layer(SetSensitiveRequestHeadersLayer::new([
                 axum::http::header::AUTHORIZATION,
                 axum::http::header::PROXY_AUTHORIZATION,
