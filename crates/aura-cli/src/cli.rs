@@ -164,10 +164,10 @@ pub(crate) struct OutputArgs {
 /// Options of `aura status`.
 #[derive(Debug, Args)]
 pub(crate) struct StatusArgs {
-    /// Base URL of the server [default: http://<server.listen>].
+    /// Base URL of the server [default: http://ADDR of server.listen].
     #[arg(long, env = "AURA_URL")]
     pub url: Option<String>,
-    /// Bearer token [default: the contents of <data-dir>/admin.token].
+    /// Bearer token [default: the contents of DATA_DIR/admin.token].
     #[arg(long, env = "AURA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Output format.
