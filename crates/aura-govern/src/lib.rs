@@ -1,0 +1,1 @@
+//! The governance kernel (work in progress).

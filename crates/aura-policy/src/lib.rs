@@ -1,0 +1,1 @@
+//! The policy language (work in progress).
