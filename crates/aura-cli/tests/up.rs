@@ -412,6 +412,23 @@ async fn tokens_and_roles_gate_every_route() {
             "{body}"
         );
     }
+    let huge = format!(
+        r#"{{"name":"big","role":"viewer","agent":"{}"}}"#,
+        "a".repeat(3 << 20)
+    );
+    let resp = http
+        .post(aura.url("/api/v1/tokens"))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"]["code"],
+        "too_large"
+    );
     let total = http
         .get(aura.url("/api/v1/tokens"))
         .bearer_auth(&admin)

@@ -52,6 +52,23 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// A body the JSON extractor refused: 413 `too_large` past the body limit, else 400 `invalid_body`.
+    pub(crate) fn from_json(rejection: axum::extract::rejection::JsonRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "the request body exceeds the size limit",
+            )
+        } else {
+            Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                rejection.body_text(),
+            )
+        }
+    }
+
     pub(crate) fn internal(error: impl std::fmt::Display) -> Self {
         tracing::error!(error = %error, "internal error");
         Self::new(

@@ -35,8 +35,7 @@ pub(super) async fn create(
     State(state): State<AppState>,
     body: Result<Json<CreateTokenRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<CreatedTokenView>), ApiError> {
-    let Json(body) =
-        body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.body_text()))?;
+    let Json(body) = body.map_err(ApiError::from_json)?;
     let role: Role = body.role.parse().map_err(|e: aura_core::RoleParseError| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string())
     })?;
