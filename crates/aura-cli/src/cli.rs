@@ -81,7 +81,7 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Token(TokenCommand),
     /// List registered agents.
-    #[command(subcommand)]
+    #[command(subcommand, visible_alias = "agents")]
     Agent(AgentCommand),
     /// Show a running server's readiness and status.
     Status(StatusArgs),
