@@ -1,1 +1,8 @@
 //! The governance kernel (work in progress).
+pub mod approvals;
+pub mod content;
+pub mod counters;
+pub mod halts;
+pub mod ledger;
+pub mod limits;
+pub mod loops;

@@ -4,6 +4,10 @@
 //! `Arc<dyn Store>` obtained from [`open`]. Both backends run the same SQL (bind parameters are written `$1`, which
 //! SQLite also understands) and pass the same conformance suite (`tests/conformance.rs`).
 //!
+//! Governance state (budget counters and holds, approvals, halts, the agent dependency graph) sits behind
+//! [`GovernStore`], a supertrait of [`Store`]: `aura-govern` takes the same `Arc<dyn Store>` as an
+//! `Arc<dyn GovernStore>`.
+//!
 //! # Backends
 //!
 //! - **SQLite** (the default for a single node): WAL journal, `synchronous=FULL` so a committed token survives a power
@@ -26,6 +30,8 @@
 
 mod common;
 mod error;
+mod govern;
+mod govern_sql;
 mod migrations;
 mod postgres;
 mod sqlite;
@@ -39,6 +45,12 @@ use async_trait::async_trait;
 use aura_core::{AgentName, Role, Timestamp, TokenHash, TokenId};
 
 pub use error::StoreError;
+pub use govern::{
+    AgentEdgeRecord, ApprovalDecideOutcome, ApprovalDecision, ApprovalRecord, ApprovalStatus,
+    BudgetAmounts, BudgetCounterRecord, BudgetFinishOutcome, BudgetHoldLine, BudgetHoldOutcome,
+    BudgetHoldRecord, BudgetHoldRequest, BudgetLimits, BudgetOverrideRecord, GovernStore,
+    HaltCauseRecord, HaltRecord, HaltStateRecord,
+};
 
 /// Where the state lives.
 #[derive(Clone, PartialEq, Eq)]
@@ -169,9 +181,10 @@ pub enum RevokeOutcome {
 
 /// Aura's persistent state. Object-safe: hold it as `Arc<dyn Store>`.
 ///
-/// Every method is one round trip or one transaction; none holds a lock across calls.
+/// Every method is one round trip or one transaction; none holds a lock across calls. The governance state
+/// ([`GovernStore`]) is a supertrait: an `Arc<dyn Store>` coerces to `Arc<dyn GovernStore>`.
 #[async_trait]
-pub trait Store: Send + Sync + fmt::Debug {
+pub trait Store: GovernStore + Send + Sync + fmt::Debug {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
 

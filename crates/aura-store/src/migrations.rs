@@ -10,17 +10,31 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 /// One migration: version, description, SQL.
 type Script = (i64, &'static str, &'static str);
 
-const SQLITE: &[Script] = &[(
-    1,
-    "tokens agents",
-    include_str!("migrations/sqlite/0001_tokens_agents.sql"),
-)];
+const SQLITE: &[Script] = &[
+    (
+        1,
+        "tokens agents",
+        include_str!("migrations/sqlite/0001_tokens_agents.sql"),
+    ),
+    (
+        2,
+        "governance",
+        include_str!("migrations/sqlite/0002_governance.sql"),
+    ),
+];
 
-const POSTGRES: &[Script] = &[(
-    1,
-    "tokens agents",
-    include_str!("migrations/postgres/0001_tokens_agents.sql"),
-)];
+const POSTGRES: &[Script] = &[
+    (
+        1,
+        "tokens agents",
+        include_str!("migrations/postgres/0001_tokens_agents.sql"),
+    ),
+    (
+        2,
+        "governance",
+        include_str!("migrations/postgres/0002_governance.sql"),
+    ),
+];
 
 /// The SQLite migrator.
 pub(crate) fn sqlite() -> Migrator {

@@ -7,7 +7,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Postgres, Transaction};
 
 use crate::error::TargetLabel;
-use crate::{ConnectOptions, StoreError, common, migrations};
+use crate::{ConnectOptions, StoreError, common, govern_sql, migrations};
 
 /// A PostgreSQL-backed store.
 pub(crate) struct PgStore {
@@ -90,6 +90,11 @@ impl std::fmt::Debug for PgStore {
 }
 
 common::impl_store!(PgStore, "postgres");
+govern_sql::impl_govern_store!(PgStore);
+
+impl govern_sql::Backend for PgStore {
+    type Db = Postgres;
+}
 
 /// Accepts `[a-z_][a-z0-9_]{0,62}` that does not start with `pg_` (reserved by PostgreSQL).
 fn validate_schema(schema: &str) -> Result<(), StoreError> {

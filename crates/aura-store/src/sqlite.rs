@@ -9,7 +9,7 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, Transaction};
 
 use crate::error::TargetLabel;
-use crate::{ConnectOptions, StoreError, common, migrations};
+use crate::{ConnectOptions, StoreError, common, govern_sql, migrations};
 
 /// How long a writer waits for another connection's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -89,3 +89,8 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 common::impl_store!(SqliteStore, "sqlite");
+govern_sql::impl_govern_store!(SqliteStore);
+
+impl govern_sql::Backend for SqliteStore {
+    type Db = Sqlite;
+}

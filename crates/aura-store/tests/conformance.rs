@@ -17,12 +17,15 @@ use std::time::Duration;
 
 use aura_core::{AgentName, Role, Timestamp, TokenHash, TokenId};
 use aura_store::{
-    AgentRecord, ConnectOptions, RevokeOutcome, Store, StoreError, StoreTarget, TokenRecord,
+    AgentEdgeRecord, AgentRecord, ApprovalDecideOutcome, ApprovalDecision, ApprovalRecord,
+    ApprovalStatus, BudgetAmounts, BudgetFinishOutcome, BudgetHoldLine, BudgetHoldOutcome,
+    BudgetHoldRequest, BudgetLimits, BudgetOverrideRecord, ConnectOptions, HaltCauseRecord,
+    HaltRecord, HaltStateRecord, RevokeOutcome, Store, StoreError, StoreTarget, TokenRecord,
 };
 use sqlx::{Connection, Executor};
 
 /// The newest migration version this build ships.
-const LATEST_SCHEMA_VERSION: i64 = 1;
+const LATEST_SCHEMA_VERSION: i64 = 2;
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable";
 
@@ -63,6 +66,16 @@ conformance!(
     concurrent_inserts_all_land,
     corrupt_rows_are_reported_not_hidden,
     close_is_idempotent_and_final,
+    budget_holds_are_all_or_nothing,
+    budget_holds_report_counters_before_and_refusals,
+    budget_settle_release_and_expire_round_trip,
+    budget_holds_reject_duplicate_ids_and_keys,
+    concurrent_budget_holds_never_overshoot,
+    budget_overrides_are_recorded,
+    approval_requests_are_idempotent_per_pending_action,
+    approvals_are_decided_once_and_expire,
+    approvals_are_consumed_once_under_concurrency,
+    halts_and_edges_round_trip,
 );
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -448,6 +461,454 @@ async fn close_is_idempotent_and_final(db: TestDb) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Governance scenarios
+// ---------------------------------------------------------------------------------------------------------------
+
+async fn budget_holds_are_all_or_nothing(db: TestDb) {
+    let wide = limits(Some(1_000), None, None);
+    let narrow = limits(Some(100), None, None);
+    let first = hold("h1", &[("agent", wide), ("pool", narrow)], cost(60), 10);
+    assert!(matches!(
+        db.store.budget_hold(&first).await.unwrap(),
+        BudgetHoldOutcome::Held(_)
+    ));
+    // The pool has 40 left: a 50 hold fails there and must leave the agent key untouched.
+    let second = hold("h2", &[("agent", wide), ("pool", narrow)], cost(50), 10);
+    match db.store.budget_hold(&second).await.unwrap() {
+        BudgetHoldOutcome::Refused(counter) => {
+            assert_eq!(counter.key, "pool");
+            assert_eq!(counter.reserved.cost_micros, 60);
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let agent_key = db.store.budget_counter("agent").await.unwrap().unwrap();
+    assert_eq!(
+        agent_key.reserved.cost_micros, 60,
+        "nothing held on the agent key"
+    );
+    // A refused id was never stored: it can be used again.
+    let retry = hold("h2", &[("agent", wide), ("pool", narrow)], cost(40), 10);
+    assert!(matches!(
+        db.store.budget_hold(&retry).await.unwrap(),
+        BudgetHoldOutcome::Held(_)
+    ));
+    let pool = db.store.budget_counter("pool").await.unwrap().unwrap();
+    assert_eq!(pool.reserved.cost_micros, 100);
+    assert_eq!(pool.limits, narrow);
+}
+
+async fn budget_holds_report_counters_before_and_refusals(db: TestDb) {
+    let l = limits(Some(100), Some(3), Some(10));
+    let amounts = BudgetAmounts {
+        cost_micros: 30,
+        effort: 1,
+        risk: 4,
+    };
+    let BudgetHoldOutcome::Held(before) = db
+        .store
+        .budget_hold(&hold("a", &[("k2", l), ("k1", l)], amounts, 10))
+        .await
+        .unwrap()
+    else {
+        panic!("first hold refused")
+    };
+    assert_eq!(before.len(), 2);
+    assert_eq!(before[0].key, "k2", "request order, not lock order");
+    assert_eq!(before[0].reserved, BudgetAmounts::default());
+    let BudgetHoldOutcome::Held(before) = db
+        .store
+        .budget_hold(&hold("b", &[("k1", l)], amounts, 10))
+        .await
+        .unwrap()
+    else {
+        panic!("second hold refused")
+    };
+    assert_eq!(before[0].reserved, amounts);
+    // Risk would reach 12 > 10.
+    assert!(matches!(
+        db.store
+            .budget_hold(&hold("c", &[("k1", l)], amounts, 10))
+            .await
+            .unwrap(),
+        BudgetHoldOutcome::Refused(_)
+    ));
+    // Alone over a limit, on a key never seen: refused, reported as an empty counter.
+    let BudgetHoldOutcome::Refused(fresh) = db
+        .store
+        .budget_hold(&hold("d", &[("fresh", l)], cost(101), 10))
+        .await
+        .unwrap()
+    else {
+        panic!("over-limit hold accepted")
+    };
+    assert_eq!(fresh.key, "fresh");
+    assert_eq!(fresh.spent, BudgetAmounts::default());
+    assert_eq!(db.store.budget_counter("fresh").await.unwrap(), None);
+    // No limits at all: anything goes.
+    let open = limits(None, None, None);
+    assert!(matches!(
+        db.store
+            .budget_hold(&hold("e", &[("open", open)], cost(i64::MAX / 4), 10))
+            .await
+            .unwrap(),
+        BudgetHoldOutcome::Held(_)
+    ));
+}
+
+async fn budget_settle_release_and_expire_round_trip(db: TestDb) {
+    let l = limits(Some(1_000), None, None);
+    for (id, expires) in [("s", 100), ("r", 100), ("x", 50), ("late", 50)] {
+        db.store
+            .budget_hold(&hold(id, &[("k", l), ("g", l)], cost(100), expires))
+            .await
+            .unwrap();
+    }
+    let at = Timestamp::from_millis(20);
+    // Settle for more than reserved: spent records the actual amount.
+    assert_eq!(
+        db.store.budget_settle("s", cost(130), at).await.unwrap(),
+        BudgetFinishOutcome::Settled
+    );
+    assert_eq!(
+        db.store.budget_settle("s", cost(999), at).await.unwrap(),
+        BudgetFinishOutcome::AlreadySettled
+    );
+    assert_eq!(
+        db.store.budget_release("s", at).await.unwrap(),
+        BudgetFinishOutcome::AlreadySettled
+    );
+    assert_eq!(
+        db.store.budget_release("r", at).await.unwrap(),
+        BudgetFinishOutcome::Released
+    );
+    assert_eq!(
+        db.store.budget_release("r", at).await.unwrap(),
+        BudgetFinishOutcome::AlreadyReleased
+    );
+    assert_eq!(
+        db.store.budget_settle("r", cost(1), at).await.unwrap(),
+        BudgetFinishOutcome::AlreadyReleased
+    );
+    assert_eq!(
+        db.store.budget_settle("nope", cost(1), at).await.unwrap(),
+        BudgetFinishOutcome::NotFound
+    );
+    let k = db.store.budget_counter("k").await.unwrap().unwrap();
+    assert_eq!((k.spent.cost_micros, k.reserved.cost_micros), (130, 200));
+
+    // Nothing has expired at 49; both 50s expire at 50.
+    let none = db
+        .store
+        .budget_expire(Timestamp::from_millis(49), Timestamp::from_millis(0))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    let mut expired = db
+        .store
+        .budget_expire(Timestamp::from_millis(50), Timestamp::from_millis(0))
+        .await
+        .unwrap();
+    expired.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(expired.len(), 2);
+    assert_eq!(expired[0].id, "late");
+    assert_eq!(expired[0].keys, vec!["k".to_owned(), "g".to_owned()]);
+    assert_eq!(expired[0].amounts, cost(100));
+    let k = db.store.budget_counter("k").await.unwrap().unwrap();
+    assert_eq!((k.spent.cost_micros, k.reserved.cost_micros), (130, 0));
+    assert!(
+        db.store
+            .budget_expire(Timestamp::from_millis(60), Timestamp::from_millis(0))
+            .await
+            .unwrap()
+            .is_empty(),
+        "expiry happens once"
+    );
+    // The call behind an expired hold finished after all: its spend still counts.
+    assert_eq!(
+        db.store.budget_settle("late", cost(70), at).await.unwrap(),
+        BudgetFinishOutcome::SettledAfterExpiry
+    );
+    assert_eq!(
+        db.store.budget_release("x", at).await.unwrap(),
+        BudgetFinishOutcome::AlreadyExpired
+    );
+    let g = db.store.budget_counter("g").await.unwrap().unwrap();
+    assert_eq!((g.spent.cost_micros, g.reserved.cost_micros), (200, 0));
+    // Finished holds are forgotten once old enough.
+    db.store
+        .budget_expire(Timestamp::from_millis(70), Timestamp::from_millis(1_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.store.budget_settle("s", cost(1), at).await.unwrap(),
+        BudgetFinishOutcome::NotFound
+    );
+}
+
+async fn budget_holds_reject_duplicate_ids_and_keys(db: TestDb) {
+    let l = limits(Some(100), None, None);
+    db.store
+        .budget_hold(&hold("dup", &[("k", l)], cost(1), 10))
+        .await
+        .unwrap();
+    let err = db
+        .store
+        .budget_hold(&hold("dup", &[("k", l)], cost(1), 10))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let err = db
+        .store
+        .budget_hold(&hold("twice", &[("k", l), ("k", l)], cost(1), 10))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let k = db.store.budget_counter("k").await.unwrap().unwrap();
+    assert_eq!(k.reserved.cost_micros, 1);
+}
+
+async fn concurrent_budget_holds_never_overshoot(db: TestDb) {
+    let l = limits(Some(50 * 7), None, None);
+    let mut holds = tokio::task::JoinSet::new();
+    for i in 0..120 {
+        let store = Arc::clone(&db.store);
+        holds.spawn(async move {
+            // Every hold draws on the shared key and one of three others, in varying order.
+            let other = format!("agent-{}", i % 3);
+            let lines: Vec<(&str, BudgetLimits)> = if i % 2 == 0 {
+                vec![("shared", l), (other.as_str(), l)]
+            } else {
+                vec![(other.as_str(), l), ("shared", l)]
+            };
+            let request = hold(&format!("c{i}"), &lines, cost(7), 10);
+            store.budget_hold(&request).await.unwrap()
+        });
+    }
+    let held = holds
+        .join_all()
+        .await
+        .into_iter()
+        .filter(|o| matches!(o, BudgetHoldOutcome::Held(_)))
+        .count();
+    assert_eq!(held, 50);
+    let shared = db.store.budget_counter("shared").await.unwrap().unwrap();
+    assert_eq!(shared.reserved.cost_micros, 350);
+}
+
+async fn budget_overrides_are_recorded(db: TestDb) {
+    let grant = BudgetOverrideRecord {
+        by: "alice".to_owned(),
+        reason: "launch day".to_owned(),
+        at: Timestamp::from_millis(5),
+    };
+    db.store.budget_override("k", &grant).await.unwrap();
+    let k = db.store.budget_counter("k").await.unwrap().unwrap();
+    assert_eq!(k.override_grant, Some(grant));
+    assert_eq!(k.spent, BudgetAmounts::default());
+    db.store
+        .budget_hold(&hold(
+            "h",
+            &[("k", limits(Some(10), None, None))],
+            cost(3),
+            9,
+        ))
+        .await
+        .unwrap();
+    let k = db.store.budget_counter("k").await.unwrap().unwrap();
+    assert!(k.override_grant.is_some(), "holds keep the override");
+}
+
+async fn approval_requests_are_idempotent_per_pending_action(db: TestDb) {
+    let first = approval("ap1", "bot", "aa", 10, 100);
+    assert_eq!(db.store.approval_request(&first).await.unwrap(), first);
+    let again = approval("ap2", "bot", "aa", 20, 120);
+    assert_eq!(
+        db.store.approval_request(&again).await.unwrap(),
+        first,
+        "the pending request is returned"
+    );
+    // Another agent or another action gets its own.
+    let other = approval("ap3", "other", "aa", 20, 120);
+    assert_eq!(db.store.approval_request(&other).await.unwrap(), other);
+    // Once the pending one expired, a new request replaces it.
+    let later = approval("ap4", "bot", "aa", 100, 200);
+    assert_eq!(db.store.approval_request(&later).await.unwrap(), later);
+    let old = db.store.approval("ap1").await.unwrap().unwrap();
+    assert_eq!(old.status, ApprovalStatus::Expired);
+    assert_eq!(db.store.approval("ap2").await.unwrap(), None);
+    let ids: Vec<String> = db
+        .store
+        .approvals(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(ids, ["ap1", "ap3", "ap4"]);
+    let of_bot = db.store.approvals(Some(&agent("bot"))).await.unwrap();
+    assert_eq!(of_bot.len(), 2);
+    let latest = db
+        .store
+        .approval_latest(&agent("bot"), "aa")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(latest.id, "ap4");
+}
+
+async fn approvals_are_decided_once_and_expire(db: TestDb) {
+    db.store
+        .approval_request(&approval("a", "bot", "h1", 0, 100))
+        .await
+        .unwrap();
+    db.store
+        .approval_request(&approval("b", "bot", "h2", 0, 100))
+        .await
+        .unwrap();
+    let yes = decision(true, "alice", 10);
+    let ApprovalDecideOutcome::Decided(decided) =
+        db.store.approval_decide("a", &yes).await.unwrap()
+    else {
+        panic!("not decided")
+    };
+    assert_eq!(decided.status, ApprovalStatus::Approved);
+    assert_eq!(decided.decided_by.as_deref(), Some("alice"));
+    assert_eq!(decided.decided_at, Some(Timestamp::from_millis(10)));
+    assert_eq!(decided.reason.as_deref(), Some("because"));
+    let no = decision(false, "bob", 11);
+    assert!(matches!(
+        db.store.approval_decide("a", &no).await.unwrap(),
+        ApprovalDecideOutcome::AlreadyDecided(r) if r.status == ApprovalStatus::Approved
+    ));
+    let late = decision(true, "alice", 100);
+    assert!(matches!(
+        db.store.approval_decide("b", &late).await.unwrap(),
+        ApprovalDecideOutcome::Expired(r) if r.status == ApprovalStatus::Expired
+    ));
+    assert!(matches!(
+        db.store.approval_decide("b", &no).await.unwrap(),
+        ApprovalDecideOutcome::Expired(_)
+    ));
+    assert_eq!(
+        db.store.approval_decide("zz", &no).await.unwrap(),
+        ApprovalDecideOutcome::NotFound
+    );
+}
+
+async fn approvals_are_consumed_once_under_concurrency(db: TestDb) {
+    db.store
+        .approval_request(&approval("a", "bot", "h", 0, 1_000))
+        .await
+        .unwrap();
+    let at = Timestamp::from_millis(5);
+    assert_eq!(
+        db.store
+            .approval_consume(&agent("bot"), "h", at)
+            .await
+            .unwrap(),
+        None,
+        "pending is not usable"
+    );
+    db.store
+        .approval_decide("a", &decision(true, "alice", 1))
+        .await
+        .unwrap();
+    let mut consumers = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let store = Arc::clone(&db.store);
+        consumers.spawn(async move { store.approval_consume(&agent("bot"), "h", at).await });
+    }
+    let got: Vec<ApprovalRecord> = consumers
+        .join_all()
+        .await
+        .into_iter()
+        .filter_map(|r| r.unwrap())
+        .collect();
+    assert_eq!(got.len(), 1, "single use");
+    assert_eq!(got[0].consumed_at, Some(at));
+    // Another agent cannot use it; an expired approval cannot be used.
+    db.store
+        .approval_request(&approval("b", "bot", "h2", 0, 10))
+        .await
+        .unwrap();
+    db.store
+        .approval_decide("b", &decision(true, "alice", 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.store
+            .approval_consume(&agent("eve"), "h2", at)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        db.store
+            .approval_consume(&agent("bot"), "h2", Timestamp::from_millis(10))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+async fn halts_and_edges_round_trip(db: TestDb) {
+    let all = HaltRecord {
+        agent: None,
+        state: HaltStateRecord::Halted,
+        reason: "incident".to_owned(),
+        by: "alice".to_owned(),
+        at: Timestamp::from_millis(1),
+        cause: HaltCauseRecord::Manual,
+    };
+    let cascaded = HaltRecord {
+        agent: Some(agent("worker")),
+        state: HaltStateRecord::Paused,
+        reason: "cascade".to_owned(),
+        by: "kernel".to_owned(),
+        at: Timestamp::from_millis(2),
+        cause: HaltCauseRecord::Cascade {
+            from: agent("boss"),
+        },
+    };
+    let looped = HaltRecord {
+        agent: Some(agent("boss")),
+        state: HaltStateRecord::Halted,
+        reason: "loop".to_owned(),
+        by: "kernel".to_owned(),
+        at: Timestamp::from_millis(3),
+        cause: HaltCauseRecord::Loop,
+    };
+    db.store
+        .halts_put(&[looped.clone(), cascaded.clone(), all.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        db.store.halts().await.unwrap(),
+        vec![all.clone(), looped.clone(), cascaded.clone()]
+    );
+    let mut budget = looped.clone();
+    budget.cause = HaltCauseRecord::Budget;
+    budget.state = HaltStateRecord::Paused;
+    db.store.halts_put(&[budget.clone()]).await.unwrap();
+    db.store
+        .halts_remove(&[None, Some(agent("worker")), Some(agent("nobody"))])
+        .await
+        .unwrap();
+    assert_eq!(db.store.halts().await.unwrap(), vec![budget]);
+
+    let edge = AgentEdgeRecord {
+        from: agent("boss"),
+        to: agent("worker"),
+        learned_at: Timestamp::from_millis(7),
+    };
+    assert!(db.store.agent_edge_insert(&edge).await.unwrap());
+    let mut again = edge.clone();
+    again.learned_at = Timestamp::from_millis(9);
+    assert!(!db.store.agent_edge_insert(&again).await.unwrap());
+    assert_eq!(db.store.agent_edges().await.unwrap(), vec![edge]);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Backend-specific checks
 // ---------------------------------------------------------------------------------------------------------------
 
@@ -806,4 +1267,66 @@ fn id(hex: &str) -> TokenId {
 
 fn agent(name: &str) -> AgentName {
     AgentName::new(name).unwrap()
+}
+
+fn limits(cost_micros: Option<i64>, effort: Option<i64>, risk: Option<i64>) -> BudgetLimits {
+    BudgetLimits {
+        cost_micros,
+        effort,
+        risk,
+    }
+}
+
+fn cost(cost_micros: i64) -> BudgetAmounts {
+    BudgetAmounts {
+        cost_micros,
+        ..BudgetAmounts::default()
+    }
+}
+
+fn hold(
+    id: &str,
+    lines: &[(&str, BudgetLimits)],
+    amounts: BudgetAmounts,
+    expires: i64,
+) -> BudgetHoldRequest {
+    BudgetHoldRequest {
+        id: id.to_owned(),
+        lines: lines
+            .iter()
+            .map(|(key, limits)| BudgetHoldLine {
+                key: (*key).to_owned(),
+                limits: *limits,
+            })
+            .collect(),
+        amounts,
+        created_at: Timestamp::from_millis(1),
+        expires_at: Timestamp::from_millis(expires),
+    }
+}
+
+fn approval(id: &str, agent_name: &str, hash: &str, created: i64, expires: i64) -> ApprovalRecord {
+    ApprovalRecord {
+        id: id.to_owned(),
+        agent: agent(agent_name),
+        action_hash: hash.to_owned(),
+        kind: "shell".to_owned(),
+        target: "rm".to_owned(),
+        created_at: Timestamp::from_millis(created),
+        expires_at: Timestamp::from_millis(expires),
+        status: ApprovalStatus::Pending,
+        decided_by: None,
+        decided_at: None,
+        reason: None,
+        consumed_at: None,
+    }
+}
+
+fn decision(approve: bool, by: &str, at: i64) -> ApprovalDecision {
+    ApprovalDecision {
+        approve,
+        by: by.to_owned(),
+        reason: Some("because".to_owned()),
+        at: Timestamp::from_millis(at),
+    }
 }
