@@ -1,0 +1,395 @@
+//! The durable log through its public API: appends, reopen, checkpoints, proofs, reads, recovery.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aura_audit::*;
+use aura_core::Timestamp;
+use common::{config, entry, locate, segments};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_get_distinct_durable_sequence_numbers_and_survive_reopen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, report) = AuditLog::open(config(tmp.path(), 1 << 20)).unwrap();
+    assert!(report.created && report.is_clean());
+    let log = Arc::new(log);
+    let mut set = tokio::task::JoinSet::new();
+    for w in 0..16u64 {
+        let log = log.clone();
+        set.spawn(async move {
+            let mut out = Vec::new();
+            for i in 0..25 {
+                let e = entry(w * 100 + i, "planner");
+                let r = log.append(e.clone()).await.unwrap();
+                out.push((r, e));
+            }
+            out
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(r) = set.join_next().await {
+        all.extend(r.unwrap());
+    }
+    let seqs: HashSet<u64> = all.iter().map(|(r, _)| r.seq).collect();
+    assert_eq!(seqs, (0..400).collect());
+    assert_eq!(log.tree_size(), 400);
+    for (r, e) in &all {
+        assert_eq!(r.leaf_hash, leaf_hash(&canonical_bytes(r.seq, e).unwrap()));
+    }
+    let root = log.root();
+    log.close().await.unwrap();
+    assert!(matches!(
+        log.append(entry(0, "planner")).await,
+        Err(AuditError::Closed)
+    ));
+    drop(log);
+
+    let (log, report) = AuditLog::open(config(tmp.path(), 1 << 20)).unwrap();
+    assert!(!report.created && report.is_clean(), "{report:?}");
+    assert_eq!(
+        (report.entries, log.tree_size(), log.root()),
+        (400, 400, root)
+    );
+    for (r, e) in &all {
+        assert_eq!(
+            log.entry(r.seq).unwrap().unwrap(),
+            LoggedEntry {
+                seq: r.seq,
+                entry: e.clone()
+            }
+        );
+    }
+    assert!(log.entry(400).unwrap().is_none());
+    // close() signed a final checkpoint covering everything.
+    let cp = log.latest_checkpoint().unwrap();
+    assert_eq!((cp.tree_size, cp.root), (400, root));
+    assert_eq!(verify_checkpoint(&cp.note, log.public_key()).unwrap(), cp);
+    log.close().await.unwrap();
+    let v = verify(&tmp.path().join("audit"), Some(&cp.note)).unwrap();
+    assert_eq!((v.entries, v.root, v.anchor_size), (400, root, Some(400)));
+}
+
+#[tokio::test]
+async fn sealed_appends_and_checkpoints_are_signed_chained_and_stored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, _) = AuditLog::open(config(tmp.path(), 1 << 20)).unwrap();
+    let empty = log.checkpoint_now().await.unwrap();
+    assert_eq!(
+        (empty.tree_size, empty.root, empty.prev),
+        (0, EMPTY_ROOT, None)
+    );
+    log.append(entry(0, "a")).await.unwrap();
+    let (r, cp) = log.append_sealed(entry(1, "a")).await.unwrap();
+    assert_eq!(r.seq, 1);
+    assert_eq!(cp.tree_size, 2);
+    assert_eq!(cp.prev, Some(empty.note_hash()));
+    assert_eq!(cp.root, log.root());
+    // Nothing new: the same checkpoint comes back.
+    assert_eq!(log.checkpoint_now().await.unwrap(), cp);
+    assert_eq!(log.latest_checkpoint().unwrap(), cp);
+
+    let vkey = log.public_key().to_owned();
+    assert!(vkey.starts_with("aura.test/audit+") && vkey.split('+').nth(1).unwrap().len() == 8);
+    let lines: Vec<&str> = cp.note.lines().collect();
+    assert_eq!(&lines[..2], ["aura.test/audit", "2"]);
+    assert!(lines[3].starts_with("prev "));
+    assert_eq!(lines[4], "");
+    assert!(lines[5].starts_with("\u{2014} aura.test/audit "));
+    log.close().await.unwrap();
+    let v = verify(&tmp.path().join("audit"), None).unwrap();
+    assert_eq!(
+        (v.entries, v.checkpoints, v.latest_checkpoint_size),
+        (2, 2, Some(2))
+    );
+}
+
+#[tokio::test]
+async fn a_checkpoint_follows_appends_within_the_interval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, _) = AuditLog::open(config(tmp.path(), 1 << 20)).unwrap();
+    log.append(entry(0, "a")).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while log.latest_checkpoint().is_none_or(|c| c.tree_size < 1) {
+        assert!(Instant::now() < deadline, "no periodic checkpoint");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    log.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn proofs_from_the_log_verify_against_checkpoints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, _) = AuditLog::open(config(tmp.path(), 8192)).unwrap();
+    let mut leaves = Vec::new();
+    let mut cps = Vec::new();
+    for i in 0..70 {
+        let r = if i % 9 == 8 {
+            let (r, cp) = log.append_sealed(entry(i, "a")).await.unwrap();
+            cps.push(cp);
+            r
+        } else {
+            log.append(entry(i, "a")).await.unwrap()
+        };
+        leaves.push(r.leaf_hash);
+    }
+    cps.push(log.checkpoint_now().await.unwrap());
+    for cp in &cps {
+        let vcp = verify_checkpoint(&cp.note, log.public_key()).unwrap();
+        assert_eq!(log.root_at(vcp.tree_size).unwrap(), vcp.root);
+        for i in 0..vcp.tree_size {
+            let proof = log.inclusion_proof(i, vcp.tree_size).unwrap();
+            verify_inclusion(&leaves[i as usize], &proof, &vcp.root).unwrap();
+        }
+        for older in &cps {
+            if older.tree_size <= vcp.tree_size {
+                let proof = log
+                    .consistency_proof(older.tree_size, vcp.tree_size)
+                    .unwrap();
+                verify_consistency(&proof, &older.root, &vcp.root).unwrap();
+            }
+        }
+    }
+    assert!(matches!(
+        log.inclusion_proof(70, 70),
+        Err(AuditError::OutOfRange { .. })
+    ));
+    assert!(matches!(
+        log.inclusion_proof(0, 71),
+        Err(AuditError::OutOfRange { .. })
+    ));
+    assert!(matches!(
+        log.consistency_proof(5, 71),
+        Err(AuditError::OutOfRange { .. })
+    ));
+    log.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn segments_seal_and_scans_filter_across_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, _) = AuditLog::open(config(tmp.path(), 4096)).unwrap();
+    for i in 0..120 {
+        log.append(entry(i, if i % 2 == 0 { "even" } else { "odd" }))
+            .await
+            .unwrap();
+    }
+    assert!(segments(&tmp.path().join("audit")).len() > 3);
+    let all: Vec<u64> = log
+        .scan(ScanFilter::default())
+        .map(|e| e.unwrap().seq)
+        .collect();
+    assert_eq!(all, (0..120).collect::<Vec<_>>());
+    let odd_task1: Vec<u64> = log
+        .scan(ScanFilter {
+            agent: Some("odd".into()),
+            task: Some("task-1".into()),
+            ..ScanFilter::default()
+        })
+        .map(|e| e.unwrap().seq)
+        .collect();
+    assert_eq!(
+        odd_task1,
+        (0..120)
+            .filter(|i| i % 2 == 1 && i % 3 == 1)
+            .collect::<Vec<_>>()
+    );
+    let window: Vec<u64> = log
+        .scan(ScanFilter {
+            since: Some(Timestamp::from_millis(1_000_010)),
+            until: Some(Timestamp::from_millis(1_000_020)),
+            from_seq: 5,
+            ..ScanFilter::default()
+        })
+        .map(|e| e.unwrap().seq)
+        .collect();
+    assert_eq!(window, (10..20).collect::<Vec<_>>());
+    log.close().await.unwrap();
+    drop(log);
+    let (log, report) = AuditLog::open(config(tmp.path(), 4096)).unwrap();
+    assert_eq!(report.entries, 120);
+    assert_eq!(
+        log.scan(ScanFilter {
+            from_seq: 100,
+            ..ScanFilter::default()
+        })
+        .count(),
+        20
+    );
+    log.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_cut_reported_and_the_log_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("audit");
+    let (log, _) = AuditLog::open(config(tmp.path(), 1 << 20)).unwrap();
+    for i in 0..10 {
+        log.append(entry(i, "a")).await.unwrap();
+    }
+    log.close().await.unwrap();
+    drop(log);
+    // Simulate a write cut short by a crash: half of a record after the last one.
+    let (seg, off, len) = locate(&dir, 9);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let partial = bytes[off..off + len / 2].to_vec();
+    bytes.extend_from_slice(&partial);
+    std::fs::write(&seg, &bytes).unwrap();
+
+    let (log, report) = AuditLog::open(config(tmp.path(), 1 << 20)).unwrap();
+    let torn = report
+        .torn_segment_tail
+        .clone()
+        .expect("torn tail reported");
+    assert_eq!(
+        (torn.offset as usize, torn.discarded_bytes as usize),
+        (off + len, len / 2)
+    );
+    assert_eq!(report.entries, 10);
+    let r = log.append(entry(10, "a")).await.unwrap();
+    assert_eq!(r.seq, 10);
+    log.close().await.unwrap();
+    drop(log);
+    assert_eq!(verify(&dir, None).unwrap().entries, 11);
+    let (_log, report) = AuditLog::open(config(tmp.path(), 1 << 20)).unwrap();
+    assert!(report.is_clean());
+}
+
+#[tokio::test]
+async fn corruption_before_the_tail_is_an_error_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("audit");
+    let (log, _) = AuditLog::open(config(tmp.path(), 1 << 20)).unwrap();
+    for i in 0..10 {
+        log.append(entry(i, "a")).await.unwrap();
+    }
+    log.close().await.unwrap();
+    drop(log);
+    let (seg, off, _) = locate(&dir, 4);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[off + 30] ^= 0x20;
+    std::fs::write(&seg, &bytes).unwrap();
+    let err = AuditLog::open(config(tmp.path(), 1 << 20)).unwrap_err();
+    assert!(
+        matches!(err, AuditError::Corrupt { offset, .. } if offset as usize == off),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&seg).unwrap(), bytes, "nothing was cut");
+}
+
+#[tokio::test]
+async fn cutting_checkpointed_entries_is_not_mistaken_for_a_torn_tail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("audit");
+    let (log, _) = AuditLog::open(config(tmp.path(), 1 << 20)).unwrap();
+    for i in 0..10 {
+        log.append(entry(i, "a")).await.unwrap();
+    }
+    log.close().await.unwrap(); // signs a checkpoint at 10
+    drop(log);
+    let (seg, off, len) = locate(&dir, 9);
+    let bytes = std::fs::read(&seg).unwrap();
+    std::fs::write(&seg, &bytes[..off + len - 3]).unwrap();
+    let err = AuditLog::open(config(tmp.path(), 1 << 20)).unwrap_err();
+    assert!(err.to_string().contains("checkpoint"), "{err}");
+}
+
+#[tokio::test]
+async fn derived_files_are_rebuilt_from_the_segments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("audit");
+    let (log, _) = AuditLog::open(config(tmp.path(), 4096)).unwrap();
+    for i in 0..50 {
+        log.append(entry(i, "a")).await.unwrap();
+    }
+    let root = log.root();
+    log.close().await.unwrap();
+    drop(log);
+    std::fs::remove_dir_all(dir.join("tree")).unwrap();
+    std::fs::remove_file(dir.join("index/offsets")).unwrap();
+    let (log, report) = AuditLog::open(config(tmp.path(), 4096)).unwrap();
+    assert_eq!((report.reindexed_entries, log.root()), (50, root));
+    assert_eq!(log.entry(33).unwrap().unwrap().seq, 33);
+    let leaf33 = leaf_hash(&canonical_bytes(33, &entry(33, "a")).unwrap());
+    verify_inclusion(&leaf33, &log.inclusion_proof(33, 50).unwrap(), &root).unwrap();
+    log.close().await.unwrap();
+    drop(log);
+    // A leaf file cut short (as after a power loss) is completed from the segments.
+    let level0 = dir.join("tree/level-00");
+    let bytes = std::fs::read(&level0).unwrap();
+    std::fs::write(&level0, &bytes[..32 * 45]).unwrap();
+    let (log, report) = AuditLog::open(config(tmp.path(), 4096)).unwrap();
+    assert_eq!((report.reindexed_entries, log.root()), (5, root));
+    verify_inclusion(&leaf33, &log.inclusion_proof(33, 50).unwrap(), &root).unwrap();
+    // A leaf hash damaged in place never yields a wrong proof: the proof is refused, and reopening rebuilds it.
+    log.close().await.unwrap();
+    drop(log);
+    let mut bytes = std::fs::read(&level0).unwrap();
+    bytes[32 * 7..32 * 8].fill(0);
+    std::fs::write(&level0, &bytes).unwrap();
+    let (log, _) = AuditLog::open(config(tmp.path(), 4096)).unwrap();
+    assert!(matches!(
+        log.inclusion_proof(6, 50),
+        Err(AuditError::Corrupt { .. })
+    ));
+    log.close().await.unwrap();
+    drop(log);
+    std::fs::remove_file(&level0).unwrap();
+    let (log, report) = AuditLog::open(config(tmp.path(), 4096)).unwrap();
+    assert_eq!((report.reindexed_entries, log.root()), (50, root));
+    log.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_directory_is_locked_and_the_key_must_stay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, _) = AuditLog::open(config(tmp.path(), 4096)).unwrap();
+    assert!(matches!(
+        AuditLog::open(config(tmp.path(), 4096)),
+        Err(AuditError::Locked(_))
+    ));
+    log.append(entry(0, "a")).await.unwrap();
+    log.close().await.unwrap();
+    drop(log);
+    let key = tmp.path().join("keys/audit.ed25519");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    std::fs::rename(&key, tmp.path().join("moved")).unwrap();
+    assert!(matches!(
+        AuditLog::open(config(tmp.path(), 4096)),
+        Err(AuditError::Key { .. })
+    ));
+    // A different key is refused too.
+    let other = tempfile::tempdir().unwrap();
+    drop(AuditLog::open(config(other.path(), 4096)).unwrap());
+    std::fs::copy(other.path().join("keys/audit.ed25519"), &key).unwrap();
+    assert!(matches!(
+        AuditLog::open(config(tmp.path(), 4096)),
+        Err(AuditError::Key { .. })
+    ));
+}
+
+#[test]
+fn bad_configs_and_entries_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    for bad in ["", "has space", "a+b"] {
+        let mut c = config(tmp.path(), 4096);
+        c.origin = bad.into();
+        assert!(
+            matches!(AuditLog::open(c), Err(AuditError::Config(_))),
+            "{bad:?}"
+        );
+    }
+    let mut c = config(tmp.path(), 4096);
+    c.checkpoint_interval = Duration::from_secs(5);
+    assert!(matches!(AuditLog::open(c), Err(AuditError::Config(_))));
+    let mut e = entry(0, "a");
+    e.details.insert("x".into(), serde_json::json!(1.5));
+    assert!(matches!(canonical_bytes(0, &e), Err(AuditError::Encode(_))));
+}
