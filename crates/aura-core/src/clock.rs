@@ -37,6 +37,61 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// Parses an RFC 3339 UTC time such as `2026-11-21T20:19:31Z` or `2026-11-21T20:19:31.042Z`
+    /// (also a bare date `2026-11-21`, meaning midnight UTC).
+    pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
+        let (date, time) = match text.split_once(['T', 't', ' ']) {
+            Some((d, t)) => (d, Some(t)),
+            None => (text, None),
+        };
+        let mut parts = date.splitn(3, '-');
+        let year: i64 = parts.next()?.parse().ok()?;
+        let month: u32 = parts.next()?.parse().ok()?;
+        let day: u32 = parts.next()?.parse().ok()?;
+        if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+            return None;
+        }
+        let mut millis = 0i64;
+        if let Some(time) = time {
+            let time = time.strip_suffix(['Z', 'z'])?;
+            let (hms, frac) = match time.split_once('.') {
+                Some((hms, frac)) => (hms, Some(frac)),
+                None => (time, None),
+            };
+            let mut hms = hms.splitn(3, ':');
+            let h: i64 = hms.next()?.parse().ok()?;
+            let m: i64 = hms.next()?.parse().ok()?;
+            let s: i64 = hms.next()?.parse().ok()?;
+            if h > 23 || m > 59 || s > 60 {
+                return None;
+            }
+            millis = (h * 3600 + m * 60 + s) * 1000;
+            if let Some(frac) = frac {
+                if frac.is_empty() || !frac.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                let ms: String = frac.chars().chain("000".chars()).take(3).collect();
+                millis += ms.parse::<i64>().ok()?;
+            }
+        }
+        let days = days_from_civil(year, month, day);
+        Some(Timestamp(days * 86_400_000 + millis))
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 impl std::fmt::Display for Timestamp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.to_rfc3339())
@@ -123,6 +178,21 @@ mod tests {
             Timestamp::from_millis(951_782_400_000).to_rfc3339(),
             "2000-02-29T00:00:00.000Z"
         );
+    }
+
+    #[test]
+    fn rfc3339_parses_what_it_prints() {
+        for millis in [0, 1_795_292_371_042, 951_782_400_000, 4_102_444_800_000] {
+            let t = Timestamp::from_millis(millis);
+            assert_eq!(Timestamp::parse_rfc3339(&t.to_rfc3339()), Some(t));
+        }
+        assert_eq!(
+            Timestamp::parse_rfc3339("2026-11-21"),
+            Timestamp::parse_rfc3339("2026-11-21T00:00:00Z")
+        );
+        for bad in ["", "2026-13-01", "2026-11-21T25:00:00Z", "2026-11-21T10:00:00", "yesterday"] {
+            assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad}");
+        }
     }
 
     #[test]

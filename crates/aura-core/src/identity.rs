@@ -38,8 +38,8 @@ impl Role {
         use Permission::*;
         match self {
             Role::Admin => true,
-            Role::Operator => matches!(permission, Authenticated | ReadInventory | ReadConfig),
-            Role::Viewer => matches!(permission, Authenticated | ReadInventory),
+            Role::Operator => matches!(permission, Authenticated | ReadInventory | ReadConfig | ReadAudit),
+            Role::Viewer => matches!(permission, Authenticated | ReadInventory | ReadAudit),
             Role::Agent => matches!(permission, Authenticated),
         }
     }
@@ -78,6 +78,8 @@ pub enum Permission {
     ReadConfig,
     /// Create, list and revoke API tokens.
     ManageTokens,
+    /// Read the audit log: entries, checkpoints, proofs.
+    ReadAudit,
 }
 
 /// A validated agent name: 1–64 characters of `a-z`, `0-9`, `.`, `_`, `-`, starting with a letter or digit.
