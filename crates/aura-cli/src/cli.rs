@@ -24,6 +24,7 @@ Access:
 Inspect:
   status       Show a running server's readiness and status
   config       Check or show the effective configuration
+  audit        Verify the audit trail, prove entries, replay what an agent did
 
 Tools:
   completions  Print a shell completion script (bash, zsh, fish)
@@ -88,6 +89,9 @@ pub(crate) enum Command {
     /// Check or show the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The tamper-evident audit trail: verify it, prove entries, replay what an agent did.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// Measure Aura itself.
@@ -161,15 +165,96 @@ pub(crate) struct OutputArgs {
     pub output: Output,
 }
 
-/// Options of `aura status`.
+/// How to reach a running server.
 #[derive(Debug, Args)]
-pub(crate) struct StatusArgs {
+pub(crate) struct ApiArgs {
     /// Base URL of the server [default: http://ADDR of server.listen].
     #[arg(long, env = "AURA_URL")]
     pub url: Option<String>,
     /// Bearer token [default: the contents of DATA_DIR/admin.token].
     #[arg(long, env = "AURA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+}
+
+/// `aura audit …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Print the audit log's verifier (public) key.
+    Pubkey,
+    /// Recompute the Merkle tree and check every checkpoint signature and chain link; on tampering name the
+    /// first bad sequence number and exit 1.
+    Verify(AuditVerifyArgs),
+    /// Fetch an inclusion proof (--seq) or a consistency proof (--from) from the running server and check it
+    /// locally against a signed checkpoint.
+    Prove(AuditProveArgs),
+    /// Show what an agent did, step by step: verdicts, reasons, approvals and budget movement.
+    Replay(AuditReplayArgs),
+}
+
+/// Options of `aura audit verify`.
+#[derive(Debug, Args)]
+pub(crate) struct AuditVerifyArgs {
+    /// A checkpoint saved earlier (a signed note): the log must still be consistent with it.
+    #[arg(long, value_name = "FILE")]
+    pub from_checkpoint: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// Options of `aura audit prove`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("proof").required(true).args(["seq", "from"])))]
+pub(crate) struct AuditProveArgs {
+    /// Prove that this entry is in the log.
+    #[arg(long)]
+    pub seq: Option<u64>,
+    /// Prove that the log at this size is a prefix of the log now (consistency).
+    #[arg(long)]
+    pub from: Option<u64>,
+    /// The tree size to prove against [default: the latest checkpoint's].
+    #[arg(long)]
+    pub size: Option<u64>,
+    /// Server access.
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// Options of `aura audit replay`.
+#[derive(Debug, Args)]
+pub(crate) struct AuditReplayArgs {
+    /// The agent.
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Only this task.
+    #[arg(long)]
+    pub task: Option<String>,
+    /// From this time: RFC 3339 (`2026-11-21T08:00:00Z`), a date, or an age such as `90m`, `24h`, `7d`.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Until this time (same forms as --since).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// At most this many entries.
+    #[arg(long, default_value_t = 1000)]
+    pub limit: usize,
+    /// Server access.
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// Options of `aura status`.
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// Server access.
+    #[command(flatten)]
+    pub api: ApiArgs,
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = Output::Table)]
     pub output: Output,

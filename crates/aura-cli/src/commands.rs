@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use aura_config::{Config, LogFormat, Overrides};
 use aura_core::{Role, SystemClock};
+use aura_server::services::audit::{AuditTrail, cli_actor};
 use aura_server::services::{NewToken, Tokens};
 use aura_store::RevokeOutcome;
 
@@ -69,11 +70,12 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(crate::cli::BenchCommand::Startup(args)) => {
             crate::bench::startup(args).await
         }
+        Command::Audit(cmd) => crate::audit_cmd::run(&cli, cmd).await,
     }
 }
 
 /// Loads the config file (flag/env `--config`, else ./aura.yaml, else defaults) and applies flag/env overrides.
-fn load_config(
+pub(crate) fn load_config(
     cli: &Cli,
     up: Option<&UpArgs>,
 ) -> anyhow::Result<(Config, Option<std::path::PathBuf>)> {
@@ -200,10 +202,33 @@ shared pools, rate limits, and rules with `when:` conditions and `then:` verdict
 action, the default is deny. See docs/policies.md in the Aura repository for the language.
 ";
 
-async fn open_tokens(cli: &Cli) -> anyhow::Result<(Tokens, Arc<dyn aura_store::Store>)> {
+/// The token service over the configured store, auditing into the local audit log when this process can open it
+/// (when `aura up` is running it holds the log; the change is then recorded in the store only, with a warning).
+async fn open_tokens(
+    cli: &Cli,
+    audited: bool,
+) -> anyhow::Result<(Tokens, Arc<dyn aura_store::Store>, Option<AuditTrail>)> {
     let (config, _) = load_config(cli, None)?;
     let store = aura_server::open_store(&config).await?;
-    Ok((Tokens::new(store.clone(), Arc::new(SystemClock)), store))
+    let tokens = Tokens::new(store.clone(), Arc::new(SystemClock));
+    if !audited {
+        return Ok((tokens, store, None));
+    }
+    let settings = aura_server::services::audit::TrailSettings {
+        data_dir: config.data_dir.clone(),
+        origin: aura_server::services::audit::DEFAULT_ORIGIN.to_owned(),
+        segment_bytes: 64 << 20,
+        checkpoint_interval: std::time::Duration::from_millis(100),
+    };
+    match AuditTrail::open(settings).await {
+        Ok((trail, _)) => Ok((tokens.with_audit(trail.clone()), store, Some(trail))),
+        Err(e) => {
+            eprintln!(
+                "warning: this change is not in the audit log ({e}); use the API while `aura up` runs"
+            );
+            Ok((tokens, store, None))
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -230,8 +255,12 @@ impl From<&aura_store::TokenRecord> for TokenRow {
 }
 
 async fn token(cli: &Cli, cmd: &TokenCommand) -> anyhow::Result<ExitCode> {
-    let (tokens, store) = open_tokens(cli).await?;
+    let writes = !matches!(cmd, TokenCommand::List(_));
+    let (tokens, store, trail) = open_tokens(cli, writes).await?;
     let result = token_inner(&tokens, cmd).await;
+    if let Some(trail) = trail {
+        trail.close().await;
+    }
     store.close().await;
     result
 }
@@ -241,11 +270,14 @@ async fn token_inner(tokens: &Tokens, cmd: &TokenCommand) -> anyhow::Result<Exit
         TokenCommand::Create(args) => {
             let role: Role = args.role.parse()?;
             let created = tokens
-                .create(NewToken {
-                    name: args.name.clone(),
-                    role,
-                    agent: args.agent.clone(),
-                })
+                .create(
+                    NewToken {
+                        name: args.name.clone(),
+                        role,
+                        agent: args.agent.clone(),
+                    },
+                    cli_actor(),
+                )
                 .await?;
             let r = &created.record;
             eprintln!(
@@ -285,7 +317,7 @@ async fn token_inner(tokens: &Tokens, cmd: &TokenCommand) -> anyhow::Result<Exit
             })?;
         }
         TokenCommand::Revoke(args) => {
-            let (record, outcome) = tokens.revoke(&args.token).await?;
+            let (record, outcome) = tokens.revoke(&args.token, cli_actor()).await?;
             match outcome {
                 RevokeOutcome::Revoked => {
                     println!("revoked token `{}` ({})", record.name, record.id)
@@ -309,7 +341,7 @@ struct AgentRow {
 }
 
 async fn agents(cli: &Cli, format: Output) -> anyhow::Result<ExitCode> {
-    let (tokens, store) = open_tokens(cli).await?;
+    let (tokens, store, _) = open_tokens(cli, false).await?;
     let agents = tokens.agents().await;
     store.close().await;
     let rows: Vec<AgentRow> = agents?
@@ -342,25 +374,63 @@ struct StatusReport {
     status: Option<serde_json::Value>,
 }
 
-async fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<ExitCode> {
-    let (config, _) = load_config(cli, None)?;
-    let url = match &args.url {
-        Some(url) => url.trim_end_matches('/').to_owned(),
-        None => {
-            let mut addr = config.server.listen;
-            if addr.ip().is_unspecified() {
-                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+/// A client for a running server: its base URL and the bearer token to use.
+pub(crate) struct Api {
+    pub client: reqwest::Client,
+    pub url: String,
+    pub token: Option<String>,
+}
+
+impl Api {
+    /// Resolves the URL (flag, env, `server.listen`) and token (flag, env, `DATA_DIR/admin.token`).
+    pub(crate) fn new(cli: &Cli, args: &crate::cli::ApiArgs) -> anyhow::Result<Api> {
+        let (config, _) = load_config(cli, None)?;
+        let url = match &args.url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => {
+                let mut addr = config.server.listen;
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                format!("http://{addr}")
             }
-            format!("http://{addr}")
+        };
+        let token = match &args.token {
+            Some(t) => Some(t.trim().to_owned()),
+            None => read_admin_token(&config.data_dir.join("admin.token")),
+        };
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()?;
+        Ok(Api { client, url, token })
+    }
+
+    /// GET `path` with the token; a non-2xx answer becomes an error carrying the server's message.
+    pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<T> {
+        let mut req = self.client.get(format!("{}{path}", self.url));
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
         }
-    };
-    let token = match &args.token {
-        Some(t) => Some(t.trim().to_owned()),
-        None => read_admin_token(&config.data_dir.join("admin.token")),
-    };
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(5))
-        .build()?;
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach Aura at {}; is `aura up` running?", self.url))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            let msg = body["error"]["message"].as_str().unwrap_or("no details");
+            bail!("{} answered {}: {msg}", self.url, status.as_u16());
+        }
+        Ok(resp.json().await?)
+    }
+}
+
+async fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::new(cli, &args.api)?;
+    let (client, url, token) = (&api.client, api.url.clone(), api.token.clone());
     let ready_resp = client
         .get(format!("{url}/api/health/ready"))
         .send()

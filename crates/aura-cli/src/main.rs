@@ -1,5 +1,6 @@
 //! The `aura` command: one binary that runs the control plane (`aura up`) and drives it from the terminal.
 
+mod audit_cmd;
 mod bench;
 mod cli;
 mod commands;

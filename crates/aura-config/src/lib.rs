@@ -30,5 +30,8 @@ mod values;
 
 pub use error::ConfigError;
 pub use load::{DEFAULT_CONFIG_FILE, Loaded, load, parse_str};
-pub use schema::{Config, LogConfig, LogFormat, Overrides, ServerConfig, StoreConfig, StoreUrl};
+pub use schema::{
+    AuditConfig, Config, GovernanceConfig, LedgerKind, LogConfig, LogFormat, Overrides,
+    PoliciesConfig, ServerConfig, StoreConfig, StoreUrl,
+};
 pub use starter::STARTER_YAML;

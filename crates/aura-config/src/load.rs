@@ -52,7 +52,7 @@ pub fn load(explicit: Option<&Path>) -> Result<Loaded, ConfigError> {
 }
 
 /// Parses the text of a configuration file. `origin` names the file in errors, and relative
-/// paths (`data_dir`, a `sqlite://` path) are resolved against its directory.
+/// paths (`data_dir`, `policies.dir`, a `sqlite://` path) are resolved against its directory.
 ///
 /// Empty text (or only comments) gives the defaults.
 pub fn parse_str(text: &str, origin: &Path) -> Result<Config, ConfigError> {
@@ -60,6 +60,8 @@ pub fn parse_str(text: &str, origin: &Path) -> Result<Config, ConfigError> {
     let options = serde_saphyr::options! {
         with_snippet: false,
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
+        // Only YAML 1.2 booleans: `yes`, `on`, … stay strings, which `values::boolean` refuses.
+        strict_booleans: true,
         budget: serde_saphyr::budget! {
             max_depth: 32,
             max_nodes: 20_000,
@@ -79,6 +81,7 @@ pub fn parse_str(text: &str, origin: &Path) -> Result<Config, ConfigError> {
     check_store(&config, text, origin)?;
     let base = origin.parent().unwrap_or(Path::new(""));
     config.data_dir = resolve(base, &config.data_dir);
+    config.policies.dir = resolve(base, &config.policies.dir);
     if let Some(StoreUrl::Sqlite(path)) = &mut config.store.url {
         *path = resolve(base, path);
     }

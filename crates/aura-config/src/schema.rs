@@ -27,6 +27,15 @@ pub struct Config {
     /// Logging.
     #[serde(deserialize_with = "values::section")]
     pub log: LogConfig,
+    /// Governance policy files.
+    #[serde(deserialize_with = "values::section")]
+    pub policies: PoliciesConfig,
+    /// The audit log.
+    #[serde(deserialize_with = "values::section")]
+    pub audit: AuditConfig,
+    /// Budgets and other governance state.
+    #[serde(deserialize_with = "values::section")]
+    pub governance: GovernanceConfig,
 }
 
 /// The `server` section.
@@ -77,6 +86,64 @@ pub struct LogConfig {
     /// `AURA_LOG` overrides it at runtime (handled by the CLI).
     #[serde(deserialize_with = "values::log_level")]
     pub level: String,
+}
+
+/// The `policies` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoliciesConfig {
+    /// Directory of policy YAML files. Default `./policies`; relative paths (the default
+    /// included) are resolved like [`Config::data_dir`]: against the config file's directory
+    /// when there is a file, else the current directory.
+    #[serde(deserialize_with = "values::policies_dir")]
+    pub dir: PathBuf,
+    /// Reload policies when their files change. Default `true`.
+    #[serde(deserialize_with = "values::watch")]
+    pub watch: bool,
+    /// Accept a reload that widens what an agent may do without `--force`. Default `false`.
+    #[serde(deserialize_with = "values::allow_widening")]
+    pub allow_widening: bool,
+}
+
+/// The `audit` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// How often a signed checkpoint is emitted while entries arrive, in milliseconds,
+    /// 1..=1000. Default 100.
+    #[serde(deserialize_with = "values::checkpoint_interval_ms")]
+    pub checkpoint_interval_ms: u64,
+    /// Size in bytes at which an audit segment is sealed, 1 MiB..=4 GiB. Default 64 MiB.
+    #[serde(deserialize_with = "values::segment_bytes")]
+    pub segment_bytes: u64,
+    /// The checkpoint origin line (C2SP tlog-checkpoint), e.g. `example.com/log`: 1 to 255
+    /// printable ASCII characters, no spaces and no `+`. Default `aura.local/audit`.
+    #[serde(deserialize_with = "values::audit_origin")]
+    pub origin: String,
+}
+
+/// The `governance` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GovernanceConfig {
+    /// A budget reservation not settled within this many seconds is released, 1..=86400.
+    /// Default 300.
+    #[serde(deserialize_with = "values::reservation_ttl_seconds")]
+    pub reservation_ttl_seconds: u64,
+    /// Where budget counters live. Default [`LedgerKind::Store`].
+    #[serde(deserialize_with = "values::ledger")]
+    pub ledger: LedgerKind,
+}
+
+/// Where budget counters live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LedgerKind {
+    /// In the state store, shared by every process using it.
+    #[default]
+    Store,
+    /// In this process only; lost on restart.
+    Memory,
 }
 
 /// How log lines are written.
@@ -172,6 +239,9 @@ impl Default for Config {
             data_dir: PathBuf::from("./aura-data"),
             store: StoreConfig::default(),
             log: LogConfig::default(),
+            policies: PoliciesConfig::default(),
+            audit: AuditConfig::default(),
+            governance: GovernanceConfig::default(),
         }
     }
 }
@@ -207,6 +277,35 @@ impl Default for LogConfig {
     }
 }
 
+impl Default for PoliciesConfig {
+    fn default() -> Self {
+        PoliciesConfig {
+            dir: PathBuf::from("./policies"),
+            watch: true,
+            allow_widening: false,
+        }
+    }
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            checkpoint_interval_ms: 100,
+            segment_bytes: 64 * 1024 * 1024,
+            origin: "aura.local/audit".to_owned(),
+        }
+    }
+}
+
+impl Default for GovernanceConfig {
+    fn default() -> Self {
+        GovernanceConfig {
+            reservation_ttl_seconds: 300,
+            ledger: LedgerKind::Store,
+        }
+    }
+}
+
 impl LogFormat {
     /// The name used in `aura.yaml` and on the command line: `text` or `json`.
     #[must_use]
@@ -219,6 +318,23 @@ impl LogFormat {
 }
 
 impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl LedgerKind {
+    /// The name used in `aura.yaml`: `store` or `memory`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LedgerKind::Store => "store",
+            LedgerKind::Memory => "memory",
+        }
+    }
+}
+
+impl fmt::Display for LedgerKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }

@@ -37,4 +37,26 @@ log:
   # How much to log: trace, debug, info, warn or error; per module too, e.g. info,aura_server=debug.
   # The AURA_LOG environment variable overrides this.
   level: info
+
+policies:
+  # Folder of policy YAML files; a relative path starts at this file's folder.
+  dir: ./policies
+  # Reload the policies automatically when their files change (true or false).
+  watch: true
+  # Accept a reload that lets an agent do more than before without --force (true or false).
+  allow_widening: false
+
+audit:
+  # Milliseconds between signed checkpoints of the audit log while entries arrive (1 to 1000).
+  checkpoint_interval_ms: 100
+  # Size in bytes at which an audit log file is sealed (67108864 = 64 MiB; 1048576 to 4294967296).
+  segment_bytes: 67108864
+  # Name of this audit log in its signed checkpoints: printable ASCII without spaces or +, e.g. example.com/log.
+  origin: aura.local/audit
+
+governance:
+  # Seconds after which a budget reservation that was not settled is released (1 to 86400).
+  reservation_ttl_seconds: 300
+  # Where budget counters live: store (the database, shared) or memory (this process only, lost on restart).
+  ledger: store
 "#;

@@ -5,12 +5,13 @@
 //! [`MARK`] and may carry its own hint after [`HINT`]; `error.rs` turns it into a
 //! [`crate::ConfigError`] naming the key.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use serde::de::{Deserialize, Deserializer, Error as _};
+use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 
-use crate::schema::{LogFormat, StoreUrl};
+use crate::schema::{LedgerKind, LogFormat, StoreUrl};
 
 /// Starts every message produced by a validator in this module.
 pub(crate) const MARK: char = '\u{1e}';
@@ -54,6 +55,21 @@ const CONNECT_TIMEOUT: Range = Range {
     hi: 600,
     unit: "seconds",
 };
+const CHECKPOINT_INTERVAL: Range = Range {
+    lo: 1,
+    hi: 1000,
+    unit: "milliseconds",
+};
+const SEGMENT_BYTES: Range = Range {
+    lo: 1024 * 1024,
+    hi: 4 * 1024 * 1024 * 1024,
+    unit: "bytes",
+};
+const RESERVATION_TTL: Range = Range {
+    lo: 1,
+    hi: 86_400,
+    unit: "seconds",
+};
 
 /// How to fix a bad value of a key.
 #[derive(Clone, Copy)]
@@ -72,7 +88,18 @@ pub(crate) struct Key {
 
 /// Every section (`""` is the top level) and its keys, in file order.
 pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
-    ("", &["server", "data_dir", "store", "log"]),
+    (
+        "",
+        &[
+            "server",
+            "data_dir",
+            "store",
+            "log",
+            "policies",
+            "audit",
+            "governance",
+        ],
+    ),
     (
         "server",
         &[
@@ -92,9 +119,16 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
         ],
     ),
     ("log", &["format", "level"]),
+    ("policies", &["dir", "watch", "allow_widening"]),
+    (
+        "audit",
+        &["checkpoint_interval_ms", "segment_bytes", "origin"],
+    ),
+    ("governance", &["reservation_ttl_seconds", "ledger"]),
 ];
 
 const NUMBER: &str = "a whole number";
+const BOOLEAN: &str = "true or false";
 const SECTION: &str = "a mapping of settings";
 
 /// Every key, sections included.
@@ -177,6 +211,69 @@ pub(crate) const KEYS: &[Key] = &[
         expects: "a log filter",
         hint: Hint::Text(LEVEL_HINT),
     },
+    Key {
+        path: "policies",
+        expects: SECTION,
+        hint: Hint::Text(
+            "write `policies:` on its own line and indent its settings below it, e.g. `  dir: ./policies`",
+        ),
+    },
+    Key {
+        path: "policies.dir",
+        expects: "a directory path",
+        hint: Hint::Text(
+            "use a directory path such as ./policies; a relative path starts at the config file's directory",
+        ),
+    },
+    Key {
+        path: "policies.watch",
+        expects: BOOLEAN,
+        hint: Hint::Text(BOOLEAN_HINT),
+    },
+    Key {
+        path: "policies.allow_widening",
+        expects: BOOLEAN,
+        hint: Hint::Text(BOOLEAN_HINT),
+    },
+    Key {
+        path: "audit",
+        expects: SECTION,
+        hint: Hint::Text(
+            "write `audit:` on its own line and indent its settings below it, e.g. `  checkpoint_interval_ms: 100`",
+        ),
+    },
+    Key {
+        path: "audit.checkpoint_interval_ms",
+        expects: NUMBER,
+        hint: Hint::Range(CHECKPOINT_INTERVAL),
+    },
+    Key {
+        path: "audit.segment_bytes",
+        expects: NUMBER,
+        hint: Hint::Range(SEGMENT_BYTES),
+    },
+    Key {
+        path: "audit.origin",
+        expects: "a checkpoint origin",
+        hint: Hint::Text(ORIGIN_HINT),
+    },
+    Key {
+        path: "governance",
+        expects: SECTION,
+        hint: Hint::Text(
+            "write `governance:` on its own line and indent its settings below it, e.g. `  ledger: store`",
+        ),
+    },
+    Key {
+        path: "governance.reservation_ttl_seconds",
+        expects: NUMBER,
+        hint: Hint::Range(RESERVATION_TTL),
+    },
+    Key {
+        path: "governance.ledger",
+        expects: "a ledger kind",
+        hint: Hint::Text(LEDGER_HINT),
+    },
 ];
 
 const LISTEN_HINT: &str = "expected IP:PORT, e.g. 127.0.0.1:7470";
@@ -185,6 +282,12 @@ const URL_HINT: &str =
 const SCHEMA_HINT: &str = "use lowercase letters, digits and `_`, starting with a letter or `_`, at most 63 characters, e.g. aura";
 const LEVEL_HINT: &str = "use a level (trace, debug, info, warn, error, off) or directives like `info,aura_server=debug`";
 const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
+const BOOLEAN_HINT: &str = "use true or false";
+const ORIGIN_MAX: usize = 255;
+const ORIGIN_HINT: &str =
+    "use 1 to 255 printable ASCII characters without spaces or `+`, e.g. example.com/log";
+const LEDGER_HINT: &str = "use one of: store, memory";
+const LEDGERS: &[&str] = &["store", "memory"];
 
 impl Key {
     /// Looks a key up by its dotted path.
@@ -330,6 +433,177 @@ pub(crate) fn max_connections<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D:
 
 pub(crate) fn data_dir<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
     leaf(d, |text| Ok(PathBuf::from(text)))
+}
+
+pub(crate) fn policies_dir<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+    leaf(d, |text| Ok(PathBuf::from(text)))
+}
+
+pub(crate) fn watch<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    boolean(d)
+}
+
+pub(crate) fn allow_widening<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    boolean(d)
+}
+
+pub(crate) fn checkpoint_interval_ms<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    leaf(d, |text| CHECKPOINT_INTERVAL.check(text))
+}
+
+pub(crate) fn segment_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    leaf(d, |text| SEGMENT_BYTES.check(text))
+}
+
+pub(crate) fn audit_origin<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    leaf(d, check_origin)
+}
+
+pub(crate) fn reservation_ttl_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    leaf(d, |text| RESERVATION_TTL.check(text))
+}
+
+pub(crate) fn ledger<'de, D: Deserializer<'de>>(d: D) -> Result<LedgerKind, D::Error> {
+    leaf(d, |text| match text.trim().to_ascii_lowercase().as_str() {
+        "store" => Ok(LedgerKind::Store),
+        "memory" => Ok(LedgerKind::Memory),
+        other => {
+            let what = format!("unknown ledger {}", show(text));
+            match suggest(other, LEDGERS) {
+                Some(best) => Err(invalid_with_hint(
+                    what,
+                    &format!("did you mean `{best}`? {LEDGER_HINT}"),
+                )),
+                None => Err(invalid(what)),
+            }
+        }
+    })
+}
+
+/// A boolean: YAML 1.2 `true` or `false` (also `True`, `FALSE`, …), unquoted.
+///
+/// Unlike the other leaves this is not read as a string, since a string cannot tell `true` from
+/// `"true"`. The parser runs with `strict_booleans` (see `load.rs`), so YAML 1.1 spellings such
+/// as `yes` or `on` arrive here as strings and are refused with a hint.
+fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    d.deserialize_any(Boolean)
+}
+
+struct Boolean;
+
+impl<'de> Visitor<'de> for Boolean {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(BOOLEAN)
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<bool, E> {
+        Ok(value)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<bool, E> {
+        let message = match not_empty(value) {
+            Ok(()) => not_a_boolean(value, true),
+            Err(empty) => empty,
+        };
+        Err(E::custom(message))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<bool, E> {
+        Err(E::custom(not_a_boolean(&value.to_string(), false)))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<bool, E> {
+        Err(E::custom(not_a_boolean(&value.to_string(), false)))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<bool, E> {
+        Err(E::custom(not_a_boolean(&value.to_string(), false)))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<bool, E> {
+        Err(E::custom(invalid(EMPTY.to_owned())))
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<bool, E> {
+        self.visit_unit()
+    }
+
+    // Serde's own "invalid type" errors would be placed at the key, not the value: a custom
+    // error is placed at the value.
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<bool, A::Error> {
+        Err(A::Error::custom(invalid(format!(
+            "expected {BOOLEAN}, found a list"
+        ))))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<bool, A::Error> {
+        Err(A::Error::custom(invalid(format!(
+            "expected {BOOLEAN}, found a mapping"
+        ))))
+    }
+}
+
+/// Why `text` (a string, or a number written as `text`) is not a boolean, with the boolean
+/// it probably meant.
+fn not_a_boolean(text: &str, string: bool) -> String {
+    let word = text.trim().to_ascii_lowercase();
+    if string && (word == "true" || word == "false") {
+        return invalid_with_hint(
+            format!("{} is quoted text, not a boolean", show(text)),
+            &format!("remove the quotes: {word}"),
+        );
+    }
+    let meant = match word.as_str() {
+        "yes" | "y" | "on" | "1" | "enable" | "enabled" => Some(true),
+        "no" | "n" | "off" | "0" | "disable" | "disabled" => Some(false),
+        _ => None,
+    };
+    let what = format!("{} is not a boolean", show(text));
+    match meant {
+        Some(meant) => invalid_with_hint(
+            what,
+            &format!("write {meant}: only true and false are booleans in aura.yaml"),
+        ),
+        None => invalid(what),
+    }
+}
+
+/// Checks a C2SP tlog-checkpoint origin line. It is also the name of the signing key in the
+/// signed note, which may not contain `+`.
+fn check_origin(text: &str) -> Result<String, String> {
+    let origin = text.trim();
+    if let Some(bad) = origin.chars().find(|c| !c.is_ascii_graphic()) {
+        let what = match bad {
+            ' ' => format!("{} contains a space", show(origin)),
+            c if c.is_control() => format!(
+                "{} contains `{}`, which is not printable ASCII",
+                show(origin),
+                c.escape_default()
+            ),
+            c => format!(
+                "{} contains {}, which is not printable ASCII",
+                show(origin),
+                show(&c.to_string())
+            ),
+        };
+        return Err(invalid(what));
+    }
+    if origin.contains('+') {
+        return Err(invalid_with_hint(
+            format!("{} contains `+`", show(origin)),
+            "the origin also names the checkpoint signing key, and a signed-note key name cannot contain `+`; use e.g. example.com/log",
+        ));
+    }
+    let length = origin.chars().count();
+    if length > ORIGIN_MAX {
+        return Err(invalid(format!(
+            "{} is {length} characters long, more than {ORIGIN_MAX}",
+            show(origin)
+        )));
+    }
+    Ok(origin.to_owned())
 }
 
 pub(crate) fn log_format<'de, D: Deserializer<'de>>(d: D) -> Result<LogFormat, D::Error> {

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use aura_config::{
-    Config, ConfigError, LogFormat, Overrides, STARTER_YAML, StoreUrl, load, parse_str,
+    AuditConfig, Config, ConfigError, GovernanceConfig, LedgerKind, LogFormat, Overrides,
+    PoliciesConfig, STARTER_YAML, StoreUrl, load, parse_str,
 };
 
 const DOCS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md");
@@ -32,6 +33,29 @@ fn defaults_are_the_documented_product_defaults() {
         config.sqlite_path(),
         Some(PathBuf::from("./aura-data/aura.db"))
     );
+    assert_eq!(
+        config.policies,
+        PoliciesConfig {
+            dir: PathBuf::from("./policies"),
+            watch: true,
+            allow_widening: false,
+        }
+    );
+    assert_eq!(
+        config.audit,
+        AuditConfig {
+            checkpoint_interval_ms: 100,
+            segment_bytes: 67_108_864,
+            origin: "aura.local/audit".to_owned(),
+        }
+    );
+    assert_eq!(
+        config.governance,
+        GovernanceConfig {
+            reservation_ttl_seconds: 300,
+            ledger: LedgerKind::Store,
+        }
+    );
 }
 
 #[test]
@@ -40,12 +64,17 @@ fn starter_yaml_parses_to_the_defaults() {
         parse_str(STARTER_YAML, Path::new("aura.yaml")).unwrap(),
         Config::default()
     );
-    // Next to another directory, only the data directory moves.
+    // Next to another directory, only the data and policy directories move.
     let elsewhere = parse_str(STARTER_YAML, Path::new("/etc/aura/aura.yaml")).unwrap();
     assert_eq!(elsewhere.data_dir, PathBuf::from("/etc/aura/aura-data"));
+    assert_eq!(elsewhere.policies.dir, PathBuf::from("/etc/aura/policies"));
     assert_eq!(
         Config {
             data_dir: PathBuf::from("./aura-data"),
+            policies: PoliciesConfig {
+                dir: PathBuf::from("./policies"),
+                ..elsewhere.policies.clone()
+            },
             ..elsewhere
         },
         Config::default()
@@ -73,7 +102,7 @@ fn starter_yaml_comments_every_line_it_sets() {
 fn every_key_is_documented_and_in_the_starter_file() {
     let docs = fs::read_to_string(DOCS).unwrap();
     let keys = leaf_keys(&serde_saphyr::to_string(&Config::default()).unwrap());
-    assert_eq!(keys.len(), 11, "{keys:?}");
+    assert_eq!(keys.len(), 19, "{keys:?}");
     for key in &keys {
         assert!(
             docs.contains(&format!("`{key}`")),
@@ -111,12 +140,13 @@ fn relative_paths_resolve_against_the_file_directory() {
     let file = dir.path().join("aura.yaml");
     fs::write(
         &file,
-        "data_dir: ./state\nstore:\n  url: sqlite://db/aura.db\n",
+        "data_dir: ./state\nstore:\n  url: sqlite://db/aura.db\npolicies:\n  dir: rules\n",
     )
     .unwrap();
     let loaded = load(Some(&file)).unwrap();
     assert_eq!(loaded.source.as_deref(), Some(file.as_path()));
     assert_eq!(loaded.config.data_dir, dir.path().join("state"));
+    assert_eq!(loaded.config.policies.dir, dir.path().join("rules"));
     assert_eq!(
         loaded.config.store.url,
         Some(StoreUrl::Sqlite(dir.path().join("db/aura.db")))
@@ -129,6 +159,15 @@ fn relative_paths_resolve_against_the_file_directory() {
         dir.path().join("aura-data"),
         "the default data_dir follows the file too"
     );
+    assert_eq!(
+        loaded.config.policies.dir,
+        dir.path().join("policies"),
+        "so does the default policies.dir"
+    );
+
+    fs::write(&file, "policies:\n  dir: /srv/policies\n").unwrap();
+    let loaded = load(Some(&file)).unwrap();
+    assert_eq!(loaded.config.policies.dir, PathBuf::from("/srv/policies"));
     assert_eq!(
         loaded.config.sqlite_path(),
         Some(PathBuf::from("/var/lib/aura/aura.db"))
@@ -224,6 +263,11 @@ fn serialized_config_parses_back_to_itself() {
         )
         .unwrap(),
         parse_str("store:\n  url: sqlite:///var/aura.db\n", Path::new("aura.yaml")).unwrap(),
+        parse_str(
+            "policies:\n  dir: /srv/p q\n  watch: false\n  allow_widening: true\naudit:\n  checkpoint_interval_ms: 1\n  segment_bytes: 4294967296\n  origin: \"example.com/log#1\"\ngovernance:\n  reservation_ttl_seconds: 86400\n  ledger: memory\n",
+            Path::new("aura.yaml"),
+        )
+        .unwrap(),
     ];
     for config in configs {
         let yaml = serde_saphyr::to_string(&config).unwrap();
@@ -238,6 +282,25 @@ fn serialized_config_parses_back_to_itself() {
         yaml.contains("listen: 127.0.0.1:7470") && yaml.contains("format: text"),
         "{yaml}"
     );
+    assert!(
+        yaml.contains("watch: true") && yaml.contains("ledger: store"),
+        "{yaml}"
+    );
+}
+
+#[test]
+fn booleans_and_ledger_kinds_parse() {
+    let config = parse_str(
+        "policies: {watch: FALSE, allow_widening: True}\ngovernance: {ledger: Memory}\n",
+        Path::new("aura.yaml"),
+    )
+    .unwrap();
+    assert!(!config.policies.watch);
+    assert!(config.policies.allow_widening);
+    assert_eq!(config.governance.ledger, LedgerKind::Memory);
+    assert_eq!(LedgerKind::Memory.to_string(), "memory");
+    assert_eq!(LedgerKind::Store.as_str(), "store");
+    assert_eq!(LedgerKind::default(), LedgerKind::Store);
 }
 
 #[test]

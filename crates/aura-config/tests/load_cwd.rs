@@ -12,6 +12,7 @@ fn without_a_flag_aura_yaml_in_the_current_directory_is_used_if_present() {
     std::env::set_current_dir(dir.path()).unwrap();
 
     let loaded = load(None).unwrap();
+    assert_eq!(loaded.config.policies.dir, PathBuf::from("./policies"));
     assert_eq!((loaded.config, loaded.source), (Config::default(), None));
 
     fs::write(
@@ -22,6 +23,11 @@ fn without_a_flag_aura_yaml_in_the_current_directory_is_used_if_present() {
     let loaded = load(None).unwrap();
     assert_eq!(loaded.source, Some(PathBuf::from("aura.yaml")));
     assert_eq!(loaded.config.data_dir, PathBuf::from("state"));
+    assert_eq!(
+        loaded.config.policies.dir,
+        PathBuf::from("./policies"),
+        "like data_dir, relative to the current directory when the file is there"
+    );
 
     fs::write(
         dir.path().join(DEFAULT_CONFIG_FILE),

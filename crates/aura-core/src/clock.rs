@@ -190,7 +190,13 @@ mod tests {
             Timestamp::parse_rfc3339("2026-11-21"),
             Timestamp::parse_rfc3339("2026-11-21T00:00:00Z")
         );
-        for bad in ["", "2026-13-01", "2026-11-21T25:00:00Z", "2026-11-21T10:00:00", "yesterday"] {
+        for bad in [
+            "",
+            "2026-13-01",
+            "2026-11-21T25:00:00Z",
+            "2026-11-21T10:00:00",
+            "yesterday",
+        ] {
             assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad}");
         }
     }

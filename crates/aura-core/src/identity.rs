@@ -38,7 +38,10 @@ impl Role {
         use Permission::*;
         match self {
             Role::Admin => true,
-            Role::Operator => matches!(permission, Authenticated | ReadInventory | ReadConfig | ReadAudit),
+            Role::Operator => matches!(
+                permission,
+                Authenticated | ReadInventory | ReadConfig | ReadAudit
+            ),
             Role::Viewer => matches!(permission, Authenticated | ReadInventory | ReadAudit),
             Role::Agent => matches!(permission, Authenticated),
         }

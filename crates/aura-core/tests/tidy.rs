@@ -24,7 +24,12 @@ fn workspace_files() -> Vec<PathBuf> {
     let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut files = Vec::new();
     rust_files(&crates, &mut files);
-    assert!(files.len() > 10, "found only {} files under {}", files.len(), crates.display());
+    assert!(
+        files.len() > 10,
+        "found only {} files under {}",
+        files.len(),
+        crates.display()
+    );
     files
 }
 
@@ -38,7 +43,11 @@ fn every_module_opens_with_a_doc_line() {
         })
         .map(|p| p.display().to_string())
         .collect();
-    assert!(missing.is_empty(), "modules without a `//!` opening line:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "modules without a `//!` opening line:\n{}",
+        missing.join("\n")
+    );
 }
 
 #[test]
@@ -46,8 +55,16 @@ fn no_test_is_ignored() {
     let needle = ["#[", "ignore"].concat();
     let offenders: Vec<String> = workspace_files()
         .into_iter()
-        .filter(|p| std::fs::read_to_string(p).unwrap_or_default().contains(&needle))
+        .filter(|p| {
+            std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .contains(&needle)
+        })
         .map(|p| p.display().to_string())
         .collect();
-    assert!(offenders.is_empty(), "ignored tests:\n{}", offenders.join("\n"));
+    assert!(
+        offenders.is_empty(),
+        "ignored tests:\n{}",
+        offenders.join("\n")
+    );
 }

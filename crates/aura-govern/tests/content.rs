@@ -62,6 +62,11 @@ fn every_secret_kind_is_found_and_redacted() {
     let pem_openssh = PEM.replace("RSA", "OPENSSH");
     let pem_truncated = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0B";
     let cases: Vec<(String, SecretKind, &str)> = vec![
+        (
+            format!("clé «{OPENAI}» 日本"),
+            SecretKind::OpenAiKey,
+            OPENAI,
+        ),
         (format!("key: {OPENAI}"), SecretKind::OpenAiKey, OPENAI),
         (
             format!("OPENAI_API_KEY={OPENAI_PROJ}"),
@@ -616,8 +621,12 @@ proptest! {
         let text = format!("{prefix}{sep1}{secret}{sep2}{suffix}");
         let redacted = c.redact(&text);
         prop_assert!(!redacted.contains(&secret), "{text:?} -> {redacted:?}");
-        let value = c.redact_value(&json!({"a": [{"b": text}]}));
+        let args = json!({"a": [{"b": text}], "c": format!("{secret} again")});
+        let value = c.redact_value(&args);
         prop_assert!(!value.to_string().contains(&secret));
+        // The kernel's path (redaction from the findings) agrees with a full rescan.
+        let report = c.check(&action("tool_call", "t", args));
+        prop_assert_eq!(report.redacted_args, Some(value));
     }
 
     /// URL passwords and bearer tokens: only the credential goes.

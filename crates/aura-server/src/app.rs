@@ -9,6 +9,7 @@ use aura_core::Timestamp;
 use aura_store::Store;
 
 use crate::services::Tokens;
+use crate::services::audit::AuditTrail;
 use crate::telemetry::Metrics;
 
 /// Everything a handler may reach. Cheap to clone.
@@ -16,6 +17,7 @@ use crate::telemetry::Metrics;
 pub(crate) struct AppState {
     pub(crate) tokens: Tokens,
     pub(crate) store: Arc<dyn Store>,
+    pub(crate) audit: AuditTrail,
     pub(crate) config: Arc<Config>,
     pub(crate) metrics: Metrics,
     pub(crate) started: Instant,
@@ -28,6 +30,7 @@ impl AppState {
     pub(crate) fn new(
         tokens: Tokens,
         store: Arc<dyn Store>,
+        audit: AuditTrail,
         config: Arc<Config>,
         metrics: Metrics,
         openapi_json: Arc<str>,
@@ -36,6 +39,7 @@ impl AppState {
         Self {
             tokens,
             store,
+            audit,
             config,
             metrics,
             started: Instant::now(),

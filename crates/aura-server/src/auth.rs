@@ -56,6 +56,7 @@ fn describe(permission: Permission) -> &'static str {
         Permission::ReadInventory => "role admin, operator or viewer",
         Permission::ReadConfig => "role admin or operator",
         Permission::ManageTokens => "role admin",
+        Permission::ReadAudit => "role admin, operator or viewer",
     }
 }
 

@@ -29,6 +29,7 @@ use aura_store::{ConnectOptions, Store, StoreTarget};
 use crate::app::AppState;
 use crate::routes;
 use crate::services::Tokens;
+use crate::services::audit::{self, AuditTrail, TrailSettings};
 use crate::telemetry::Metrics;
 
 const REQUEST_ID: &str = "x-request-id";
@@ -59,6 +60,9 @@ pub enum ServeError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The audit log could not be opened or written.
+    #[error("audit log: {0}")]
+    Audit(String),
     /// The metrics recorder could not be installed.
     #[error("metrics: {0}")]
     Metrics(String),
@@ -130,7 +134,28 @@ pub async fn bind(config: Config) -> Result<BoundServer, ServeError> {
     create_private_dir(&config.data_dir)?;
     let store = open_store(&config).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let tokens = Tokens::new(store.clone(), clock);
+    let (trail, recovery) = AuditTrail::open(TrailSettings {
+        data_dir: config.data_dir.clone(),
+        origin: audit::DEFAULT_ORIGIN.to_owned(),
+        segment_bytes: 64 << 20,
+        checkpoint_interval: Duration::from_millis(100),
+    })
+    .await
+    .map_err(|e| ServeError::Audit(e.to_string()))?;
+    for torn in [&recovery.torn_segment_tail, &recovery.torn_checkpoint_tail]
+        .into_iter()
+        .flatten()
+    {
+        tracing::warn!(
+            path = %torn.path.display(),
+            offset = torn.offset,
+            discarded_bytes = torn.discarded_bytes,
+            reason = %torn.reason,
+            "audit log: truncated a torn tail left by a crash"
+        );
+    }
+    tracing::info!(entries = recovery.entries, key = %trail.public_key(), "audit log opened");
+    let tokens = Tokens::new(store.clone(), clock.clone()).with_audit(trail.clone());
     let admin_token_file = match tokens.bootstrap_admin().await {
         Ok(Some(created)) => {
             let path = config.data_dir.join(ADMIN_TOKEN_FILE);
@@ -153,7 +178,26 @@ pub async fn bind(config: Config) -> Result<BoundServer, ServeError> {
     let shutdown_timeout = Duration::from_secs(config.server.shutdown_timeout_seconds);
     let request_timeout = Duration::from_secs(config.server.request_timeout_seconds);
     let max_body_bytes = usize::try_from(config.server.max_body_bytes).unwrap_or(usize::MAX);
-    let state = AppState::new(tokens, store, Arc::new(config), metrics, openapi_json);
+    let start = audit::event(
+        clock.now(),
+        audit::system_actor(),
+        ("server", &addr.to_string()),
+        "server.start",
+        aura_audit::RiskLevel::Low,
+        serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "store": store.backend()}),
+    );
+    trail
+        .record(start)
+        .await
+        .map_err(|e| ServeError::Audit(e.to_string()))?;
+    let state = AppState::new(
+        tokens,
+        store,
+        trail,
+        Arc::new(config),
+        metrics,
+        openapi_json,
+    );
     Ok(BoundServer {
         listener,
         state,
@@ -261,6 +305,18 @@ impl BoundServer {
         cancel.cancel();
         tasks.close();
         tasks.wait().await;
+        let stop = audit::event(
+            state.tokens.now(),
+            audit::system_actor(),
+            ("server", "aura"),
+            "server.stop",
+            aura_audit::RiskLevel::Low,
+            serde_json::json!({"drained": report.drained, "drain_ms": report.drain_time.as_millis() as u64}),
+        );
+        if let Err(e) = state.audit.record(stop).await {
+            tracing::error!(error = %e, "could not audit the shutdown");
+        }
+        state.audit.close().await;
         state.store.close().await;
         tracing::info!(drained = report.drained, "stopped");
         Ok(report)

@@ -1,8 +1,11 @@
 //! Services: the layer between edges (HTTP handlers, CLI commands) and the store. They validate input,
 //! assign ids and timestamps, and enforce rules that hold whatever the edge (e.g. never revoke the last admin).
 
+pub mod audit;
+
 use std::sync::Arc;
 
+use aura_audit::{Actor, RiskLevel};
 use aura_core::{AgentName, Clock, IssuedToken, Principal, Role, Timestamp, TokenId};
 use aura_store::{AgentRecord, RevokeOutcome, Store, StoreError, TokenRecord};
 
@@ -66,16 +69,58 @@ pub struct CreatedToken {
 pub struct Tokens {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    audit: Option<audit::AuditTrail>,
 }
 
 impl Tokens {
     /// A service over `store`, stamping times from `clock`.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+        Self {
+            store,
+            clock,
+            audit: None,
+        }
+    }
+
+    /// Records every token creation and revocation in `trail`.
+    pub fn with_audit(mut self, trail: audit::AuditTrail) -> Self {
+        self.audit = Some(trail);
+        self
+    }
+
+    async fn audit(&self, actor: Actor, token: &TokenRecord, action: &str) {
+        let Some(trail) = &self.audit else {
+            return;
+        };
+        let risk = if token.role == Role::Admin {
+            RiskLevel::High
+        } else {
+            RiskLevel::Medium
+        };
+        let details = serde_json::json!({
+            "name": token.name,
+            "role": token.role.as_str(),
+            "agent": token.agent.as_ref().map(AgentName::as_str),
+        });
+        let entry = audit::event(
+            self.clock.now(),
+            actor,
+            ("token", token.id.as_str()),
+            action,
+            risk,
+            details,
+        );
+        if let Err(e) = trail.record(entry).await {
+            tracing::error!(error = %e, token_id = %token.id, action, "could not audit a token change");
+        }
     }
 
     /// Creates a token. Agent tokens must name an agent; other roles may name one.
-    pub async fn create(&self, request: NewToken) -> Result<CreatedToken, ServiceError> {
+    pub async fn create(
+        &self,
+        request: NewToken,
+        actor: Actor,
+    ) -> Result<CreatedToken, ServiceError> {
         validate_token_name(&request.name)?;
         let agent = request
             .agent
@@ -99,6 +144,7 @@ impl Tokens {
         };
         let registered_agent = self.store.insert_token(&record).await?;
         tracing::info!(token_id = %record.id, name = %record.name, role = %record.role, "token created");
+        self.audit(actor, &record, "token.create").await;
         Ok(CreatedToken {
             record,
             token,
@@ -115,6 +161,7 @@ impl Tokens {
     pub async fn revoke(
         &self,
         id_or_name: &str,
+        actor: Actor,
     ) -> Result<(TokenRecord, RevokeOutcome), ServiceError> {
         let record = match TokenId::parse(id_or_name) {
             Ok(id) => self.store.token(&id).await?,
@@ -137,6 +184,7 @@ impl Tokens {
         let record = self.store.token(&record.id).await?.unwrap_or(record);
         if outcome == RevokeOutcome::Revoked {
             tracing::info!(token_id = %record.id, name = %record.name, "token revoked");
+            self.audit(actor, &record, "token.revoke").await;
         }
         Ok((record, outcome))
     }
@@ -167,11 +215,14 @@ impl Tokens {
             return Ok(None);
         }
         let name = format!("admin-{}", self.clock.now().as_millis());
-        self.create(NewToken {
-            name,
-            role: Role::Admin,
-            agent: None,
-        })
+        self.create(
+            NewToken {
+                name,
+                role: Role::Admin,
+                agent: None,
+            },
+            audit::system_actor(),
+        )
         .await
         .map(Some)
     }

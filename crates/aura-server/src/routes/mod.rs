@@ -5,6 +5,7 @@
 //! group's [`auth::require`] permission.
 
 mod agents;
+mod audit;
 mod health;
 mod meta;
 mod tokens;
@@ -34,6 +35,7 @@ use crate::telemetry;
         (name = "meta", description = "Who am I, server status, configuration, this document"),
         (name = "agents", description = "The agent registry"),
         (name = "tokens", description = "API tokens (admin only)"),
+        (name = "audit", description = "The tamper-evident audit trail: checkpoints, entries, proofs"),
     )
 )]
 struct ApiDoc;
@@ -78,6 +80,15 @@ fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .merge(group(
             Permission::ReadConfig,
             OpenApiRouter::new().routes(routes!(meta::config)),
+        ))
+        .merge(group(
+            Permission::ReadAudit,
+            OpenApiRouter::new()
+                .routes(routes!(audit::checkpoint))
+                .routes(routes!(audit::entries))
+                .routes(routes!(audit::entry))
+                .routes(routes!(audit::inclusion))
+                .routes(routes!(audit::consistency)),
         ))
         .merge(group(
             Permission::ManageTokens,

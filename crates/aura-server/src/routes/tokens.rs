@@ -10,8 +10,9 @@ use aura_store::RevokeOutcome;
 
 use super::wire::{CreateTokenRequest, CreatedTokenView, RevokedView, TokenList, TokenView};
 use crate::app::AppState;
+use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::services::NewToken;
+use crate::services::{NewToken, audit};
 
 /// Every token, active and revoked, oldest first. Secrets are never listed.
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
@@ -33,6 +34,7 @@ pub(super) async fn list(State(state): State<AppState>) -> Result<Json<TokenList
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(super) async fn create(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     body: Result<Json<CreateTokenRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<CreatedTokenView>), ApiError> {
     let Json(body) = body.map_err(ApiError::from_json)?;
@@ -41,11 +43,14 @@ pub(super) async fn create(
     })?;
     let created = state
         .tokens
-        .create(NewToken {
-            name: body.name,
-            role,
-            agent: body.agent,
-        })
+        .create(
+            NewToken {
+                name: body.name,
+                role,
+                agent: body.agent,
+            },
+            audit::actor_of(&caller),
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -63,9 +68,10 @@ pub(super) async fn create(
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(super) async fn revoke(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<RevokedView>, ApiError> {
-    let (record, outcome) = state.tokens.revoke(&id).await?;
+    let (record, outcome) = state.tokens.revoke(&id, audit::actor_of(&caller)).await?;
     let outcome = match outcome {
         RevokeOutcome::Revoked => "revoked",
         RevokeOutcome::AlreadyRevoked => "already_revoked",

@@ -1,0 +1,241 @@
+//! The audit trail as a service: open the log under the data dir, record administrative and system events, and
+//! read entries, checkpoints and proofs for the API.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aura_audit::{
+    Actor, ActorKind, AuditConfig, AuditEntry, AuditLog, Checkpoint, ConsistencyProof,
+    InclusionProof, LoggedEntry, Receipt, RecoveryReport, Resource, RiskLevel, ScanFilter,
+};
+use aura_core::Principal;
+
+use super::ServiceError;
+
+/// The default checkpoint origin line.
+pub const DEFAULT_ORIGIN: &str = "aura.local/audit";
+
+/// Where the audit log and its signing key live under a data dir.
+pub fn paths(data_dir: &Path) -> (PathBuf, PathBuf) {
+    (
+        data_dir.join("audit"),
+        data_dir.join("keys").join("audit.ed25519"),
+    )
+}
+
+/// Settings for opening the trail.
+#[derive(Debug, Clone)]
+pub struct TrailSettings {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Checkpoint origin line.
+    pub origin: String,
+    /// Seal segments at this size.
+    pub segment_bytes: u64,
+    /// Emit a signed checkpoint at least this often while entries arrive.
+    pub checkpoint_interval: Duration,
+}
+
+/// The process's audit trail. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AuditTrail {
+    log: Arc<AuditLog>,
+}
+
+impl AuditTrail {
+    /// Opens (or creates) the log and its signing key; recovery I/O runs on a blocking thread.
+    pub async fn open(
+        settings: TrailSettings,
+    ) -> Result<(AuditTrail, RecoveryReport), ServiceError> {
+        let (dir, key_path) = paths(&settings.data_dir);
+        if let Some(keys) = key_path.parent() {
+            create_private_dir(keys)
+                .map_err(|e| ServiceError::Internal(format!("`{}`: {e}", keys.display())))?;
+        }
+        let config = AuditConfig {
+            dir,
+            key_path,
+            origin: settings.origin,
+            segment_bytes: settings.segment_bytes,
+            checkpoint_interval: settings.checkpoint_interval,
+        };
+        let (log, report) = tokio::task::spawn_blocking(move || AuditLog::open(config))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("audit open task: {e}")))?
+            .map_err(|e| ServiceError::Internal(format!("audit log: {e}")))?;
+        Ok((AuditTrail { log: Arc::new(log) }, report))
+    }
+
+    /// Appends an entry once it is durable.
+    pub async fn record(&self, entry: AuditEntry) -> Result<Receipt, ServiceError> {
+        self.log
+            .append(entry)
+            .await
+            .map_err(|e| ServiceError::Internal(format!("audit append: {e}")))
+    }
+
+    /// Appends an entry and signs a checkpoint covering it before returning (HALT, ESCALATE, approvals).
+    pub async fn record_sealed(
+        &self,
+        entry: AuditEntry,
+    ) -> Result<(Receipt, Checkpoint), ServiceError> {
+        self.log
+            .append_sealed(entry)
+            .await
+            .map_err(|e| ServiceError::Internal(format!("audit append: {e}")))
+    }
+
+    /// The latest signed checkpoint.
+    pub fn checkpoint(&self) -> Option<Checkpoint> {
+        self.log.latest_checkpoint()
+    }
+
+    /// The verifier key (public).
+    pub fn public_key(&self) -> &str {
+        self.log.public_key()
+    }
+
+    /// Number of entries.
+    pub fn size(&self) -> u64 {
+        self.log.tree_size()
+    }
+
+    /// One entry with its leaf hash.
+    pub async fn entry(&self, seq: u64) -> Result<Option<LoggedEntry>, ServiceError> {
+        let log = self.log.clone();
+        blocking(move || log.entry(seq)).await
+    }
+
+    /// Entries matching `filter`, at most `limit`; the flag says whether more matched.
+    pub async fn scan(
+        &self,
+        filter: ScanFilter,
+        limit: usize,
+    ) -> Result<(Vec<LoggedEntry>, bool), ServiceError> {
+        let log = self.log.clone();
+        blocking(move || {
+            let mut items = Vec::new();
+            for entry in log.scan(filter) {
+                if items.len() == limit {
+                    return Ok((items, true));
+                }
+                items.push(entry?);
+            }
+            Ok((items, false))
+        })
+        .await
+    }
+
+    /// Inclusion proof of entry `seq` in the tree of `size` entries, with that tree's root.
+    pub async fn inclusion(
+        &self,
+        seq: u64,
+        size: u64,
+    ) -> Result<(InclusionProof, [u8; 32]), ServiceError> {
+        let log = self.log.clone();
+        blocking(move || Ok((log.inclusion_proof(seq, size)?, log.root_at(size)?))).await
+    }
+
+    /// Consistency proof between two tree sizes, with both roots.
+    pub async fn consistency(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<(ConsistencyProof, [u8; 32], [u8; 32]), ServiceError> {
+        let log = self.log.clone();
+        blocking(move || {
+            Ok((
+                log.consistency_proof(from, to)?,
+                log.root_at(from)?,
+                log.root_at(to)?,
+            ))
+        })
+        .await
+    }
+
+    /// Signs a final checkpoint and stops the writer.
+    pub async fn close(&self) {
+        if let Err(e) = self.log.close().await {
+            tracing::error!(error = %e, "closing the audit log");
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, aura_audit::AuditError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ServiceError::Internal(format!("audit task: {e}")))?
+        .map_err(|e| match e {
+            aura_audit::AuditError::OutOfRange { .. } => ServiceError::Invalid(e.to_string()),
+            other => ServiceError::Internal(other.to_string()),
+        })
+}
+
+/// The audit actor for an authenticated API caller.
+pub fn actor_of(principal: &Principal) -> Actor {
+    Actor {
+        kind: if principal.agent.is_some() {
+            ActorKind::Agent
+        } else {
+            ActorKind::Human
+        },
+        id: format!("token:{}:{}", principal.token_id, principal.token_name),
+        ip: None,
+    }
+}
+
+/// The audit actor for a local command-line user.
+pub fn cli_actor() -> Actor {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    Actor {
+        kind: ActorKind::Human,
+        id: format!("cli:{user}"),
+        ip: None,
+    }
+}
+
+/// The audit actor for Aura itself.
+pub fn system_actor() -> Actor {
+    Actor {
+        kind: ActorKind::System,
+        id: "aura".into(),
+        ip: None,
+    }
+}
+
+/// An entry for an administrative or system event.
+pub fn event(
+    time: aura_core::Timestamp,
+    actor: Actor,
+    resource: (&str, &str),
+    action: &str,
+    risk: RiskLevel,
+    details: serde_json::Value,
+) -> AuditEntry {
+    let mut entry = AuditEntry::new(
+        time,
+        actor,
+        Resource {
+            kind: resource.0.into(),
+            path: resource.1.into(),
+        },
+        action,
+        "success",
+        risk,
+    );
+    if let serde_json::Value::Object(map) = details {
+        entry.details = map;
+    }
+    entry
+}
+
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
