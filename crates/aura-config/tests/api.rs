@@ -164,14 +164,14 @@ fn relative_paths_resolve_against_the_file_directory() {
         dir.path().join("policies"),
         "so does the default policies.dir"
     );
-
-    fs::write(&file, "policies:\n  dir: /srv/policies\n").unwrap();
-    let loaded = load(Some(&file)).unwrap();
-    assert_eq!(loaded.config.policies.dir, PathBuf::from("/srv/policies"));
     assert_eq!(
         loaded.config.sqlite_path(),
         Some(PathBuf::from("/var/lib/aura/aura.db"))
     );
+
+    fs::write(&file, "policies:\n  dir: /srv/policies\n").unwrap();
+    let loaded = load(Some(&file)).unwrap();
+    assert_eq!(loaded.config.policies.dir, PathBuf::from("/srv/policies"));
 }
 
 #[test]

@@ -170,8 +170,12 @@ pub enum Scope {
 /// The window a counter covers; a new window is a new counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Period {
+    /// A UTC clock hour.
+    Hour,
     /// A UTC calendar day.
     Day,
+    /// A UTC week starting Monday.
+    Week,
     /// A UTC calendar month.
     Month,
     /// Forever.

@@ -5,12 +5,32 @@ use aura_core::Timestamp;
 use super::Period;
 
 const DAY_MILLIS: i64 = 86_400_000;
+const HOUR_MILLIS: i64 = 3_600_000;
 
-/// The window label (`day:2026-11-21`, `month:2026-11`, `total`) and its exclusive end.
+/// The window label (`hour:2026-11-21T20`, `day:2026-11-21`, `week:2026-11-16`, `month:2026-11`, `total`) and
+/// its exclusive end.
 pub(super) fn window(period: Period, now: Timestamp) -> (String, Option<Timestamp>) {
     let day = now.as_millis().div_euclid(DAY_MILLIS);
     match period {
         Period::Total => ("total".to_owned(), None),
+        Period::Hour => {
+            let hour = now.as_millis().div_euclid(HOUR_MILLIS);
+            let (y, m, d) = civil_from_days(day);
+            let h = hour.rem_euclid(24);
+            (
+                format!("hour:{y:04}-{m:02}-{d:02}T{h:02}"),
+                Some(Timestamp::from_millis((hour + 1).saturating_mul(HOUR_MILLIS))),
+            )
+        }
+        Period::Week => {
+            // 1970-01-01 was a Thursday: days since the epoch + 3, mod 7, is days since Monday.
+            let monday = day - (day + 3).rem_euclid(7);
+            let (y, m, d) = civil_from_days(monday);
+            (
+                format!("week:{y:04}-{m:02}-{d:02}"),
+                Some(Timestamp::from_millis((monday + 7).saturating_mul(DAY_MILLIS))),
+            )
+        }
         Period::Day => {
             let (y, m, d) = civil_from_days(day);
             (
@@ -74,6 +94,13 @@ mod tests {
         assert_eq!(label, "month:2026-12");
         assert_eq!(end.unwrap().to_rfc3339(), "2027-01-01T00:00:00.000Z");
         assert_eq!(window(Period::Total, t), ("total".to_owned(), None));
+        let (label, end) = window(Period::Hour, t);
+        assert_eq!(label, "hour:2026-11-21T20");
+        assert_eq!(end.unwrap().to_rfc3339(), "2026-11-21T21:00:00.000Z");
+        // 2026-11-21 is a Saturday: its week began on Monday 2026-11-16.
+        let (label, end) = window(Period::Week, t);
+        assert_eq!(label, "week:2026-11-16");
+        assert_eq!(end.unwrap().to_rfc3339(), "2026-11-23T00:00:00.000Z");
         let leap = Timestamp::from_millis(951_782_400_000); // 2000-02-29
         assert_eq!(window(Period::Day, leap).0, "day:2000-02-29");
         assert_eq!(

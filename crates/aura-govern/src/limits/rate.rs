@@ -255,11 +255,58 @@ impl RateLimits {
 
     fn adjust(&self, action: &Action, requests: i128, tokens: i128, now: i128) {
         let targets = self.targets(action);
+        self.adjust_targets(&targets, requests, tokens, now);
+    }
+
+    fn indexed<'a>(&self, keys: &'a [(String, String)]) -> Result<Vec<(usize, Cow<'a, str>)>, RateLimited> {
+        keys.iter()
+            .map(|(id, key)| match self.limits.iter().position(|l| &l.id == id) {
+                Some(index) => Ok((index, Cow::Borrowed(key.as_str()))),
+                None => Err(RateLimited {
+                    limit_id: id.clone(),
+                    key: key.clone(),
+                    limited_by: LimitedBy::Requests,
+                    retry_after: None,
+                }),
+            })
+            .collect()
+    }
+
+    /// Checks several `(limit id, key)` buckets at once for the same cost, consuming only if all admit it
+    /// (used when the caller, not the limit's own scope, decides which buckets apply). Unknown ids are refused.
+    pub fn check_keys(&self, keys: &[(String, String)], cost: Cost, now: Timestamp) -> Result<(), RateLimited> {
+        let targets = self.indexed(keys)?;
+        self.admit(&targets, cost, nanos(now))
+    }
+
+    /// Gives back what a successful [`check_keys`](Self::check_keys) consumed.
+    pub fn refund_keys(&self, keys: &[(String, String)], cost: Cost, now: Timestamp) {
+        if let Ok(targets) = self.indexed(keys) {
+            self.adjust_targets(
+                &targets,
+                -i128::from(cost.requests),
+                -i128::from(cost.tokens),
+                nanos(now),
+            );
+        }
+    }
+
+    /// Corrects the token cells of buckets admitted by [`check_keys`](Self::check_keys) once real usage is known.
+    pub fn settle_keys(&self, keys: &[(String, String)], estimated: u64, actual: u64, now: Timestamp) {
+        let delta = i128::from(actual) - i128::from(estimated);
+        if delta != 0
+            && let Ok(targets) = self.indexed(keys)
+        {
+            self.adjust_targets(&targets, 0, delta, nanos(now));
+        }
+    }
+
+    fn adjust_targets(&self, targets: &[(usize, Cow<'_, str>)], requests: i128, tokens: i128, now: i128) {
         if targets.is_empty() {
             return;
         }
         let mut tables = lock(&self.tables);
-        for (index, key) in &targets {
+        for (index, key) in targets {
             let (limit, table) = match (self.limits.get(*index), tables.get_mut(*index)) {
                 (Some(l), Some(t)) => (l, t),
                 _ => continue,
