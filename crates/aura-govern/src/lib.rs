@@ -3,6 +3,7 @@ pub mod approvals;
 pub mod content;
 pub mod counters;
 pub mod halts;
+pub mod kernel;
 pub mod ledger;
 pub mod limits;
 pub mod loops;

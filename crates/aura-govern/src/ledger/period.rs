@@ -19,7 +19,9 @@ pub(super) fn window(period: Period, now: Timestamp) -> (String, Option<Timestam
             let h = hour.rem_euclid(24);
             (
                 format!("hour:{y:04}-{m:02}-{d:02}T{h:02}"),
-                Some(Timestamp::from_millis((hour + 1).saturating_mul(HOUR_MILLIS))),
+                Some(Timestamp::from_millis(
+                    (hour + 1).saturating_mul(HOUR_MILLIS),
+                )),
             )
         }
         Period::Week => {
@@ -28,7 +30,9 @@ pub(super) fn window(period: Period, now: Timestamp) -> (String, Option<Timestam
             let (y, m, d) = civil_from_days(monday);
             (
                 format!("week:{y:04}-{m:02}-{d:02}"),
-                Some(Timestamp::from_millis((monday + 7).saturating_mul(DAY_MILLIS))),
+                Some(Timestamp::from_millis(
+                    (monday + 7).saturating_mul(DAY_MILLIS),
+                )),
             )
         }
         Period::Day => {

@@ -143,6 +143,29 @@ impl Bulkheads {
         }
     }
 
+    /// Acquires one slot in each `(bulkhead id, key)` at once, all or nothing (the caller decides which apply).
+    /// An unknown id is refused.
+    pub fn try_acquire_keys(
+        &self,
+        keys: &[(String, String)],
+        now: Timestamp,
+    ) -> Result<BulkheadPermit, BulkheadFull> {
+        let mut targets = Vec::with_capacity(keys.len());
+        for (id, key) in keys {
+            match self.inner.limits.iter().position(|l| &l.id == id) {
+                Some(i) => targets.push((i, id.as_str(), key.clone())),
+                None => {
+                    return Err(BulkheadFull {
+                        bulkhead_id: id.clone(),
+                        key: key.clone(),
+                        max_concurrent: 0,
+                    });
+                }
+            }
+        }
+        self.acquire(targets, now)
+    }
+
     /// Frees a permit's slots. Returns false if it was already released or reclaimed (releasing twice is harmless).
     pub fn release(&self, id: PermitId) -> bool {
         self.inner.release(id)

@@ -258,23 +258,33 @@ impl RateLimits {
         self.adjust_targets(&targets, requests, tokens, now);
     }
 
-    fn indexed<'a>(&self, keys: &'a [(String, String)]) -> Result<Vec<(usize, Cow<'a, str>)>, RateLimited> {
+    fn indexed<'a>(
+        &self,
+        keys: &'a [(String, String)],
+    ) -> Result<Vec<(usize, Cow<'a, str>)>, RateLimited> {
         keys.iter()
-            .map(|(id, key)| match self.limits.iter().position(|l| &l.id == id) {
-                Some(index) => Ok((index, Cow::Borrowed(key.as_str()))),
-                None => Err(RateLimited {
-                    limit_id: id.clone(),
-                    key: key.clone(),
-                    limited_by: LimitedBy::Requests,
-                    retry_after: None,
-                }),
-            })
+            .map(
+                |(id, key)| match self.limits.iter().position(|l| &l.id == id) {
+                    Some(index) => Ok((index, Cow::Borrowed(key.as_str()))),
+                    None => Err(RateLimited {
+                        limit_id: id.clone(),
+                        key: key.clone(),
+                        limited_by: LimitedBy::Requests,
+                        retry_after: None,
+                    }),
+                },
+            )
             .collect()
     }
 
     /// Checks several `(limit id, key)` buckets at once for the same cost, consuming only if all admit it
     /// (used when the caller, not the limit's own scope, decides which buckets apply). Unknown ids are refused.
-    pub fn check_keys(&self, keys: &[(String, String)], cost: Cost, now: Timestamp) -> Result<(), RateLimited> {
+    pub fn check_keys(
+        &self,
+        keys: &[(String, String)],
+        cost: Cost,
+        now: Timestamp,
+    ) -> Result<(), RateLimited> {
         let targets = self.indexed(keys)?;
         self.admit(&targets, cost, nanos(now))
     }
@@ -292,7 +302,13 @@ impl RateLimits {
     }
 
     /// Corrects the token cells of buckets admitted by [`check_keys`](Self::check_keys) once real usage is known.
-    pub fn settle_keys(&self, keys: &[(String, String)], estimated: u64, actual: u64, now: Timestamp) {
+    pub fn settle_keys(
+        &self,
+        keys: &[(String, String)],
+        estimated: u64,
+        actual: u64,
+        now: Timestamp,
+    ) {
         let delta = i128::from(actual) - i128::from(estimated);
         if delta != 0
             && let Ok(targets) = self.indexed(keys)
@@ -301,7 +317,13 @@ impl RateLimits {
         }
     }
 
-    fn adjust_targets(&self, targets: &[(usize, Cow<'_, str>)], requests: i128, tokens: i128, now: i128) {
+    fn adjust_targets(
+        &self,
+        targets: &[(usize, Cow<'_, str>)],
+        requests: i128,
+        tokens: i128,
+        now: i128,
+    ) {
         if targets.is_empty() {
             return;
         }
