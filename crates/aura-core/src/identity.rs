@@ -83,6 +83,10 @@ pub enum Permission {
     ManageTokens,
     /// Read the audit log: entries, checkpoints, proofs.
     ReadAudit,
+    /// Ask the kernel for decisions and settle them (agents; admins on an agent's behalf).
+    Act,
+    /// Operate governance: reload policies, decide approvals, halt and resume agents.
+    Govern,
 }
 
 /// A validated agent name: 1–64 characters of `a-z`, `0-9`, `.`, `_`, `-`, starting with a letter or digit.

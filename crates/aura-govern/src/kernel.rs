@@ -697,7 +697,7 @@ impl Kernel {
         }
 
         // ALLOW: remember what settle needs.
-        d.reservation = reservation.clone();
+        d.reservation = reservation;
         if action.kind() == ActionKind::Message
             && let Ok(to) = AgentName::new(action.target())
             && let Err(e) = self.halts.record_interaction(&agent, &to).await
@@ -725,16 +725,22 @@ impl Kernel {
 
     /// Reports how an allowed action went: settles its budget reservation with the real amounts (or releases it),
     /// frees its bulkhead slots, feeds breakers and failure counters.
+    /// When `owner` is given, only that agent's decisions can be settled (others read as unknown).
     pub async fn settle(
         &self,
         decision_id: &str,
+        owner: Option<&AgentName>,
         outcome: ActionOutcome,
         actual: Actual,
     ) -> Result<Settled, KernelError> {
-        let pending = self
-            .pending_lock()
-            .remove(decision_id)
-            .ok_or_else(|| KernelError::UnknownDecision(decision_id.to_owned()))?;
+        let pending = {
+            let mut map = self.pending_lock();
+            match map.get(decision_id) {
+                Some(p) if owner.is_none_or(|o| *o == p.agent) => map.remove(decision_id),
+                _ => None,
+            }
+        }
+        .ok_or_else(|| KernelError::UnknownDecision(decision_id.to_owned()))?;
         let now = self.clock.now();
         let snap = &pending.snapshot;
         if let Some(permit) = pending.permit {
@@ -765,7 +771,7 @@ impl Kernel {
         let mut spent = 0;
         if let Some(id) = &pending.reservation {
             let result = if outcome == ActionOutcome::Cancelled {
-                self.ledger.release(id.clone()).await.map(|_| ())
+                self.ledger.release(*id).await.map(|_| ())
             } else {
                 let amounts = Amounts {
                     cost_micros: actual.cost_micros.unwrap_or(0),
@@ -773,7 +779,7 @@ impl Kernel {
                     risk: actual.risk.unwrap_or(0),
                 };
                 spent = amounts.cost_micros;
-                self.ledger.settle(id.clone(), amounts).await.map(|_| ())
+                self.ledger.settle(*id, amounts).await.map(|_| ())
             };
             result.map_err(|e| KernelError::Backend(e.to_string()))?;
         }

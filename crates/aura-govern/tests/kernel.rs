@@ -124,12 +124,12 @@ async fn allow_then_settle_once() {
         .await;
     assert_eq!(d.verdict, Verdict::Allow, "{}", d.to_text());
     r.kernel
-        .settle(&d.id, ActionOutcome::Success, Actual::default())
+        .settle(&d.id, None, ActionOutcome::Success, Actual::default())
         .await
         .unwrap();
     let again = r
         .kernel
-        .settle(&d.id, ActionOutcome::Success, Actual::default())
+        .settle(&d.id, None, ActionOutcome::Success, Actual::default())
         .await;
     assert!(matches!(again, Err(KernelError::UnknownDecision(_))));
 }
@@ -184,7 +184,7 @@ async fn rate_limits_refuse_with_retry_after_and_refill() {
         let d = r.kernel.decide(&a(i)).await;
         assert_eq!(d.verdict, Verdict::Allow, "call {i}: {}", d.to_text());
         r.kernel
-            .settle(&d.id, ActionOutcome::Success, Actual::default())
+            .settle(&d.id, None, ActionOutcome::Success, Actual::default())
             .await
             .unwrap();
     }
@@ -250,6 +250,7 @@ async fn settle_charges_the_real_amount_and_cancel_releases() {
     r.kernel
         .settle(
             &d1.id,
+            None,
             ActionOutcome::Success,
             Actual {
                 cost_micros: Some(10_000),
@@ -261,7 +262,7 @@ async fn settle_charges_the_real_amount_and_cancel_releases() {
     let d2 = r.kernel.decide(&a).await;
     assert_eq!(d2.verdict, Verdict::Allow, "{}", d2.to_text());
     r.kernel
-        .settle(&d2.id, ActionOutcome::Cancelled, Actual::default())
+        .settle(&d2.id, None, ActionOutcome::Cancelled, Actual::default())
         .await
         .unwrap();
     let usage = r

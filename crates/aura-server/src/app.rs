@@ -10,6 +10,7 @@ use aura_store::Store;
 
 use crate::services::Tokens;
 use crate::services::audit::AuditTrail;
+use crate::services::govern::Governance;
 use crate::telemetry::Metrics;
 
 /// Everything a handler may reach. Cheap to clone.
@@ -18,6 +19,7 @@ pub(crate) struct AppState {
     pub(crate) tokens: Tokens,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) audit: AuditTrail,
+    pub(crate) governance: Governance,
     pub(crate) config: Arc<Config>,
     pub(crate) metrics: Metrics,
     pub(crate) started: Instant,
@@ -31,6 +33,7 @@ impl AppState {
         tokens: Tokens,
         store: Arc<dyn Store>,
         audit: AuditTrail,
+        governance: Governance,
         config: Arc<Config>,
         metrics: Metrics,
         openapi_json: Arc<str>,
@@ -40,6 +43,7 @@ impl AppState {
             tokens,
             store,
             audit,
+            governance,
             config,
             metrics,
             started: Instant::now(),

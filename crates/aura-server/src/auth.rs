@@ -57,6 +57,8 @@ fn describe(permission: Permission) -> &'static str {
         Permission::ReadConfig => "role admin or operator",
         Permission::ManageTokens => "role admin",
         Permission::ReadAudit => "role admin, operator or viewer",
+        Permission::Act => "role agent or admin",
+        Permission::Govern => "role admin or operator",
     }
 }
 

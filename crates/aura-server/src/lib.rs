@@ -12,6 +12,7 @@ mod lifecycle;
 mod routes;
 pub mod services;
 mod telemetry;
+mod watch;
 
 pub use lifecycle::{BoundServer, ServeError, ShutdownReport, StoreSettings, bind, open_store};
 pub use routes::openapi_document;

@@ -30,6 +30,7 @@ use crate::app::AppState;
 use crate::routes;
 use crate::services::Tokens;
 use crate::services::audit::{self, AuditTrail, TrailSettings};
+use crate::services::govern::Governance;
 use crate::telemetry::Metrics;
 
 const REQUEST_ID: &str = "x-request-id";
@@ -63,6 +64,9 @@ pub enum ServeError {
     /// The audit log could not be opened or written.
     #[error("audit log: {0}")]
     Audit(String),
+    /// The governance kernel could not start (e.g. an invalid policy file).
+    #[error("governance: {0}")]
+    Governance(String),
     /// The metrics recorder could not be installed.
     #[error("metrics: {0}")]
     Metrics(String),
@@ -136,9 +140,9 @@ pub async fn bind(config: Config) -> Result<BoundServer, ServeError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (trail, recovery) = AuditTrail::open(TrailSettings {
         data_dir: config.data_dir.clone(),
-        origin: audit::DEFAULT_ORIGIN.to_owned(),
-        segment_bytes: 64 << 20,
-        checkpoint_interval: Duration::from_millis(100),
+        origin: config.audit.origin.clone(),
+        segment_bytes: config.audit.segment_bytes,
+        checkpoint_interval: Duration::from_millis(config.audit.checkpoint_interval_ms),
     })
     .await
     .map_err(|e| ServeError::Audit(e.to_string()))?;
@@ -190,10 +194,14 @@ pub async fn bind(config: Config) -> Result<BoundServer, ServeError> {
         .record(start)
         .await
         .map_err(|e| ServeError::Audit(e.to_string()))?;
+    let governance = Governance::open(&config, store.clone(), clock.clone(), trail.clone())
+        .await
+        .map_err(|e| ServeError::Governance(e.to_string()))?;
     let state = AppState::new(
         tokens,
         store,
         trail,
+        governance,
         Arc::new(config),
         metrics,
         openapi_json,
@@ -247,6 +255,27 @@ impl BoundServer {
                     }
                 }
             });
+        }
+        {
+            let governance = state.governance.clone();
+            let cancel = cancel.clone();
+            tasks.spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tick.tick() => governance.upkeep().await,
+                    }
+                }
+            });
+        }
+        if state.config.policies.watch {
+            crate::watch::spawn_policy_watcher(
+                &tasks,
+                cancel.clone(),
+                state.governance.clone(),
+                state.config.policies.allow_widening,
+            );
         }
         let app = routes::router(state.clone())
             .layer(DefaultBodyLimit::max(max_body_bytes))

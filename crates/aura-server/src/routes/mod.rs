@@ -6,6 +6,7 @@
 
 mod agents;
 mod audit;
+mod govern;
 mod health;
 mod meta;
 mod tokens;
@@ -35,6 +36,7 @@ use crate::telemetry;
         (name = "meta", description = "Who am I, server status, configuration, this document"),
         (name = "agents", description = "The agent registry"),
         (name = "tokens", description = "API tokens (admin only)"),
+        (name = "governance", description = "Decide and settle actions; policies, approvals, halts, budgets"),
         (name = "audit", description = "The tamper-evident audit trail: checkpoints, entries, proofs"),
     )
 )]
@@ -80,6 +82,32 @@ fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .merge(group(
             Permission::ReadConfig,
             OpenApiRouter::new().routes(routes!(meta::config)),
+        ))
+        .merge(group(
+            Permission::Act,
+            OpenApiRouter::new()
+                .routes(routes!(govern::decide))
+                .routes(routes!(govern::settle)),
+        ))
+        .merge(group(
+            Permission::ReadInventory,
+            OpenApiRouter::new()
+                .routes(routes!(govern::approvals))
+                .routes(routes!(govern::halts))
+                .routes(routes!(govern::budgets)),
+        ))
+        .merge(group(
+            Permission::ReadConfig,
+            OpenApiRouter::new().routes(routes!(govern::policies)),
+        ))
+        .merge(group(
+            Permission::Govern,
+            OpenApiRouter::new()
+                .routes(routes!(govern::reload))
+                .routes(routes!(govern::halt))
+                .routes(routes!(govern::approve))
+                .routes(routes!(govern::deny))
+                .routes(routes!(govern::resume)),
         ))
         .merge(group(
             Permission::ReadAudit,
