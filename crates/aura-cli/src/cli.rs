@@ -290,6 +290,38 @@ pub(crate) struct CompletionsArgs {
 pub(crate) enum BenchCommand {
     /// Start `aura up` repeatedly on fresh data dirs; report median time to listening and to ready, idle RSS.
     Startup(BenchStartupArgs),
+    /// Decision latency of the governance kernel over a generated policy of N rules (p50, p99, decisions/s).
+    Kernel(BenchKernelArgs),
+    /// Durable audit appends per second with group commit (1, 8, 64 writers), checkpoint lag, verify rate.
+    Audit(BenchAuditArgs),
+}
+
+/// Options of `aura bench kernel`.
+#[derive(Debug, Args)]
+pub(crate) struct BenchKernelArgs {
+    /// Rules in the generated policy.
+    #[arg(long, default_value_t = 1000)]
+    pub rules: usize,
+    /// Decisions to time.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(10..=10_000_000))]
+    pub decisions: u64,
+    /// Print JSON (`p50_us`, `p99_us`, `decisions_per_sec`, …).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `aura bench audit`.
+#[derive(Debug, Args)]
+pub(crate) struct BenchAuditArgs {
+    /// Seconds per writer configuration.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub seconds: u64,
+    /// Directory for the scratch logs [default: a temporary directory].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Print JSON (`appends_per_sec`, per-writer runs, checkpoint lag, verify rate).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `aura bench startup`.
