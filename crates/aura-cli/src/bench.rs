@@ -199,7 +199,11 @@ pub(crate) async fn kernel(args: &crate::cli::BenchKernelArgs) -> anyhow::Result
         set,
         clock.clone(),
         Arc::new(MemoryLedger::new(clock.clone())),
-        Approvals::new(store.clone(), clock.clone(), ApprovalsConfig { single_use: true }),
+        Approvals::new(
+            store.clone(),
+            clock.clone(),
+            ApprovalsConfig { single_use: true },
+        ),
         Halts::open(
             store.clone(),
             clock.clone(),
@@ -250,7 +254,9 @@ pub(crate) async fn kernel(args: &crate::cli::BenchKernelArgs) -> anyhow::Result
         match d.verdict {
             Verdict::Allow => {
                 allowed += 1;
-                let _ = kernel.settle(&d.id, None, ActionOutcome::Success, Actual::default()).await;
+                let _ = kernel
+                    .settle(&d.id, None, ActionOutcome::Success, Actual::default())
+                    .await;
             }
             Verdict::Deny => denied += 1,
             Verdict::Escalate => escalated += 1,
@@ -284,7 +290,11 @@ pub(crate) async fn kernel(args: &crate::cli::BenchKernelArgs) -> anyhow::Result
         halted,
         policy_compile_ms,
     };
-    let format = if args.json { output::Output::Json } else { output::Output::Table };
+    let format = if args.json {
+        output::Output::Json
+    } else {
+        output::Output::Table
+    };
     output::print(format, &report, || {
         output::table(
             &["MEASURE", "VALUE"],
@@ -297,9 +307,15 @@ pub(crate) async fn kernel(args: &crate::cli::BenchKernelArgs) -> anyhow::Result
                 vec!["max".into(), format!("{:.1} µs", report.max_us)],
                 vec![
                     "allow/deny only (no storage) p50 / p99".into(),
-                    format!("{:.2} / {:.2} µs", report.memory_path_p50_us, report.memory_path_p99_us),
+                    format!(
+                        "{:.2} / {:.2} µs",
+                        report.memory_path_p50_us, report.memory_path_p99_us
+                    ),
                 ],
-                vec!["decisions/s (one core)".into(), format!("{:.0}", report.decisions_per_sec)],
+                vec![
+                    "decisions/s (one core)".into(),
+                    format!("{:.0}", report.decisions_per_sec),
+                ],
                 vec![
                     "verdicts".into(),
                     format!(
@@ -307,7 +323,10 @@ pub(crate) async fn kernel(args: &crate::cli::BenchKernelArgs) -> anyhow::Result
                         report.allowed, report.denied, report.escalated, report.halted
                     ),
                 ],
-                vec!["policy load + compile".into(), format!("{:.1} ms", report.policy_compile_ms)],
+                vec![
+                    "policy load + compile".into(),
+                    format!("{:.1} ms", report.policy_compile_ms),
+                ],
             ],
         )
     })?;
@@ -357,14 +376,20 @@ pub(crate) async fn audit(args: &crate::cli::BenchAuditArgs) -> anyhow::Result<E
                     })
                     .unwrap_or_default();
                 rows.push(vec![
-                    format!("{:.0} appends/s", r["appends_per_sec"].as_f64().unwrap_or(0.0)),
+                    format!(
+                        "{:.0} appends/s",
+                        r["appends_per_sec"].as_f64().unwrap_or(0.0)
+                    ),
                     label,
                 ]);
             }
         }
         rows.push(vec![
             "verify".into(),
-            format!("{:.0} entries/s", value["verify_entries_per_sec"].as_f64().unwrap_or(0.0)),
+            format!(
+                "{:.0} entries/s",
+                value["verify_entries_per_sec"].as_f64().unwrap_or(0.0)
+            ),
         ]);
         print!("{}", output::table(&["MEASURE", "VALUE"], rows));
     }

@@ -19,7 +19,14 @@ Run:
 
 Access:
   token        Create, list and revoke API tokens
-  agent        List registered agents
+  agent        List registered agents; halt, pause and resume them
+
+Govern:
+  policy       Check policy files offline; show or reload the policy in force
+  approvals    List pending approvals; approve or deny them
+  budgets      Show an agent's budget usage
+  decide       Ask the kernel for a verdict on an action (exit 0 allow, 3 deny/halt, 4 escalate)
+  settle       Report how an allowed action went, with its real cost
 
 Inspect:
   status       Show a running server's readiness and status
@@ -81,9 +88,22 @@ pub(crate) enum Command {
     /// Create, list and revoke API tokens (works on the store directly; the server need not run).
     #[command(subcommand)]
     Token(TokenCommand),
-    /// List registered agents.
+    /// List registered agents; halt, pause and resume them.
     #[command(subcommand, visible_alias = "agents")]
     Agent(AgentCommand),
+    /// Check policy files offline; show or reload the policy in force.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// List approvals; approve or deny pending ones.
+    #[command(subcommand, visible_alias = "approval")]
+    Approvals(ApprovalsCommand),
+    /// Show an agent's budget usage, per budget key.
+    Budgets(BudgetsArgs),
+    /// Ask the governance kernel for a verdict on an action, before it happens.
+    #[command(after_help = DECIDE_EXIT_CODES)]
+    Decide(DecideArgs),
+    /// Report how an allowed action went: its outcome and real cost (settles its budget reservation).
+    Settle(SettleArgs),
     /// Show a running server's readiness and status.
     Status(StatusArgs),
     /// Check or show the effective configuration.
@@ -155,6 +175,254 @@ pub(crate) struct TokenRevokeArgs {
 pub(crate) enum AgentCommand {
     /// List registered agents.
     List(OutputArgs),
+    /// Halt (or pause) an agent, or every agent with --all: its next actions are refused. Dependents follow
+    /// per policy (`on_halt`).
+    Halt(AgentHaltArgs),
+    /// Lift a halt or pause (and the halts it cascaded to).
+    Resume(AgentResumeArgs),
+    /// List current halts and pauses.
+    Halts(ApiOutputArgs),
+}
+
+/// Options of `aura agent halt`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("who").required(true).args(["name", "all"])))]
+pub(crate) struct AgentHaltArgs {
+    /// The agent to halt.
+    pub name: Option<String>,
+    /// Halt every agent (the kill switch).
+    #[arg(long)]
+    pub all: bool,
+    /// Why (recorded in the audit log).
+    #[arg(long)]
+    pub reason: String,
+    /// Pause instead: refuse new actions but let in-flight ones settle.
+    #[arg(long)]
+    pub pause: bool,
+    /// Server access.
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// Options of `aura agent resume`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("who").required(true).args(["name", "all"])))]
+pub(crate) struct AgentResumeArgs {
+    /// The agent to resume.
+    pub name: Option<String>,
+    /// Lift the kill switch (`halt --all`).
+    #[arg(long)]
+    pub all: bool,
+    /// Server access.
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// Server access and `--output`, for read commands with no other options.
+#[derive(Debug, Args)]
+pub(crate) struct ApiOutputArgs {
+    /// Server access.
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// `aura policy …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum PolicyCommand {
+    /// Validate a policy directory offline (no server): syntax, references, conflicts, shadowed and dead
+    /// rules, each with an example action. Exit 0 clean, 1 on errors or findings, 2 if unreadable.
+    Check(PolicyCheckArgs),
+    /// Show the policy in force on the running server: directory, bundle hash, files, rules, agents.
+    Show(ApiOutputArgs),
+    /// Re-read the policy directory on the running server and swap it in atomically. A policy that widens
+    /// what agents may do is refused (exit 1, the widenings listed) unless --force.
+    Reload(PolicyReloadArgs),
+}
+
+/// Options of `aura policy check`.
+#[derive(Debug, Args)]
+pub(crate) struct PolicyCheckArgs {
+    /// The policy directory [default: `policies.dir` from the config, else ./policies].
+    pub dir: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// Options of `aura policy reload`.
+#[derive(Debug, Args)]
+pub(crate) struct PolicyReloadArgs {
+    /// Accept a policy that widens what agents may do.
+    #[arg(long)]
+    pub force: bool,
+    /// Server access.
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// `aura approvals …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum ApprovalsCommand {
+    /// List approvals, newest first.
+    List(ApprovalsListArgs),
+    /// Approve a pending approval: the identical action may then run once.
+    Approve(ApprovalDecideArgs),
+    /// Deny a pending approval.
+    Deny(ApprovalDecideArgs),
+}
+
+/// The state of an approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ApprovalStateArg {
+    /// Waiting for a human.
+    Pending,
+    /// Approved (the action may run once).
+    Approved,
+    /// Denied.
+    Denied,
+    /// Not decided in time.
+    Expired,
+}
+
+/// Options of `aura approvals list`.
+#[derive(Debug, Args)]
+pub(crate) struct ApprovalsListArgs {
+    /// Only approvals in this state.
+    #[arg(long, value_enum)]
+    pub state: Option<ApprovalStateArg>,
+    /// Only this agent's approvals.
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Server access.
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// Options of `aura approvals approve|deny`.
+#[derive(Debug, Args)]
+pub(crate) struct ApprovalDecideArgs {
+    /// The approval id (from the decision or `aura approvals list`).
+    pub id: String,
+    /// Why (recorded in the audit log).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Server access.
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// Options of `aura budgets`.
+#[derive(Debug, Args)]
+pub(crate) struct BudgetsArgs {
+    /// The agent.
+    #[arg(long)]
+    pub agent: String,
+    /// Server access.
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// Exit codes of `aura decide`, shown in its `--help`.
+pub(crate) const DECIDE_EXIT_CODES: &str = "\
+Exit codes:
+  0  allow: the action may run (settle it afterwards with `aura settle DECISION_ID`)
+  1  the server could not be asked, or refused the request (e.g. an invalid action)
+  2  usage error
+  3  deny or halt: the action must not run
+  4  escalate: a human must approve it first (`aura approvals approve ID`)";
+
+/// Options of `aura decide`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("cost").args(["cost_usd", "cost_micros"])))]
+pub(crate) struct DecideArgs {
+    /// The acting agent (an agent token acts as its own agent and may omit it).
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Action kind: llm_call, tool_call, http_request, shell, file_read, file_write, message or custom.
+    #[arg(long)]
+    pub kind: String,
+    /// Model, tool, URL, program, path or recipient.
+    #[arg(long)]
+    pub target: String,
+    /// Arguments, a JSON object (e.g. '{"env":"prod"}').
+    #[arg(long, value_name = "JSON", value_parser = crate::govern_cmd::parse_json_object)]
+    pub args: Option<serde_json::Value>,
+    /// Task or session id.
+    #[arg(long)]
+    pub task: Option<String>,
+    /// A label (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = crate::govern_cmd::parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Estimated cost in US dollars, at most 6 decimals (e.g. 0.03).
+    #[arg(long, value_name = "USD", value_parser = crate::govern_cmd::parse_usd)]
+    pub cost_usd: Option<i64>,
+    /// Estimated cost in micro-dollars.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(0..))]
+    pub cost_micros: Option<i64>,
+    /// Estimated tokens.
+    #[arg(long)]
+    pub tokens: Option<u64>,
+    /// Server access.
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// How an allowed action went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OutcomeArg {
+    /// It ran and worked.
+    Success,
+    /// It ran and failed (counts towards breakers and failure counters).
+    Failure,
+    /// It did not run: the reservation is released.
+    Cancelled,
+}
+
+/// Options of `aura settle`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("cost").args(["cost_usd", "cost_micros"])))]
+pub(crate) struct SettleArgs {
+    /// The decision id printed by `aura decide`.
+    pub decision_id: String,
+    /// How it went.
+    #[arg(long, value_enum)]
+    pub outcome: OutcomeArg,
+    /// Real cost in US dollars, at most 6 decimals.
+    #[arg(long, value_name = "USD", value_parser = crate::govern_cmd::parse_usd)]
+    pub cost_usd: Option<i64>,
+    /// Real cost in micro-dollars.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(0..))]
+    pub cost_micros: Option<i64>,
+    /// Real tokens used.
+    #[arg(long)]
+    pub tokens: Option<u64>,
+    /// Server access.
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
 }
 
 /// `--output` for read commands.

@@ -39,6 +39,14 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Init(args) => init(args),
         Command::Token(cmd) => token(&cli, cmd).await,
         Command::Agent(AgentCommand::List(args)) => agents(&cli, args.output).await,
+        Command::Agent(AgentCommand::Halt(args)) => crate::govern_cmd::halt(&cli, args).await,
+        Command::Agent(AgentCommand::Resume(args)) => crate::govern_cmd::resume(&cli, args).await,
+        Command::Agent(AgentCommand::Halts(args)) => crate::govern_cmd::halts(&cli, args).await,
+        Command::Policy(cmd) => crate::govern_cmd::policy(&cli, cmd).await,
+        Command::Approvals(cmd) => crate::govern_cmd::approvals(&cli, cmd).await,
+        Command::Budgets(args) => crate::govern_cmd::budgets(&cli, args).await,
+        Command::Decide(args) => crate::govern_cmd::decide(&cli, args).await,
+        Command::Settle(args) => crate::govern_cmd::settle(&cli, args).await,
         Command::Status(args) => status(&cli, args).await,
         Command::Config(ConfigCommand::Check) => {
             let (config, source) = load_config(&cli, None)?;
@@ -428,7 +436,93 @@ impl Api {
         }
         Ok(resp.json().await?)
     }
+
+    /// Sends `body` as JSON (or no body) with `method` to `path` with the token. Returns the status and the
+    /// answer parsed as JSON (`null` when empty or not JSON) whatever the status, so a command can handle the
+    /// answers it expects; [`Api::call`] turns every non-2xx answer into an [`ApiFailure`].
+    pub(crate) async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> anyhow::Result<(reqwest::StatusCode, serde_json::Value)> {
+        let mut req = self.client.request(method, format!("{}{path}", self.url));
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach Aura at {}; is `aura up` running?", self.url))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.context("reading the server's answer")?;
+        let value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        Ok((status, value))
+    }
+
+    /// Like [`Api::send_json`], but a non-2xx answer is an [`ApiFailure`] carrying the server's code and message.
+    pub(crate) async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let (status, value) = self.send_json(method, path, body).await?;
+        if status.is_success() {
+            Ok(value)
+        } else {
+            Err(ApiFailure::new(&self.url, status, &value).into())
+        }
+    }
 }
+
+/// A non-2xx answer of the server: its status and the `{"error":{"code","message"}}` it sent.
+#[derive(Debug)]
+pub(crate) struct ApiFailure {
+    /// The server's base URL.
+    pub url: String,
+    /// The HTTP status.
+    pub status: reqwest::StatusCode,
+    /// The stable error code (`conflict`, `invalid_action`, …), or `unknown` when the body had none.
+    pub code: String,
+    /// The server's message.
+    pub message: String,
+}
+
+impl ApiFailure {
+    /// Reads the error body of an answer with `status`.
+    pub(crate) fn new(
+        url: &str,
+        status: reqwest::StatusCode,
+        body: &serde_json::Value,
+    ) -> ApiFailure {
+        let text = |k: &str| body["error"][k].as_str().map(str::to_owned);
+        ApiFailure {
+            url: url.to_owned(),
+            status,
+            code: text("code").unwrap_or_else(|| "unknown".to_owned()),
+            message: text("message").unwrap_or_else(|| "no details".to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} answered {} ({}): {}",
+            self.url,
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for ApiFailure {}
 
 async fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let api = Api::new(cli, &args.api)?;

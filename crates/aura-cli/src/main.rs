@@ -4,6 +4,7 @@ mod audit_cmd;
 mod bench;
 mod cli;
 mod commands;
+mod govern_cmd;
 mod output;
 
 use std::process::ExitCode;

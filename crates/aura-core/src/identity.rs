@@ -40,10 +40,10 @@ impl Role {
             Role::Admin => true,
             Role::Operator => matches!(
                 permission,
-                Authenticated | ReadInventory | ReadConfig | ReadAudit
+                Authenticated | ReadInventory | ReadConfig | ReadAudit | Govern
             ),
             Role::Viewer => matches!(permission, Authenticated | ReadInventory | ReadAudit),
-            Role::Agent => matches!(permission, Authenticated),
+            Role::Agent => matches!(permission, Authenticated | Act),
         }
     }
 }
@@ -213,6 +213,10 @@ mod tests {
         assert!(!Role::Agent.allows(Permission::ReadInventory));
         assert!(Role::Viewer.allows(Permission::ReadInventory));
         assert!(!Role::Viewer.allows(Permission::ReadConfig));
+        assert!(Role::Agent.allows(Permission::Act) && !Role::Viewer.allows(Permission::Act));
+        assert!(
+            Role::Operator.allows(Permission::Govern) && !Role::Agent.allows(Permission::Govern)
+        );
     }
 
     #[test]

@@ -18,6 +18,12 @@ const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Decision latency buckets: microseconds (memory path) to tens of milliseconds (fsync'd audit appends).
+const DECISION_BUCKETS: &[f64] = &[
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1,
+];
+
 /// The process-wide Prometheus handle plus the process collector.
 #[derive(Clone)]
 pub(crate) struct Metrics {
@@ -48,6 +54,11 @@ impl Metrics {
         }
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.to_owned()), BUCKETS)
+            .map_err(|e| e.to_string())?
+            .set_buckets_for_metric(
+                Matcher::Full(crate::services::govern::DECISION_DURATION.to_owned()),
+                DECISION_BUCKETS,
+            )
             .map_err(|e| e.to_string())?
             .build_recorder();
         let handle = recorder.handle();

@@ -30,10 +30,16 @@ pub const DECISIONS: &str = "aura_decisions_total";
 pub const DECISION_DURATION: &str = "aura_decision_duration_seconds";
 /// Halts and pauses applied, by cause.
 pub const HALTS: &str = "aura_halts_total";
-/// Budget spent + reserved against the limit, by key (micro-dollars), updated on every decision.
+/// Budget spent + reserved against the limit, by budget and scope (micro-dollars), updated on every decision.
 pub const BUDGET_USED: &str = "aura_budget_used_micros";
 /// Policy reloads by result.
 pub const RELOADS: &str = "aura_policy_reloads_total";
+/// Remaining budget by budget and scope (micro-dollars), updated on every decision that reserves.
+pub const BUDGET_REMAINING: &str = "aura_budget_remaining_micros";
+/// Settled spend by budget and scope (micro-dollars); its rate is the drain rate.
+pub const BUDGET_SPENT: &str = "aura_budget_spent_micros_total";
+/// Allowed actions (steps) by agent.
+pub const STEPS: &str = "aura_agent_steps_total";
 
 /// The governance plane of a running server. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -124,6 +130,19 @@ impl Governance {
             "Budget spent plus reserved, in micro-dollars, by budget key."
         );
         metrics::describe_counter!(RELOADS, metrics::Unit::Count, "Policy reloads, by result.");
+        metrics::describe_gauge!(
+            BUDGET_REMAINING,
+            "Budget remaining in micro-dollars, by budget and scope."
+        );
+        metrics::describe_counter!(
+            BUDGET_SPENT,
+            "Settled spend in micro-dollars, by budget and scope; rate() is the drain rate."
+        );
+        metrics::describe_counter!(
+            STEPS,
+            metrics::Unit::Count,
+            "Allowed actions (steps), by agent."
+        );
         Ok(Governance {
             kernel: Arc::new(kernel),
             audit,
@@ -191,7 +210,15 @@ impl Governance {
             .increment(1);
         metrics::histogram!(DECISION_DURATION).record(started.elapsed().as_secs_f64());
         for b in &decision.budget {
-            metrics::gauge!(BUDGET_USED, "key" => b.key.clone()).set(b.after_micros as f64);
+            let budget = budget_label(&b.key);
+            metrics::gauge!(BUDGET_USED, "budget" => budget.clone()).set(b.after_micros as f64);
+            if let Some(limit) = b.limit_micros {
+                metrics::gauge!(BUDGET_REMAINING, "budget" => budget)
+                    .set((limit - b.after_micros) as f64);
+            }
+        }
+        if decision.verdict == Verdict::Allow {
+            metrics::counter!(STEPS, "agent" => action.agent().to_string()).increment(1);
         }
         if !decision.halted.is_empty() {
             metrics::counter!(HALTS, "cause" => "kernel").increment(decision.halted.len() as u64);
@@ -219,6 +246,12 @@ impl Governance {
                 KernelError::UnknownDecision(_) => ServiceError::NotFound(e.to_string()),
                 other => ServiceError::Unavailable(other.to_string()),
             })?;
+        if settled.spent_micros > 0 {
+            for key in &settled.keys {
+                metrics::counter!(BUDGET_SPENT, "budget" => budget_label(key))
+                    .increment(u64::try_from(settled.spent_micros).unwrap_or(0));
+            }
+        }
         let outcome_text = match outcome {
             ActionOutcome::Success => "success",
             ActionOutcome::Failure => "failure",
@@ -452,6 +485,14 @@ impl Governance {
             tracing::info!(dropped, "released decisions that were never settled");
         }
     }
+}
+
+/// A budget key without its period window (`daily/agent:bot/day:2026-11-21` → `daily/agent:bot`), so metric
+/// series do not multiply with every new day.
+fn budget_label(key: &str) -> String {
+    key.rsplit_once('/')
+        .map_or(key, |(head, _)| head)
+        .to_owned()
 }
 
 fn cause_text(cause: &HaltCause) -> String {
