@@ -1,7 +1,9 @@
 //! The audit log benchmark behind `aura bench audit`: durable appends per second under group commit for several
-//! writer counts, checkpoint lag, and offline verification throughput.
+//! writer counts, in-flight windows and batch sizes, checkpoint lag, and offline verification throughput.
 
-use std::path::Path;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,10 +13,16 @@ use tokio::task::JoinSet;
 
 use crate::entry::{Actor, ActorKind, AuditEntry, Resource, RiskLevel};
 use crate::error::AuditError;
-use crate::log::{AuditConfig, AuditLog};
+use crate::log::{AuditConfig, AuditLog, History};
 
 /// Checkpoint interval used by the benchmark.
 const BENCH_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Appends each writer of the default plan keeps in flight in its windowed runs.
+const DEFAULT_WINDOW: usize = 64;
+
+/// Entries per `append_many` call in the default plan's batched run.
+const DEFAULT_BATCH: usize = 256;
 
 /// How long each benchmark run lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,13 +33,77 @@ pub enum BenchLimit {
     Count(u64),
 }
 
+/// One benchmark configuration: `writers` concurrent writers, each keeping `in_flight` calls outstanding, each call
+/// appending `batch` entries (`append` when 1, `append_many` otherwise) and waiting for their durable
+/// acknowledgement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BenchConfig {
+    /// Concurrent writers (think: kernel connections).
+    pub writers: usize,
+    /// Calls each writer keeps outstanding (think: concurrent decisions per connection).
+    pub in_flight: usize,
+    /// Entries per call.
+    pub batch: usize,
+}
+
+impl BenchConfig {
+    /// Entries outstanding at once: writers × in flight × batch.
+    pub fn entries_in_flight(&self) -> usize {
+        self.writers * self.in_flight * self.batch
+    }
+
+    /// A short human description, e.g. `64 writers × 64 in flight`.
+    pub fn label(&self) -> String {
+        let mut s = format!(
+            "{} writer{}",
+            self.writers,
+            if self.writers == 1 { "" } else { "s" }
+        );
+        if self.in_flight > 1 {
+            s.push_str(&format!(" × {} in flight", self.in_flight));
+        }
+        if self.batch > 1 {
+            s.push_str(&format!(" × batches of {}", self.batch));
+        }
+        s
+    }
+}
+
+/// The configurations [`bench()`] runs for `writers`: each writer count with one append in flight, each with a
+/// window of 64 appends in flight per writer, and one writer appending batches of 256 with `append_many`.
+pub fn default_plan(writers: &[usize]) -> Vec<BenchConfig> {
+    let one = |w: usize, in_flight, batch| BenchConfig {
+        writers: w.max(1),
+        in_flight,
+        batch,
+    };
+    let mut plan: Vec<BenchConfig> = writers.iter().map(|&w| one(w, 1, 1)).collect();
+    plan.extend(writers.iter().map(|&w| one(w, DEFAULT_WINDOW, 1)));
+    plan.push(one(1, 1, DEFAULT_BATCH));
+    plan
+}
+
 /// Results of [`bench()`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BenchReport {
-    /// One run per writer count.
+    /// The best durable appends per second of all runs.
+    pub appends_per_sec: f64,
+    /// The configuration that achieved it (see [`BenchConfig::label`]).
+    pub best: String,
+    /// One run per configuration.
     pub runs: Vec<BenchRun>,
     /// Checkpoint interval configured for the runs, in milliseconds.
     pub checkpoint_interval_ms: u64,
+    /// Median checkpoint lag over the entries of all runs, in milliseconds.
+    pub checkpoint_lag_p50_ms: f64,
+    /// 99th percentile checkpoint lag over all runs, in milliseconds.
+    pub checkpoint_lag_p99_ms: f64,
+    /// Largest checkpoint lag of any run, in milliseconds.
+    pub checkpoint_lag_max_ms: f64,
+    /// Median latency of one 4 KiB write + fdatasync in the benchmark directory: the floor of an acknowledgement.
+    pub fdatasync_p50_us: u64,
+    /// 99th percentile of the same.
+    pub fdatasync_p99_us: u64,
     /// Entries checked by the verification pass (the largest run's log).
     pub verify_entries: u64,
     /// Wall time of the verification pass, in seconds.
@@ -40,22 +112,31 @@ pub struct BenchReport {
     pub verify_entries_per_sec: f64,
 }
 
-/// One run: `writers` tasks appending concurrently, each waiting for its own acknowledgement.
+/// One run of one [`BenchConfig`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BenchRun {
     /// Concurrent writers.
     pub writers: usize,
+    /// Calls each writer keeps outstanding.
+    pub in_flight: usize,
+    /// Entries per call.
+    pub batch: usize,
+    /// A short description of the configuration.
+    pub label: String,
     /// Durable appends completed.
     pub appends: u64,
     /// Wall time, in seconds.
     pub seconds: f64,
     /// Durable appends per second.
     pub appends_per_sec: f64,
-    /// Median append latency (submit to durable acknowledgement), in microseconds.
+    /// Average entries written per fdatasync (the group-commit batch size).
+    pub entries_per_sync: f64,
+    /// Median latency of one call (submit to durable acknowledgement), in microseconds.
     pub latency_p50_us: u64,
-    /// 99th percentile append latency, in microseconds.
+    /// 99th percentile call latency, in microseconds.
     pub latency_p99_us: u64,
-    /// Median time from an entry's acknowledgement to the first checkpoint covering it, in milliseconds.
+    /// Median time from an entry becoming durable (its batch fdatasync'd) to the first checkpoint covering it being
+    /// stored, in milliseconds; both instants are taken on the writer thread.
     pub checkpoint_lag_p50_ms: f64,
     /// 99th percentile checkpoint lag, in milliseconds.
     pub checkpoint_lag_p99_ms: f64,
@@ -67,29 +148,58 @@ pub struct BenchRun {
     pub bytes_per_entry: u64,
 }
 
-/// Runs the benchmark in `dir` (a scratch directory; one fresh log per run in `dir/writers-N`). Needs a
-/// multi-threaded tokio runtime.
+/// Runs the benchmark in `dir` (a scratch directory; one fresh log per run in `dir/run-N`, only the largest of
+/// which is kept, for the verification pass) with the [`default_plan`] for `writers`. Needs a multi-threaded tokio
+/// runtime.
 pub async fn bench(
     dir: &Path,
     writers: &[usize],
     limit: BenchLimit,
 ) -> Result<BenchReport, AuditError> {
+    bench_configs(dir, &default_plan(writers), limit).await
+}
+
+/// Runs the benchmark for the given configurations. Needs a multi-threaded tokio runtime.
+pub async fn bench_configs(
+    dir: &Path,
+    configs: &[BenchConfig],
+    limit: BenchLimit,
+) -> Result<BenchReport, AuditError> {
+    std::fs::create_dir_all(dir).map_err(|e| AuditError::io(dir, e))?;
+    let probe = dir.join("fdatasync-probe");
+    let (fdatasync_p50_us, fdatasync_p99_us) =
+        tokio::task::spawn_blocking(move || fdatasync_latency(&probe))
+            .await
+            .map_err(|e| AuditError::Poisoned(format!("fdatasync probe failed: {e}")))??;
     let mut runs = Vec::new();
-    let mut biggest: Option<(u64, std::path::PathBuf)> = None;
-    for &w in writers {
-        let w = w.max(1);
-        let run_dir = dir.join(format!("writers-{w}"));
+    let mut all_lags = Vec::new();
+    let mut biggest: Option<(u64, PathBuf)> = None;
+    for (i, config) in configs.iter().enumerate() {
+        let config = BenchConfig {
+            writers: config.writers.max(1),
+            in_flight: config.in_flight.max(1),
+            batch: config.batch.max(1),
+        };
+        let run_dir = dir.join(format!("run-{i}"));
         if run_dir.exists() {
             std::fs::remove_dir_all(&run_dir).map_err(|e| AuditError::io(&run_dir, e))?;
         }
-        let run = run_one(&run_dir, w, limit).await?;
-        if biggest.as_ref().is_none_or(|b| run.appends > b.0) {
-            biggest = Some((run.appends, run_dir.join("log")));
+        let (run, lags) = run_one(&run_dir, config, limit).await?;
+        all_lags.extend(lags);
+        // Keep only the largest log (for the verification pass): at these rates a run writes up to a gigabyte.
+        let drop_dir = if biggest.as_ref().is_none_or(|b| run.appends > b.0) {
+            biggest.replace((run.appends, run_dir.clone())).map(|b| b.1)
+        } else {
+            Some(run_dir)
+        };
+        if let Some(d) = drop_dir {
+            std::fs::remove_dir_all(&d).map_err(|e| AuditError::io(&d, e))?;
         }
         runs.push(run);
     }
     let (verify_entries, verify_seconds) = match biggest {
-        Some((_, log_dir)) => {
+        Some((_, run_dir)) => {
+            let log_dir = run_dir.join("log");
             let started = Instant::now();
             let report = tokio::task::spawn_blocking(move || crate::verify::verify(&log_dir, None))
                 .await
@@ -98,9 +208,20 @@ pub async fn bench(
         }
         None => (0, 0.0),
     };
+    all_lags.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    let best = runs
+        .iter()
+        .max_by(|a, b| a.appends_per_sec.total_cmp(&b.appends_per_sec));
     Ok(BenchReport {
-        runs,
+        appends_per_sec: best.map_or(0.0, |r| r.appends_per_sec),
+        best: best.map(|r| r.label.clone()).unwrap_or_default(),
         checkpoint_interval_ms: BENCH_CHECKPOINT_INTERVAL.as_millis() as u64,
+        checkpoint_lag_p50_ms: weighted_pct(&all_lags, 50),
+        checkpoint_lag_p99_ms: weighted_pct(&all_lags, 99),
+        checkpoint_lag_max_ms: all_lags.last().map_or(0.0, |l| l.0),
+        runs,
+        fdatasync_p50_us,
+        fdatasync_p99_us,
         verify_entries,
         verify_seconds,
         verify_entries_per_sec: if verify_seconds > 0.0 {
@@ -111,11 +232,38 @@ pub async fn bench(
     })
 }
 
+/// Median and 99th percentile of 200 appending 4 KiB writes each followed by fdatasync, in microseconds.
+fn fdatasync_latency(path: &Path) -> Result<(u64, u64), AuditError> {
+    let io = |e| AuditError::io(path, e);
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(path)
+        .map_err(io)?;
+    let block = [0x5au8; 4096];
+    let mut lat = Vec::with_capacity(200);
+    for _ in 0..200 {
+        let t0 = Instant::now();
+        f.write_all(&block).map_err(io)?;
+        f.sync_data().map_err(io)?;
+        lat.push(t0.elapsed());
+    }
+    drop(f);
+    std::fs::remove_file(path).map_err(io)?;
+    lat.sort_unstable();
+    let us = |d: Option<Duration>| d.map_or(0, |d| d.as_micros() as u64);
+    Ok((us(pct(&lat, 50)), us(pct(&lat, 99))))
+}
+
+/// What one writer slot measured: entries appended, and per call its latency.
+type SlotResult = (u64, Vec<Duration>);
+
 async fn run_one(
     run_dir: &Path,
-    writers: usize,
+    c: BenchConfig,
     limit: BenchLimit,
-) -> Result<BenchRun, AuditError> {
+) -> Result<(BenchRun, Vec<(f64, u64)>), AuditError> {
     let config = AuditConfig {
         dir: run_dir.join("log"),
         key_path: run_dir.join("audit.ed25519"),
@@ -125,56 +273,55 @@ async fn run_one(
     };
     let (log, _) = AuditLog::open(config)?;
     let log = Arc::new(log);
-    let mut watch = log.checkpoint_watch();
-    let recorder = tokio::spawn(async move {
-        let mut seen = Vec::new();
-        while watch.changed().await.is_ok() {
-            if let Some(v) = *watch.borrow_and_update() {
-                seen.push(v);
-            }
-        }
-        seen
-    });
+    log.record_history();
+    let syncs_before = log.batches_written();
     let started = Instant::now();
     let deadline = match limit {
         BenchLimit::Duration(d) => Some(started + d),
         BenchLimit::Count(_) => None,
     };
-    let per_writer = match limit {
-        BenchLimit::Count(n) => Some(n.div_ceil(writers as u64)),
+    // Every slot (writer × in-flight position) runs its calls one after the other.
+    let slots = (c.writers * c.in_flight) as u64;
+    let per_slot_calls = match limit {
+        BenchLimit::Count(n) => Some(n.div_ceil(slots * c.batch as u64)),
         BenchLimit::Duration(_) => None,
     };
     let mut set = JoinSet::new();
-    for w in 0..writers {
-        let log = log.clone();
-        set.spawn(async move {
-            let entry = sample_entry(w);
-            let mut acks = Vec::new();
-            let mut lat = Vec::new();
-            let mut i = 0u64;
-            loop {
-                if deadline.is_some_and(|d| Instant::now() >= d)
-                    || per_writer.is_some_and(|n| i >= n)
-                {
-                    break;
+    for w in 0..c.writers {
+        for _ in 0..c.in_flight {
+            let log = log.clone();
+            set.spawn(async move {
+                let entry = sample_entry(w);
+                let mut appended = 0u64;
+                let mut lat = Vec::new();
+                let mut i = 0u64;
+                loop {
+                    if deadline.is_some_and(|d| Instant::now() >= d)
+                        || per_slot_calls.is_some_and(|n| i >= n)
+                    {
+                        break;
+                    }
+                    let t0 = Instant::now();
+                    if c.batch == 1 {
+                        log.append(entry.clone()).await?;
+                    } else {
+                        log.append_many(vec![entry.clone(); c.batch]).await?;
+                    }
+                    lat.push(t0.elapsed());
+                    appended += c.batch as u64;
+                    i += 1;
                 }
-                let t0 = Instant::now();
-                let receipt = log.append(entry.clone()).await?;
-                let t1 = Instant::now();
-                acks.push((receipt.seq, t1));
-                lat.push(t1 - t0);
-                i += 1;
-            }
-            Ok::<_, AuditError>((acks, lat))
-        });
+                Ok::<SlotResult, AuditError>((appended, lat))
+            });
+        }
     }
-    let mut acks = Vec::new();
+    let mut appends = 0;
     let mut lat = Vec::new();
     let mut failure = None;
     while let Some(res) = set.join_next().await {
         match res {
             Ok(Ok((a, l))) => {
-                acks.extend(a);
+                appends += a;
                 lat.extend(l);
             }
             Ok(Err(e)) => failure = Some(e),
@@ -182,6 +329,7 @@ async fn run_one(
         }
     }
     let seconds = started.elapsed().as_secs_f64();
+    let syncs = log.batches_written() - syncs_before;
     // Let the periodic checkpoint cover the last entries, then stop.
     let size = log.tree_size();
     let wait_until = Instant::now() + BENCH_CHECKPOINT_INTERVAL * 20;
@@ -190,8 +338,8 @@ async fn run_one(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     log.close().await?;
+    let history = log.take_history();
     drop(log);
-    let cps = recorder.await.unwrap_or_default();
     if let Some(e) = failure {
         return Err(e);
     }
@@ -204,29 +352,67 @@ async fn run_one(
         .unwrap_or(0);
 
     lat.sort_unstable();
-    let mut lags: Vec<f64> = acks
-        .iter()
-        .filter_map(|(seq, t_ack)| {
-            let i = cps.partition_point(|(s, _)| s <= seq);
-            cps.get(i)
-                .map(|(_, t_cp)| t_cp.saturating_duration_since(*t_ack).as_secs_f64() * 1e3)
-        })
-        .collect();
-    lags.sort_unstable_by(f64::total_cmp);
-    let appends = acks.len() as u64;
-    Ok(BenchRun {
-        writers,
+    let lags = checkpoint_lags(&history);
+    let cps = history.checkpoints;
+    let run = BenchRun {
+        writers: c.writers,
+        in_flight: c.in_flight,
+        batch: c.batch,
+        label: c.label(),
         appends,
         seconds,
         appends_per_sec: appends as f64 / seconds.max(1e-9),
+        entries_per_sync: if syncs > 0 {
+            appends as f64 / syncs as f64
+        } else {
+            0.0
+        },
         latency_p50_us: pct(&lat, 50).map_or(0, |d| d.as_micros() as u64),
         latency_p99_us: pct(&lat, 99).map_or(0, |d| d.as_micros() as u64),
-        checkpoint_lag_p50_ms: pct(&lags, 50).unwrap_or(0.0),
-        checkpoint_lag_p99_ms: pct(&lags, 99).unwrap_or(0.0),
-        checkpoint_lag_max_ms: lags.last().copied().unwrap_or(0.0),
+        checkpoint_lag_p50_ms: weighted_pct(&lags, 50),
+        checkpoint_lag_p99_ms: weighted_pct(&lags, 99),
+        checkpoint_lag_max_ms: lags.last().map_or(0.0, |l| l.0),
         checkpoints: cps.len() as u64,
         bytes_per_entry: seg_bytes.checked_div(appends).unwrap_or(0),
-    })
+    };
+    Ok((run, lags))
+}
+
+/// Checkpoint lag of every entry: from the instant its batch was fdatasync'd to the instant the first checkpoint
+/// covering it was stored, both taken by the writer thread. Returned as (lag in ms, entries), sorted by lag.
+fn checkpoint_lags(h: &History) -> Vec<(f64, u64)> {
+    let mut prev = 0;
+    let mut lags: Vec<(f64, u64)> = h
+        .durable
+        .iter()
+        .filter_map(|&(size, t_durable)| {
+            let entries = size - prev;
+            prev = size;
+            let i = h.checkpoints.partition_point(|&(s, _)| s < size);
+            h.checkpoints.get(i).map(|&(_, t_cp)| {
+                (
+                    t_cp.saturating_duration_since(t_durable).as_secs_f64() * 1e3,
+                    entries,
+                )
+            })
+        })
+        .collect();
+    lags.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    lags
+}
+
+/// The `p`th percentile of (value, weight) pairs sorted by value.
+fn weighted_pct(sorted: &[(f64, u64)], p: u64) -> f64 {
+    let total: u64 = sorted.iter().map(|w| w.1).sum();
+    let rank = total.saturating_sub(1) * p / 100;
+    let mut seen = 0;
+    for &(value, weight) in sorted {
+        seen += weight;
+        if seen > rank {
+            return value;
+        }
+    }
+    0.0
 }
 
 fn pct<T: Copy>(sorted: &[T], p: usize) -> Option<T> {
@@ -236,7 +422,7 @@ fn pct<T: Copy>(sorted: &[T], p: usize) -> Option<T> {
     sorted.get((sorted.len() - 1) * p / 100).copied()
 }
 
-/// A realistic kernel decision entry (about 450 bytes encoded).
+/// A realistic kernel decision entry (about 630 bytes encoded).
 fn sample_entry(writer: usize) -> AuditEntry {
     let agent = AgentName::new(format!("agent-{writer}")).ok();
     let mut e = AuditEntry::new(
@@ -267,4 +453,51 @@ fn sample_entry(writer: usize) -> AuditEntry {
     e.budget_after_micros = Some(11_998_500);
     e.details.insert("estimated_tokens".into(), 1200.into());
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_smoke_run_reports_every_configuration() {
+        let tmp = tempfile::tempdir().unwrap();
+        let plan = [
+            BenchConfig {
+                writers: 2,
+                in_flight: 1,
+                batch: 1,
+            },
+            BenchConfig {
+                writers: 2,
+                in_flight: 4,
+                batch: 1,
+            },
+            BenchConfig {
+                writers: 1,
+                in_flight: 1,
+                batch: 16,
+            },
+        ];
+        let r = bench_configs(tmp.path(), &plan, BenchLimit::Count(160))
+            .await
+            .unwrap();
+        assert_eq!(r.runs.len(), 3);
+        for (run, c) in r.runs.iter().zip(&plan) {
+            assert_eq!(
+                (run.writers, run.in_flight, run.batch),
+                (c.writers, c.in_flight, c.batch)
+            );
+            assert!(run.appends >= 160 && run.appends_per_sec > 0.0, "{run:?}");
+            assert!(run.entries_per_sync >= 1.0, "{run:?}");
+            assert!(run.checkpoints >= 1, "{run:?}");
+        }
+        assert_eq!(r.runs[2].label, "1 writer × batches of 16");
+        assert!(r.runs.iter().any(|run| run.label == r.best));
+        assert!(r.verify_entries >= 160 && r.verify_entries_per_sec > 0.0);
+        assert!(r.checkpoint_lag_max_ms >= r.checkpoint_lag_p50_ms);
+        // Only the verified log is kept.
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+        assert_eq!(default_plan(&[1, 8]).len(), 5);
+    }
 }

@@ -5,7 +5,7 @@
 //! characters as `\u00xx` with lowercase hex, everything else as literal UTF-8), integers in plain decimal, and no
 //! floating-point numbers at all. `docs/audit-format.md` is the normative description.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// Why a value has no canonical encoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,9 +19,9 @@ pub(crate) fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<(), NotCan
         Value::Bool(false) => out.extend_from_slice(b"false"),
         Value::Number(n) => {
             if let Some(i) = n.as_i64() {
-                out.extend_from_slice(i.to_string().as_bytes());
+                write_i64(i, out);
             } else if let Some(u) = n.as_u64() {
-                out.extend_from_slice(u.to_string().as_bytes());
+                write_u64(u, out);
             } else {
                 return Err(NotCanonical(format!(
                     "floating-point number `{n}` (use integers)"
@@ -39,54 +39,113 @@ pub(crate) fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<(), NotCan
             }
             out.push(b']');
         }
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            out.push(b'{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_string(k, out);
-                out.push(b':');
-                write_value(v, out)?;
-            }
-            out.push(b'}');
-        }
+        Value::Object(map) => write_object(map, out)?,
     }
     Ok(())
+}
+
+/// Appends the canonical encoding of a JSON object: keys sorted by their UTF-8 bytes.
+pub(crate) fn write_object(
+    map: &Map<String, Value>,
+    out: &mut Vec<u8>,
+) -> Result<(), NotCanonical> {
+    out.push(b'{');
+    // `Map` is usually ordered by `String`'s `Ord`, which is byte order already: then no sort is needed.
+    if map.keys().is_sorted_by(|a, b| a.as_bytes() < b.as_bytes()) {
+        for (i, (k, v)) in map.iter().enumerate() {
+            write_member(i, k, v, out)?;
+        }
+    } else {
+        let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        for (i, (k, v)) in entries.into_iter().enumerate() {
+            write_member(i, k, v, out)?;
+        }
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+fn write_member(i: usize, k: &str, v: &Value, out: &mut Vec<u8>) -> Result<(), NotCanonical> {
+    if i > 0 {
+        out.push(b',');
+    }
+    write_string(k, out);
+    out.push(b':');
+    write_value(v, out)
+}
+
+/// Appends an integer in plain decimal.
+pub(crate) fn write_i64(n: i64, out: &mut Vec<u8>) {
+    if n < 0 {
+        out.push(b'-');
+    }
+    write_u64(n.unsigned_abs(), out);
+}
+
+/// Appends an unsigned integer in plain decimal.
+pub(crate) fn write_u64(n: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(Digits::new().u64(n));
+}
+
+/// A stack buffer for the decimal digits of an integer (no allocation).
+pub(crate) struct Digits([u8; 20]);
+
+impl Digits {
+    pub(crate) fn new() -> Self {
+        Self([0; 20])
+    }
+
+    /// The decimal digits of `n`, no leading zeros.
+    pub(crate) fn u64(&mut self, mut n: u64) -> &[u8] {
+        let mut i = self.0.len();
+        loop {
+            i -= 1;
+            // INVARIANT: n % 10 < 10, and u64::MAX has 20 digits, so `i` never underflows.
+            self.0[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        &self.0[i..]
+    }
 }
 
 /// Appends a canonically escaped JSON string.
 pub(crate) fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escape: Option<&[u8]> = match b {
-            b'"' => Some(b"\\\""),
-            b'\\' => Some(b"\\\\"),
-            0x08 => Some(b"\\b"),
-            0x0c => Some(b"\\f"),
-            b'\n' => Some(b"\\n"),
-            b'\r' => Some(b"\\r"),
-            b'\t' => Some(b"\\t"),
-            0x00..=0x1f => None,
-            _ => continue,
+    let mut rest = s.as_bytes();
+    // Copy runs without anything to escape in one go (most strings are a single run).
+    while let Some(i) = rest
+        .iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    {
+        let (run, tail) = rest.split_at(i);
+        out.extend_from_slice(run);
+        let Some((&b, tail)) = tail.split_first() else {
+            // INVARIANT: unreachable, `i` indexes a byte of `rest`.
+            rest = tail;
+            break;
         };
-        out.extend_from_slice(&bytes[start..i]);
-        match escape {
-            Some(e) => out.extend_from_slice(e),
-            None => {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => {
                 const HEX: &[u8; 16] = b"0123456789abcdef";
                 out.extend_from_slice(b"\\u00");
                 out.push(HEX[usize::from(b >> 4)]);
                 out.push(HEX[usize::from(b & 0xf)]);
             }
         }
-        start = i + 1;
+        rest = tail;
     }
-    out.extend_from_slice(&bytes[start..]);
+    out.extend_from_slice(rest);
     out.push(b'"');
 }
 

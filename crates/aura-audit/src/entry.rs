@@ -6,6 +6,8 @@ use serde_json::{Map, Value};
 
 use crate::canonical::{self, NotCanonical};
 use crate::error::AuditError;
+use crate::merkle::{Hash, LeafHasher};
+use crate::record::{self, RECORD_HEADER_LEN};
 
 /// Version of the entry encoding, written as the top-level `"v"` field of every entry.
 pub const ENTRY_FORMAT_VERSION: u64 = 1;
@@ -169,24 +171,56 @@ pub struct LoggedEntry {
 /// An entry encoded canonically with a hole where its sequence number goes.
 #[derive(Debug)]
 pub(crate) struct Encoded {
+    /// The canonical bytes without the sequence digits.
     bytes: Vec<u8>,
+    /// Where the sequence digits go.
     seq_at: usize,
 }
 
 impl Encoded {
     /// The canonical bytes with `seq` filled in.
     pub(crate) fn with_seq(&self, seq: u64) -> Vec<u8> {
-        let digits = seq.to_string();
-        let mut out = Vec::with_capacity(self.bytes.len() + digits.len());
-        out.extend_from_slice(&self.bytes[..self.seq_at]);
-        out.extend_from_slice(digits.as_bytes());
-        out.extend_from_slice(&self.bytes[self.seq_at..]);
+        let mut digits = canonical::Digits::new();
+        let digits = digits.u64(seq);
+        let (head, tail) = self.bytes.split_at(self.seq_at);
+        let mut out = Vec::with_capacity(head.len() + digits.len() + tail.len());
+        out.extend_from_slice(head);
+        out.extend_from_slice(digits);
+        out.extend_from_slice(tail);
         out
+    }
+
+    /// The leaf hash state over everything before the sequence digits (most of the entry), so that only the short
+    /// rest is hashed once the number is known ([`Encoded::frame_into`]).
+    pub(crate) fn prehash(&self) -> LeafHasher {
+        LeafHasher::with_prefix(&self.bytes[..self.seq_at])
+    }
+
+    /// Appends the framed record of this entry as entry `seq` (`docs/audit-format.md`) to `out` and returns the
+    /// entry's Merkle leaf hash. `pre` must be [`Encoded::prehash`] of `self`.
+    pub(crate) fn frame_into(&self, seq: u64, pre: &LeafHasher, out: &mut Vec<u8>) -> Hash {
+        let mut digits = canonical::Digits::new();
+        let digits = digits.u64(seq);
+        let (head, tail) = self.bytes.split_at(self.seq_at);
+        let leaf = pre.finish([digits, tail]);
+        // INVARIANT: the encoder caps entries at MAX_ENTRY_BYTES (1 MiB), so the length fits in u32.
+        let len = u32::try_from(self.bytes.len() + digits.len()).unwrap_or(u32::MAX);
+        let mut header = [0u8; RECORD_HEADER_LEN];
+        record::write_header(&mut header, len, seq, &leaf);
+        out.reserve(RECORD_HEADER_LEN + len as usize);
+        out.extend_from_slice(&header);
+        out.extend_from_slice(head);
+        out.extend_from_slice(digits);
+        out.extend_from_slice(tail);
+        leaf
     }
 }
 
 /// Encodes `entry` canonically, leaving a hole for the sequence number. Fails on floats, a malformed args hash or
 /// an entry larger than [`MAX_ENTRY_BYTES`].
+///
+/// The fields are written directly in their canonical (byte-sorted) key order; only `details` goes through the
+/// generic canonical JSON writer. A differential test checks this against the serde encoding.
 pub(crate) fn encode(entry: &AuditEntry) -> Result<Encoded, AuditError> {
     if let Some(h) = &entry.args_hash
         && (h.len() != 64
@@ -198,38 +232,124 @@ pub(crate) fn encode(entry: &AuditEntry) -> Result<Encoded, AuditError> {
             "args hash `{h}` is not 64 lowercase hex digits"
         )));
     }
-    let value = serde_json::to_value(entry).map_err(|e| AuditError::Encode(e.to_string()))?;
-    let Value::Object(mut map) = value else {
-        return Err(AuditError::Encode("entry is not an object".into()));
-    };
-    map.insert("seq".into(), Value::Null);
-    map.insert("v".into(), Value::from(ENTRY_FORMAT_VERSION));
-    let mut fields: Vec<(&String, &Value)> = map.iter().collect();
-    fields.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    let mut bytes = Vec::with_capacity(512);
-    let mut seq_at = 0;
-    bytes.push(b'{');
-    for (i, (k, v)) in fields.into_iter().enumerate() {
-        if i > 0 {
-            bytes.push(b',');
-        }
-        canonical::write_string(k, &mut bytes);
-        bytes.push(b':');
-        if k == "seq" {
-            seq_at = bytes.len();
-        } else {
-            canonical::write_value(v, &mut bytes)
-                .map_err(|NotCanonical(m)| AuditError::Encode(m))?;
-        }
+    let mut b = Vec::with_capacity(size_hint(entry));
+    let e = entry;
+    // Keys in byte order: action, action_kind, actor, agent, approval, args_hash, budget_after_micros,
+    // budget_before_micros, cause, details, human, outcome, policy_hash, resource, risk, rules, seq, target, task,
+    // time, v, verdict.
+    b.extend_from_slice(b"{\"action\":");
+    canonical::write_string(&e.action, &mut b);
+    if let Some(k) = e.action_kind {
+        b.extend_from_slice(b",\"action_kind\":");
+        canonical::write_string(k.as_str(), &mut b);
     }
-    bytes.push(b'}');
-    if bytes.len() + 20 > MAX_ENTRY_BYTES {
+    b.extend_from_slice(b",\"actor\":{\"id\":");
+    canonical::write_string(&e.actor.id, &mut b);
+    if let Some(ip) = &e.actor.ip {
+        b.extend_from_slice(b",\"ip\":");
+        canonical::write_string(ip, &mut b);
+    }
+    b.extend_from_slice(b",\"type\":");
+    canonical::write_string(actor_kind(e.actor.kind), &mut b);
+    b.push(b'}');
+    opt_str(&mut b, "agent", e.agent.as_ref().map(|a| a.as_str()));
+    opt_str(&mut b, "approval", e.approval.as_deref());
+    opt_str(&mut b, "args_hash", e.args_hash.as_deref());
+    opt_int(&mut b, "budget_after_micros", e.budget_after_micros);
+    opt_int(&mut b, "budget_before_micros", e.budget_before_micros);
+    opt_str(&mut b, "cause", e.cause.as_deref());
+    b.extend_from_slice(b",\"details\":");
+    canonical::write_object(&e.details, &mut b).map_err(|NotCanonical(m)| AuditError::Encode(m))?;
+    opt_str(&mut b, "human", e.human.as_deref());
+    b.extend_from_slice(b",\"outcome\":");
+    canonical::write_string(&e.outcome, &mut b);
+    opt_str(&mut b, "policy_hash", e.policy_hash.as_deref());
+    b.extend_from_slice(b",\"resource\":{\"path\":");
+    canonical::write_string(&e.resource.path, &mut b);
+    b.extend_from_slice(b",\"type\":");
+    canonical::write_string(&e.resource.kind, &mut b);
+    b.extend_from_slice(b"},\"risk\":");
+    canonical::write_string(risk_level(e.risk), &mut b);
+    b.extend_from_slice(b",\"rules\":[");
+    for (i, r) in e.rules.iter().enumerate() {
+        if i > 0 {
+            b.push(b',');
+        }
+        canonical::write_string(r, &mut b);
+    }
+    b.extend_from_slice(b"],\"seq\":");
+    let seq_at = b.len();
+    opt_str(&mut b, "target", e.target.as_deref());
+    opt_str(&mut b, "task", e.task.as_deref());
+    b.extend_from_slice(b",\"time\":");
+    canonical::write_i64(e.time.as_millis(), &mut b);
+    b.extend_from_slice(b",\"v\":");
+    canonical::write_u64(ENTRY_FORMAT_VERSION, &mut b);
+    opt_str(&mut b, "verdict", e.verdict.map(|v| v.as_str()));
+    b.push(b'}');
+    if b.len() + 20 > MAX_ENTRY_BYTES {
         return Err(AuditError::Encode(format!(
             "entry is {} bytes, the limit is {MAX_ENTRY_BYTES}",
-            bytes.len()
+            b.len()
         )));
     }
-    Ok(Encoded { bytes, seq_at })
+    Ok(Encoded { bytes: b, seq_at })
+}
+
+fn opt_str(b: &mut Vec<u8>, key: &str, value: Option<&str>) {
+    if let Some(v) = value {
+        b.extend_from_slice(b",\"");
+        b.extend_from_slice(key.as_bytes());
+        b.extend_from_slice(b"\":");
+        canonical::write_string(v, b);
+    }
+}
+
+fn opt_int(b: &mut Vec<u8>, key: &str, value: Option<i64>) {
+    if let Some(v) = value {
+        b.extend_from_slice(b",\"");
+        b.extend_from_slice(key.as_bytes());
+        b.extend_from_slice(b"\":");
+        canonical::write_i64(v, b);
+    }
+}
+
+fn actor_kind(k: ActorKind) -> &'static str {
+    match k {
+        ActorKind::Agent => "agent",
+        ActorKind::Human => "human",
+        ActorKind::System => "system",
+    }
+}
+
+fn risk_level(r: RiskLevel) -> &'static str {
+    match r {
+        RiskLevel::Low => "low",
+        RiskLevel::Medium => "medium",
+        RiskLevel::High => "high",
+        RiskLevel::Critical => "critical",
+    }
+}
+
+/// A capacity guess for the encoding: the strings plus the fixed keys and punctuation.
+fn size_hint(e: &AuditEntry) -> usize {
+    let opt = |s: &Option<String>| s.as_ref().map_or(0, |s| s.len() + 16);
+    320 + e.action.len()
+        + e.outcome.len()
+        + e.actor.id.len()
+        + opt(&e.actor.ip)
+        + e.resource.kind.len()
+        + e.resource.path.len()
+        + e.agent.as_ref().map_or(0, |a| a.as_str().len() + 10)
+        + opt(&e.approval)
+        + opt(&e.args_hash)
+        + opt(&e.cause)
+        + opt(&e.human)
+        + opt(&e.policy_hash)
+        + opt(&e.target)
+        + opt(&e.task)
+        + e.rules.iter().map(|r| r.len() + 3).sum::<usize>()
+        + e.details.len() * 24
 }
 
 /// The canonical bytes of an entry with its sequence number: exactly the Merkle leaf data.
@@ -267,6 +387,103 @@ pub(crate) fn decode(expected_seq: u64, payload: &[u8]) -> Result<LoggedEntry, A
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The original encoder, through `serde_json::Value`: the oracle for the direct one.
+    fn encode_via_serde(entry: &AuditEntry, seq: u64) -> Vec<u8> {
+        let Value::Object(mut map) = serde_json::to_value(entry).unwrap() else {
+            panic!("not an object");
+        };
+        map.insert("seq".into(), Value::from(seq));
+        map.insert("v".into(), Value::from(ENTRY_FORMAT_VERSION));
+        let mut out = Vec::new();
+        canonical::write_value(&Value::Object(map), &mut out).unwrap();
+        out
+    }
+
+    fn any_string() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z0-9._-]{0,12}",
+            any::<String>(),
+            "[\\x00-\\x1f\"\\\\/é€\u{2028}😀a]{0,8}",
+        ]
+    }
+
+    fn any_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any_string().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map(any_string(), inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    prop_compose! {
+        fn any_entry()(
+            time in any::<i64>(),
+            kind in prop_oneof![Just(ActorKind::Agent), Just(ActorKind::Human), Just(ActorKind::System)],
+            strings in prop::collection::vec(any_string(), 6),
+            opts in prop::collection::vec(prop::option::of(any_string()), 8),
+            agent in prop::option::of("[a-z][a-z0-9-]{0,10}"),
+            action_kind in prop::option::of(prop::sample::select(ActionKind::ALL.to_vec())),
+            args_hash in prop::option::of("[0-9a-f]{64}"),
+            verdict in prop::option::of(prop_oneof![
+                Just(Verdict::Allow), Just(Verdict::Escalate), Just(Verdict::Deny), Just(Verdict::Halt)
+            ]),
+            risk in prop_oneof![
+                Just(RiskLevel::Low), Just(RiskLevel::Medium), Just(RiskLevel::High), Just(RiskLevel::Critical)
+            ],
+            rules in prop::collection::vec(any_string(), 0..3),
+            budgets in (prop::option::of(any::<i64>()), prop::option::of(any::<i64>())),
+            details in prop::collection::btree_map(any_string(), any_value(), 0..4),
+        ) -> AuditEntry {
+            let mut e = AuditEntry::new(
+                Timestamp::from_millis(time),
+                Actor { kind, id: strings[0].clone(), ip: opts[0].clone() },
+                Resource { kind: strings[1].clone(), path: strings[2].clone() },
+                strings[3].clone(),
+                strings[4].clone(),
+                risk,
+            );
+            e.agent = agent.and_then(|a| AgentName::new(a).ok());
+            e.task = opts[1].clone();
+            e.human = opts[2].clone();
+            e.action_kind = action_kind;
+            e.target = opts[3].clone();
+            e.args_hash = args_hash;
+            e.verdict = verdict;
+            e.rules = rules;
+            e.policy_hash = opts[4].clone();
+            (e.budget_before_micros, e.budget_after_micros) = budgets;
+            e.approval = opts[5].clone();
+            e.cause = opts[6].clone();
+            e.details = details.into_iter().collect();
+            e
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_direct_encoder_matches_the_serde_encoding(e in any_entry(), seq in any::<u64>()) {
+            let want = encode_via_serde(&e, seq);
+            prop_assert_eq!(&canonical_bytes(seq, &e).unwrap(), &want);
+            let encoded = encode(&e).unwrap();
+            let mut frame = b"previous".to_vec();
+            let leaf = encoded.frame_into(seq, &encoded.prehash(), &mut frame);
+            prop_assert_eq!(leaf, crate::merkle::leaf_hash(&want));
+            let mut framed = b"previous".to_vec();
+            record::push_frame(&mut framed, seq, &leaf, &want);
+            prop_assert_eq!(frame, framed);
+        }
+    }
 
     fn sample() -> AuditEntry {
         let mut e = AuditEntry::new(

@@ -21,7 +21,9 @@ mod record;
 mod store;
 mod verify;
 
-pub use bench::{BenchLimit, BenchReport, BenchRun, bench};
+pub use bench::{
+    BenchConfig, BenchLimit, BenchReport, BenchRun, bench, bench_configs, default_plan,
+};
 pub use entry::{
     Actor, ActorKind, AuditEntry, ENTRY_FORMAT_VERSION, LoggedEntry, MAX_ENTRY_BYTES, Resource,
     RiskLevel, canonical_bytes,

@@ -44,6 +44,29 @@ pub fn leaf_hash(data: &[u8]) -> Hash {
     h.finalize().into()
 }
 
+/// A leaf hash computed in two steps: the bulk of the data first (outside any lock), the rest later.
+#[derive(Debug, Clone)]
+pub(crate) struct LeafHasher(Sha256);
+
+impl LeafHasher {
+    /// Starts SHA-256(0x00 ‖ prefix ‖ …).
+    pub(crate) fn with_prefix(prefix: &[u8]) -> Self {
+        let mut h = Sha256::new();
+        h.update([0u8]);
+        h.update(prefix);
+        Self(h)
+    }
+
+    /// The leaf hash of the prefix followed by `rest`, leaving `self` untouched.
+    pub(crate) fn finish(&self, rest: [&[u8]; 2]) -> Hash {
+        let mut h = self.0.clone();
+        for part in rest {
+            h.update(part);
+        }
+        h.finalize().into()
+    }
+}
+
 /// The interior node hash of two children: SHA-256(0x01 ‖ left ‖ right).
 pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
     let mut h = Sha256::new();

@@ -38,10 +38,19 @@ pub(crate) fn parse_file_header(buf: &[u8], magic: &[u8; 8]) -> Option<u64> {
 pub(crate) fn push_frame(out: &mut Vec<u8>, seq: u64, leaf: &Hash, payload: &[u8]) {
     // INVARIANT: payloads are limited to MAX_PAYLOAD (1 MiB) by the encoder, so the length fits in u32.
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&seq.to_le_bytes());
-    out.extend_from_slice(&leaf[..8]);
+    let mut header = [0u8; RECORD_HEADER_LEN];
+    write_header(&mut header, len, seq, leaf);
+    out.extend_from_slice(&header);
     out.extend_from_slice(payload);
+}
+
+/// Writes a record header (`len ‖ seq ‖ check`) into the first [`RECORD_HEADER_LEN`] bytes of `out`.
+pub(crate) fn write_header(out: &mut [u8], len: u32, seq: u64, leaf: &Hash) {
+    if let Some(h) = out.get_mut(..RECORD_HEADER_LEN) {
+        h[..4].copy_from_slice(&len.to_le_bytes());
+        h[4..12].copy_from_slice(&seq.to_le_bytes());
+        h[12..20].copy_from_slice(&leaf[..8]);
+    }
 }
 
 /// A valid record found by [`walk`].

@@ -1,15 +1,18 @@
 //! Offline verification: re-reads every record, recomputes the Merkle tree, and checks every checkpoint's
 //! signature, chain link and root. Needs only the log directory and the verifier key, not the signing key.
 
-use std::fs;
+use std::fs::{self, File};
+use std::io::Read;
 use std::path::Path;
 use std::time::Instant;
 
 use crate::entry;
 use crate::error::AuditError;
-use crate::merkle::{EMPTY_ROOT, Frontier, Hash};
+use crate::merkle::{EMPTY_ROOT, Frontier, Hash, leaf_hash};
 use crate::note::{Checkpoint, Verifier};
-use crate::record::{self, CHECKPOINT_MAGIC, End, SEGMENT_MAGIC};
+use crate::record::{
+    self, CHECKPOINT_MAGIC, End, FILE_HEADER_LEN, MAX_PAYLOAD, RECORD_HEADER_LEN, SEGMENT_MAGIC,
+};
 
 /// What a successful verification covered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +116,7 @@ pub fn verify_with_key(
     segs.sort();
     let mut torn_tail_bytes = 0;
     let count = segs.len();
+    let mut scratch = Scratch::new(CHUNK_BYTES);
     for (i, (first, path)) in segs.iter().enumerate() {
         let expected = frontier.size();
         if *first != expected {
@@ -124,6 +128,24 @@ pub fn verify_with_key(
                 ),
             });
         }
+        // Fast path for a clean segment; anything unusual is re-examined from the segment's start by the exact
+        // walk below, so errors and torn-tail reports are those of the walk.
+        let saved = (frontier.clone(), next_target, last_good);
+        let clean = fast_segment(path, *first, &mut scratch, &mut |leaf| {
+            frontier.push(*leaf, |_, _, _| {});
+            check_targets(
+                dir,
+                &targets,
+                &mut next_target,
+                &frontier,
+                &root_of,
+                &mut last_good,
+            )
+        })?;
+        if clean {
+            continue;
+        }
+        (frontier, next_target, last_good) = saved;
         let buf = fs::read(path).map_err(|e| AuditError::io(path, e))?;
         if record::parse_file_header(&buf, SEGMENT_MAGIC) != Some(*first) {
             return Err(AuditError::Tampered {
@@ -180,6 +202,143 @@ pub fn verify_with_key(
         verifier_key: verifier_key.to_owned(),
         elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     })
+}
+
+/// Bytes read from a segment at a time by the fast path (the buffer grows for a larger record).
+const CHUNK_BYTES: usize = 4 << 20;
+/// Below this many records in a chunk, hashing on a second thread does not pay.
+const PARALLEL_MIN_RECORDS: usize = 256;
+
+/// Buffers reused across segments by the fast path.
+struct Scratch {
+    chunk: usize,
+    buf: Vec<u8>,
+    /// (offset in `buf`, payload length) of the complete records in the buffer.
+    records: Vec<(usize, usize)>,
+    leaves: Vec<Hash>,
+}
+
+impl Scratch {
+    fn new(chunk: usize) -> Self {
+        Self {
+            chunk: chunk.max(2 * RECORD_HEADER_LEN),
+            buf: Vec::new(),
+            records: Vec::new(),
+            leaves: Vec::new(),
+        }
+    }
+}
+
+/// Reads a segment in large chunks, checks framing, sequence numbers and checksums, and feeds every leaf hash to
+/// `on_leaf` in order, hashing on two threads. Returns `Ok(false)` without a judgement as soon as anything is not
+/// a clean, complete record (bad header, length or checksum, a gap, a partial record at the end): the caller then
+/// re-walks the whole segment exactly. Errors from `on_leaf` are returned as they are.
+fn fast_segment(
+    path: &Path,
+    first: u64,
+    s: &mut Scratch,
+    on_leaf: &mut dyn FnMut(&Hash) -> Result<(), AuditError>,
+) -> Result<bool, AuditError> {
+    let Ok(mut file) = File::open(path) else {
+        return Ok(false);
+    };
+    s.buf.resize(s.chunk, 0);
+    let mut filled = 0; // bytes of `buf` holding file data
+    let mut start = 0; // start of the first unconsumed byte in `buf`
+    let mut header_seen = false;
+    let mut expected = first;
+    loop {
+        // Move the unconsumed tail to the front, make room for a record larger than the buffer, and refill.
+        s.buf.copy_within(start..filled, 0);
+        filled -= start;
+        start = 0;
+        if header_seen
+            && let Some(h) = s
+                .buf
+                .get(..filled.min(RECORD_HEADER_LEN))
+                .filter(|h| h.len() == RECORD_HEADER_LEN)
+        {
+            let need = RECORD_HEADER_LEN + u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+            if need > s.buf.len() && need <= RECORD_HEADER_LEN + MAX_PAYLOAD {
+                s.buf.resize(need, 0);
+            }
+        }
+        let mut eof = false;
+        while filled < s.buf.len() {
+            match file.read(&mut s.buf[filled..]) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return Ok(false),
+            }
+        }
+        if !header_seen {
+            if record::parse_file_header(&s.buf[..filled], SEGMENT_MAGIC) != Some(first) {
+                return Ok(false);
+            }
+            header_seen = true;
+            start = FILE_HEADER_LEN;
+        }
+        // Frame the complete records of the chunk.
+        s.records.clear();
+        let mut pos = start;
+        while let Some(h) = s.buf[..filled].get(pos..pos + RECORD_HEADER_LEN) {
+            let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+            let seq = u64::from_le_bytes([h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11]]);
+            if len == 0 || len > MAX_PAYLOAD || seq != expected {
+                return Ok(false);
+            }
+            if pos + RECORD_HEADER_LEN + len > filled {
+                break;
+            }
+            s.records.push((pos, len));
+            pos += RECORD_HEADER_LEN + len;
+            expected += 1;
+        }
+        hash_records(&s.buf, &s.records, &mut s.leaves);
+        for (&(at, _), leaf) in s.records.iter().zip(&s.leaves) {
+            if s.buf.get(at + 12..at + 20) != Some(&leaf[..8]) {
+                return Ok(false);
+            }
+            on_leaf(leaf)?;
+        }
+        start = pos;
+        if eof {
+            // Clean only if every byte belonged to a complete record.
+            return Ok(start == filled);
+        }
+    }
+}
+
+/// Leaf hashes of the records' payloads, in order, on two threads when there are enough of them.
+fn hash_records(buf: &[u8], records: &[(usize, usize)], out: &mut Vec<Hash>) {
+    let hash = |r: &[(usize, usize)], out: &mut [Hash]| {
+        for (&(at, len), o) in r.iter().zip(out.iter_mut()) {
+            let body = at + RECORD_HEADER_LEN;
+            *o = buf.get(body..body + len).map_or([0; 32], leaf_hash);
+        }
+    };
+    out.clear();
+    out.resize(records.len(), [0; 32]);
+    if records.len() < PARALLEL_MIN_RECORDS {
+        hash(records, out);
+        return;
+    }
+    let mid = records.len() / 2;
+    let (r1, r2) = records.split_at(mid);
+    let (o1, o2) = out.split_at_mut(mid);
+    // `hash` cannot panic (no indexing). If no thread can be started, the second half is hashed here.
+    let helped = std::thread::scope(|sc| {
+        let spawned = std::thread::Builder::new().spawn_scoped(sc, || hash(r2, o2));
+        hash(r1, o1);
+        spawned.is_ok()
+    });
+    if !helped && let Some(o2) = out.get_mut(mid..) {
+        hash(r2, o2);
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -335,5 +494,94 @@ fn read_checkpoints(dir: &Path, verifier: &Verifier) -> Result<Vec<Checkpoint>, 
             tree_size: 0,
             reason,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A segment of `n` records starting at entry 5, payload sizes varying from 1 to about 1 KiB.
+    fn segment(n: u64) -> (Vec<u8>, Vec<Hash>) {
+        let mut buf = record::file_header(SEGMENT_MAGIC, 5).to_vec();
+        let mut leaves = Vec::new();
+        for seq in 5..5 + n {
+            let payload = vec![b'a' + (seq % 26) as u8; 1 + (seq * 37 % 1000) as usize];
+            let leaf = leaf_hash(&payload);
+            record::push_frame(&mut buf, seq, &leaf, &payload);
+            leaves.push(leaf);
+        }
+        (buf, leaves)
+    }
+
+    fn run(bytes: &[u8], chunk: usize) -> (bool, Vec<Hash>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("seg");
+        fs::write(&path, bytes).unwrap();
+        let mut got = Vec::new();
+        let clean = fast_segment(&path, 5, &mut Scratch::new(chunk), &mut |l| {
+            got.push(*l);
+            Ok(())
+        })
+        .unwrap();
+        (clean, got)
+    }
+
+    #[test]
+    fn the_fast_path_reads_clean_segments_across_chunk_boundaries() {
+        let (bytes, leaves) = segment(700);
+        // Tiny chunks (records larger than the buffer), odd sizes, and one chunk for everything (parallel hashing).
+        for chunk in [1, 57, 1000, 4096, 1 << 20] {
+            assert_eq!(run(&bytes, chunk), (true, leaves.clone()), "chunk {chunk}");
+        }
+        let (empty, _) = segment(0);
+        assert_eq!(run(&empty, 64), (true, Vec::new()));
+    }
+
+    #[test]
+    fn the_fast_path_gives_up_on_anything_unusual() {
+        let (bytes, _) = segment(400);
+        let record_at = |i: usize| {
+            let mut pos = FILE_HEADER_LEN;
+            for _ in 0..i {
+                let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+                pos += RECORD_HEADER_LEN + len;
+            }
+            pos
+        };
+        let at = record_at(300);
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("flipped payload byte", {
+                let mut b = bytes.clone();
+                b[at + RECORD_HEADER_LEN] ^= 1;
+                b
+            }),
+            ("wrong sequence number", {
+                let mut b = bytes.clone();
+                b[at + 4] ^= 1;
+                b
+            }),
+            ("zero length", {
+                let mut b = bytes.clone();
+                b[at..at + 4].copy_from_slice(&[0; 4]);
+                b
+            }),
+            ("torn tail", bytes[..bytes.len() - 3].to_vec()),
+            ("partial header at the end", {
+                let mut b = bytes.clone();
+                b.extend_from_slice(&[1, 0, 0]);
+                b
+            }),
+            ("bad file header", {
+                let mut b = bytes.clone();
+                b[8] ^= 1;
+                b
+            }),
+        ];
+        for (what, b) in cases {
+            for chunk in [64, 1 << 20] {
+                assert!(!run(&b, chunk).0, "{what}, chunk {chunk}");
+            }
+        }
     }
 }

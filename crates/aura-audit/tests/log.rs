@@ -393,3 +393,84 @@ fn bad_configs_and_entries_are_refused() {
     e.details.insert("x".into(), serde_json::json!(1.5));
     assert!(matches!(canonical_bytes(0, &e), Err(AuditError::Encode(_))));
 }
+
+/// Issue 4: batched and pipelined appends. `append_many` takes consecutive numbers in order, mixes with single and
+/// sealed appends from other tasks without gaps, refuses a batch with a bad entry as a whole, and a dropped append
+/// future still lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_many_is_ordered_gap_free_and_all_or_nothing_on_encoding() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, _) = AuditLog::open(config(tmp.path(), 8192)).unwrap();
+    let log = Arc::new(log);
+    assert!(log.append_many(Vec::new()).await.unwrap().is_empty());
+    let mut bad = vec![entry(1, "a"), entry(2, "a")];
+    bad[1]
+        .details
+        .insert("ratio".into(), serde_json::json!(0.5));
+    assert!(matches!(
+        log.append_many(bad).await,
+        Err(AuditError::Encode(_))
+    ));
+    assert_eq!(log.tree_size(), 0);
+
+    let mut set = tokio::task::JoinSet::new();
+    for w in 0..6u64 {
+        let log = log.clone();
+        set.spawn(async move {
+            let mut out = Vec::new();
+            for i in 0..10u64 {
+                let base = w * 1000 + i * 10;
+                match (w + i) % 3 {
+                    0 => {
+                        let batch: Vec<AuditEntry> = (0..7).map(|k| entry(base + k, "m")).collect();
+                        let receipts = log.append_many(batch.clone()).await.unwrap();
+                        let seqs: Vec<u64> = receipts.iter().map(|r| r.seq).collect();
+                        let first = seqs[0];
+                        assert_eq!(seqs, (first..first + 7).collect::<Vec<_>>());
+                        out.extend(receipts.into_iter().zip(batch));
+                    }
+                    1 => {
+                        let e = entry(base, "s");
+                        let (r, cp) = log.append_sealed(e.clone()).await.unwrap();
+                        assert!(cp.tree_size > r.seq);
+                        out.push((r, e));
+                    }
+                    _ => {
+                        let e = entry(base, "p");
+                        out.push((log.append(e.clone()).await.unwrap(), e));
+                    }
+                }
+            }
+            out
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(r) = set.join_next().await {
+        all.extend(r.unwrap());
+    }
+    // A dropped append future (after its first poll) is not cancelled.
+    let dropped = entry(99_999, "dropped");
+    {
+        let fut = log.append(dropped.clone());
+        tokio::pin!(fut);
+        let _ = tokio::time::timeout(Duration::ZERO, &mut fut).await;
+    }
+    let n = all.len() as u64 + 1;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while log.tree_size() < n && Instant::now() < deadline {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(log.tree_size(), n);
+    let seqs: HashSet<u64> = all.iter().map(|(r, _)| r.seq).collect();
+    assert_eq!(seqs.len() as u64, n - 1);
+    for (r, e) in &all {
+        assert_eq!(r.leaf_hash, leaf_hash(&canonical_bytes(r.seq, e).unwrap()));
+        assert_eq!(log.entry(r.seq).unwrap().unwrap().entry, *e);
+    }
+    assert_eq!(log.entry(n - 1).unwrap().unwrap().entry, dropped);
+    let root = log.root();
+    log.close().await.unwrap();
+    let v = verify(&tmp.path().join("audit"), None).unwrap();
+    assert_eq!((v.entries, v.root), (n, root));
+    assert!(v.segments > 1, "{v:?}");
+}
