@@ -416,7 +416,8 @@ async fn tokens_and_roles_gate_every_route() {
         r#"{{"name":"big","role":"viewer","agent":"{}"}}"#,
         "a".repeat(3 << 20)
     );
-    let resp = http
+    // A fresh client: the server may close the connection after refusing an oversized body.
+    let resp = client()
         .post(aura.url("/api/v1/tokens"))
         .bearer_auth(&admin)
         .header("content-type", "application/json")
