@@ -843,6 +843,63 @@ impl Kernel {
         Ok(out)
     }
 
+    /// Lifts the hard stop and override requirement of a policy budget for the rest of its current period. `agent`
+    /// names the agent for per-agent budgets; `pool` the pool for pool budgets. Returns the key overridden.
+    pub async fn grant_override(
+        &self,
+        budget: &str,
+        agent: Option<&AgentName>,
+        pool: Option<&str>,
+        by: &str,
+        reason: &str,
+    ) -> Result<String, KernelError> {
+        let snap = self.current();
+        let spec = snap
+            .set
+            .budgets()
+            .iter()
+            .find(|b| b.id.as_str() == budget)
+            .ok_or_else(|| {
+                KernelError::Spec(format!("no budget `{budget}` in the policy in force"))
+            })?;
+        let scope = match (&spec.scope.subject, agent, pool) {
+            (Subject::Global, None, None) => LedgerScope::Global,
+            (Subject::Agent(p), Some(a), None) if p.is_match(a.as_str()) => {
+                LedgerScope::Agent(a.clone())
+            }
+            (Subject::Pool(p), None, Some(q)) if p == q => LedgerScope::Pool(p.clone()),
+            (Subject::Global, ..) => {
+                return Err(KernelError::Spec(format!(
+                    "budget `{budget}` is global: name no agent or pool"
+                )));
+            }
+            (Subject::Agent(p), ..) => {
+                return Err(KernelError::Spec(format!(
+                    "budget `{budget}` is per agent (`{}`): name one matching agent",
+                    p.as_str()
+                )));
+            }
+            (Subject::Pool(p), ..) => {
+                return Err(KernelError::Spec(format!(
+                    "budget `{budget}` is for pool `{p}`: name that pool"
+                )));
+            }
+        };
+        let key = BudgetKey::new(budget, &scope, ledger_period(spec.period), self.clock.now())
+            .map_err(|e| KernelError::Spec(e.to_string()))?;
+        self.ledger
+            .grant_override(
+                &key,
+                &crate::ledger::OverrideGrant {
+                    by: by.to_owned(),
+                    reason: reason.to_owned(),
+                },
+            )
+            .await
+            .map_err(|e| KernelError::Backend(e.to_string()))?;
+        Ok(key.to_string())
+    }
+
     fn pending_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }

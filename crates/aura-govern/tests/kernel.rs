@@ -399,3 +399,66 @@ async fn a_widening_reload_is_refused_unless_forced() {
     assert!(!report.widenings.is_empty());
     assert_ne!(r.kernel.policy_hash(), before);
 }
+
+#[tokio::test]
+async fn a_hard_stop_holds_until_an_operator_overrides_it() {
+    let policy = format!(
+        "{BASE}budgets:\n  - {{ id: daily, scope: {{ agent: \"*\" }}, period: day, limit: {{ cost_usd: 1 }}, actions: [ {{ at: 50%, do: warn }}, {{ at: 60%, do: hard_stop }} ] }}\n"
+    );
+    let r = rig(&policy).await;
+    let a = |i: i32| {
+        action(
+            "bot",
+            "tool_call",
+            "search",
+            json!({ "i": i }),
+            Some(300_000),
+        )
+    };
+    let d = r.kernel.decide(&a(0)).await;
+    assert_eq!(d.verdict, Verdict::Allow, "{}", d.to_text());
+    let d = r.kernel.decide(&a(1)).await;
+    assert_eq!(
+        d.verdict,
+        Verdict::Deny,
+        "60% crosses the hard stop: {}",
+        d.to_text()
+    );
+    assert_eq!(d.reasons[0].rule, "daily");
+    assert!(d.reservation.is_none(), "a denied decision holds nothing");
+    let bot = AgentName::new("bot").unwrap();
+    let key = r
+        .kernel
+        .grant_override("daily", Some(&bot), None, "alice", "quarter-end run")
+        .await
+        .unwrap();
+    assert!(key.starts_with("daily/agent:bot/day:"), "{key}");
+    let d = r.kernel.decide(&a(2)).await;
+    assert_eq!(
+        d.verdict,
+        Verdict::Allow,
+        "after the override: {}",
+        d.to_text()
+    );
+    assert!(
+        d.obligations
+            .iter()
+            .any(|o| matches!(o, Obligation::Warn { .. }))
+    );
+    // The limit itself still holds: $0.60 reserved, $0.30 more fits, then $0.30 more does not.
+    assert_eq!(r.kernel.decide(&a(3)).await.verdict, Verdict::Allow);
+    assert_eq!(r.kernel.decide(&a(4)).await.verdict, Verdict::Deny);
+    // An override must name a budget the policy has, with the right scope.
+    assert!(
+        r.kernel
+            .grant_override("nope", Some(&bot), None, "alice", "x")
+            .await
+            .is_err()
+    );
+    assert!(
+        r.kernel
+            .grant_override("daily", None, None, "alice", "x")
+            .await
+            .is_err()
+    );
+}

@@ -686,3 +686,60 @@ pub(super) async fn budgets(
             .collect(),
     ))
 }
+
+/// An operator override on a budget.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OverrideRequest {
+    /// The policy budget id.
+    pub budget: String,
+    /// For per-agent budgets: the agent.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// For pool budgets: the pool.
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// Why (recorded).
+    pub reason: String,
+}
+
+/// The key an override applies to.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct OverrideView {
+    /// The budget key (budget, scope and period window) now overridden until the period ends.
+    pub key: String,
+}
+
+/// Lifts a budget's hard stop / override requirement for the rest of its current period (audited).
+#[utoipa::path(post, path = "/api/v1/budgets/override", tag = "governance", request_body = OverrideRequest,
+    responses((status = 200, body = OverrideView), (status = 422, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub(super) async fn grant_override(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    body: Result<Json<OverrideRequest>, JsonRejection>,
+) -> Result<Json<OverrideView>, ApiError> {
+    let Json(req) = body.map_err(bad_body)?;
+    if req.reason.trim().is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "give a `reason`",
+        ));
+    }
+    let agent =
+        req.agent.map(AgentName::new).transpose().map_err(|e| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string())
+        })?;
+    let key = state
+        .governance
+        .grant_override(
+            &req.budget,
+            agent.as_ref(),
+            req.pool.as_deref(),
+            &req.reason,
+            actor_of(&caller),
+        )
+        .await?;
+    Ok(Json(OverrideView { key }))
+}

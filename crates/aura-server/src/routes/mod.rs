@@ -104,6 +104,7 @@ fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
             Permission::Govern,
             OpenApiRouter::new()
                 .routes(routes!(govern::reload))
+                .routes(routes!(govern::grant_override))
                 .routes(routes!(govern::halt))
                 .routes(routes!(govern::approve))
                 .routes(routes!(govern::deny))

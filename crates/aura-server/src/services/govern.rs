@@ -48,6 +48,7 @@ pub struct Governance {
     audit: AuditTrail,
     clock: Arc<dyn Clock>,
     policies_dir: PathBuf,
+    shared_store: bool,
 }
 
 /// A decision as the edge returns it: the kernel's answer plus where it sits in the audit log.
@@ -143,11 +144,13 @@ impl Governance {
             metrics::Unit::Count,
             "Allowed actions (steps), by agent."
         );
+        let shared_store = store.backend() == "postgres";
         Ok(Governance {
             kernel: Arc::new(kernel),
             audit,
             clock,
             policies_dir: dir,
+            shared_store,
         })
     }
 
@@ -478,11 +481,47 @@ impl Governance {
             .map_err(|e| ServiceError::Unavailable(e.to_string()))
     }
 
-    /// Periodic upkeep: expire reservations and stale decisions.
+    /// Grants an operator override on a budget (lifts hard stop / require-override until the period ends); audited.
+    pub async fn grant_override(
+        &self,
+        budget: &str,
+        agent: Option<&AgentName>,
+        pool: Option<&str>,
+        reason: &str,
+        caller: Actor,
+    ) -> Result<String, ServiceError> {
+        let key = self
+            .kernel
+            .grant_override(budget, agent, pool, &caller.id, reason)
+            .await
+            .map_err(|e| match e {
+                KernelError::Spec(msg) => ServiceError::Invalid(msg),
+                other => ServiceError::Unavailable(other.to_string()),
+            })?;
+        let mut entry = audit::event(
+            self.clock.now(),
+            caller,
+            ("budget", &key),
+            "budget.override",
+            RiskLevel::High,
+            serde_json::json!({ "reason": reason }),
+        );
+        entry.agent = agent.cloned();
+        self.audit.record_sealed(entry).await?;
+        Ok(key)
+    }
+
+    /// Periodic upkeep: expire reservations and stale decisions; with a shared store, pick up halts made by other
+    /// nodes.
     pub async fn upkeep(&self) {
         let dropped = self.kernel.expire().await;
         if dropped > 0 {
             tracing::info!(dropped, "released decisions that were never settled");
+        }
+        if self.shared_store
+            && let Err(e) = self.kernel.halts().reload().await
+        {
+            tracing::warn!(error = %e, "could not refresh halts from the shared store");
         }
     }
 }
