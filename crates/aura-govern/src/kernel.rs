@@ -551,7 +551,9 @@ impl Kernel {
             .rate_limits()
             .iter()
             .filter(|r| r.scope.applies_to(action, &pools))
-            .filter_map(|r| subject_key(&r.scope, &agent).map(|k| (r.id.as_str().to_owned(), k)))
+            .filter_map(|r| {
+                subject_key(&r.scope, &agent, action).map(|k| (r.id.as_str().to_owned(), k))
+            })
             .collect();
         if let Err(limited) = snap.rates.check_keys(&rate_keys, cost, now) {
             d.verdict = Verdict::Deny;
@@ -577,7 +579,9 @@ impl Kernel {
             .bulkheads()
             .iter()
             .filter(|b| b.scope.applies_to(action, &pools))
-            .filter_map(|b| subject_key(&b.scope, &agent).map(|k| (b.id.as_str().to_owned(), k)))
+            .filter_map(|b| {
+                subject_key(&b.scope, &agent, action).map(|k| (b.id.as_str().to_owned(), k))
+            })
             .collect();
         let permit = match snap.bulkheads.try_acquire_keys(&bulk_keys, now) {
             Ok(p) => p.detach(),
@@ -1050,12 +1054,18 @@ fn budget_id(key: &str) -> &str {
     key.split('/').next().unwrap_or(key)
 }
 
-/// The bucket key of a policy scope for this agent: per agent, per pool, or global.
-fn subject_key(scope: &PolicyScope, agent: &AgentName) -> Option<String> {
-    Some(match &scope.subject {
+/// The bucket key of a policy scope for this action: per agent, per pool, or global — and, when the scope names a
+/// target pattern, per matching target (so `{ agent: "*", kind: tool_call, target: "*" }` limits each tool for each
+/// agent, and a global scope with a target limits each tool across agents).
+fn subject_key(scope: &PolicyScope, agent: &AgentName, action: &Action) -> Option<String> {
+    let who = match &scope.subject {
         Subject::Global => "global".to_owned(),
         Subject::Agent(_) => format!("agent:{agent}"),
         Subject::Pool(pool) => format!("pool:{pool}"),
+    };
+    Some(match &scope.target {
+        Some(_) => format!("{who}|{}", action.target()),
+        None => who,
     })
 }
 

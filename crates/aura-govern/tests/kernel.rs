@@ -462,3 +462,38 @@ async fn a_hard_stop_holds_until_an_operator_overrides_it() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn bulkheads_and_rate_limits_with_a_target_are_per_tool() {
+    let policy = format!(
+        "{BASE}bulkheads:\n  - {{ id: one-at-a-time, scope: {{ agent: \"*\", kind: tool_call, target: \"*\" }}, max_concurrent: 1 }}\n"
+    );
+    let r = rig(&policy).await;
+    let search = r
+        .kernel
+        .decide(&action("bot", "tool_call", "search", json!({"n": 1}), None))
+        .await;
+    assert_eq!(search.verdict, Verdict::Allow);
+    // Another tool has its own slot…
+    let fetch = r
+        .kernel
+        .decide(&action("bot", "tool_call", "fetch", json!({"n": 1}), None))
+        .await;
+    assert_eq!(fetch.verdict, Verdict::Allow, "{}", fetch.to_text());
+    // …the same tool waits for the first to settle.
+    let again = r
+        .kernel
+        .decide(&action("bot", "tool_call", "search", json!({"n": 2}), None))
+        .await;
+    assert_eq!(again.verdict, Verdict::Deny, "{}", again.to_text());
+    assert_eq!(again.reasons[0].rule, "one-at-a-time");
+    r.kernel
+        .settle(&search.id, None, ActionOutcome::Success, Actual::default())
+        .await
+        .unwrap();
+    let after = r
+        .kernel
+        .decide(&action("bot", "tool_call", "search", json!({"n": 3}), None))
+        .await;
+    assert_eq!(after.verdict, Verdict::Allow, "{}", after.to_text());
+}
