@@ -40,4 +40,11 @@ if ! command -v promtool >/dev/null 2>&1; then
   fi
   command -v promtool >/dev/null 2>&1 || echo "services: promtool unavailable" >&2
 fi
+
+# S3-compatible server for the audit export tests (crates/aura-audit/tests/export.rs starts it itself).
+if ! python3 -c 'import moto, boto3' >/dev/null 2>&1; then
+  echo "services: installing moto[server] (PyPI)"
+  python3 -m pip install --quiet 'moto[server]' || python3 -m pip install --quiet --break-system-packages 'moto[server]' || true
+  python3 -c 'import moto' >/dev/null 2>&1 || echo "services: moto unavailable" >&2
+fi
 exit 0

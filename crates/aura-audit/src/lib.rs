@@ -6,18 +6,24 @@
 //! gets hashed, so a third party can check the log without this code.
 //!
 //! **API boundary.** [`AuditLog`] (open, append, checkpoints, proofs, reads) and the free functions [`verify`],
-//! [`verify_inclusion`], [`verify_consistency`] and [`verify_checkpoint`], which need no access to the log.
+//! [`verify_inclusion`], [`verify_consistency`] and [`verify_checkpoint`], which need no access to the log;
+//! [`retention`] (local deletion of exported segments, legal hold) and, with the `s3` feature, `export`
+//! (upload of sealed segments to S3-compatible storage).
 
 mod bench;
 mod canonical;
 mod entry;
 mod error;
+#[cfg(feature = "s3")]
+pub mod export;
 mod log;
 mod merkle;
 mod note;
 #[cfg(test)]
 mod proof_tests;
 mod record;
+pub mod report;
+pub mod retention;
 mod store;
 mod verify;
 

@@ -861,7 +861,12 @@ impl AuditLog {
     pub fn scan(&self, filter: ScanFilter) -> AuditScan {
         AuditScan {
             shared: self.shared.clone(),
-            next: filter.from_seq,
+            // Entries retired by retention (their segments deleted after export) are skipped, not errors.
+            next: filter.from_seq.max(
+                read_lock(&self.shared.segments)
+                    .first()
+                    .map_or(0, |s| s.first),
+            ),
             end: self.tree_size(),
             segments: read_lock(&self.shared.segments).clone(),
             reader: None,

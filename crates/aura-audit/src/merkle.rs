@@ -325,6 +325,17 @@ impl Frontier {
         self.size
     }
 
+    /// The pending left-subtree hashes, one slot per level (meaningful where `size` has that bit set).
+    pub(crate) fn pending(&self) -> &[Hash] {
+        &self.pending
+    }
+
+    /// A compact range saved earlier with [`Frontier::size`] and [`Frontier::pending`]. Nothing is trusted: a
+    /// wrong saved state gives wrong roots, which the next signed checkpoint exposes.
+    pub(crate) fn from_parts(size: u64, pending: Vec<Hash>) -> Self {
+        Self { size, pending }
+    }
+
     /// Appends a leaf; `on_node(level, index, hash)` is called for the leaf and every subtree it completes, in order.
     pub(crate) fn push(&mut self, leaf: Hash, mut on_node: impl FnMut(u32, u64, &Hash)) {
         let mut cur = leaf;

@@ -13,6 +13,7 @@ use crate::note::{Checkpoint, Verifier};
 use crate::record::{
     self, CHECKPOINT_MAGIC, End, FILE_HEADER_LEN, MAX_PAYLOAD, RECORD_HEADER_LEN, SEGMENT_MAGIC,
 };
+use crate::retention;
 
 /// What a successful verification covered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +34,9 @@ pub struct VerifyReport {
     pub torn_tail_bytes: u64,
     /// The verifier key the checkpoints were checked with; compare it with the one you trust.
     pub verifier_key: String,
+    /// Entries `0..retired_entries` were retired by retention (their segments deleted after export): not re-read,
+    /// and checkpoints below that size were checked for signature and chain only.
+    pub retired_entries: u64,
     /// Wall time spent, in milliseconds.
     pub elapsed_ms: u64,
 }
@@ -73,12 +77,31 @@ pub fn verify_with_key(
     };
 
     // 2. Entries: stream every segment, check framing and sequence, recompute the tree, match checkpoint roots.
+    // Retired entries (deleted locally after export) start the tree from the saved compact range; the first
+    // checkpoint at or after it checks that range, so a forged one is caught there.
+    let retired = retention::load_retired(dir)?;
+    let retired_size = retired.as_ref().map_or(0, |r| r.size);
+    if retired_size > cps.last().map_or(0, |c| c.tree_size) {
+        return Err(AuditError::Tampered {
+            seq: retired_size,
+            reason: format!(
+                "{retired_size} entries are recorded as retired but no checkpoint covers them"
+            ),
+        });
+    }
     let mut targets: Vec<(u64, Target)> = cps
         .iter()
         .enumerate()
         .map(|(i, c)| (c.tree_size, Target::Checkpoint(i as u64)))
+        .filter(|(size, _)| *size >= retired_size)
         .collect();
     if let Some(a) = &anchor {
+        if a.tree_size < retired_size {
+            return Err(AuditError::Anchor(format!(
+                "it covers {} entries, inside the {retired_size} retired ones",
+                a.tree_size
+            )));
+        }
         targets.push((a.tree_size, Target::Anchor));
     }
     targets.sort_by_key(|t| t.0);
@@ -89,7 +112,10 @@ pub fn verify_with_key(
     let covered = targets.last().map_or(0, |t| t.0);
     let mut next_target = 0;
     let mut last_good = 0u64;
-    let mut frontier = Frontier::default();
+    let mut frontier = match &retired {
+        Some(r) => r.frontier(&dir.join(retention::RETIRED_FILE))?,
+        None => Frontier::default(),
+    };
     // Check targets at size 0 before any entry.
     check_targets(
         dir,
@@ -114,6 +140,10 @@ pub fn verify_with_key(
         }
     }
     segs.sort();
+    // Retired segments left behind by an interrupted retention run are not part of the remaining log.
+    if let Some(r) = &retired {
+        segs.retain(|(first, _)| !r.segments.iter().any(|s| s.first == *first));
+    }
     let mut torn_tail_bytes = 0;
     let count = segs.len();
     let mut scratch = Scratch::new(CHUNK_BYTES);
@@ -200,6 +230,7 @@ pub fn verify_with_key(
         anchor_size: anchor.map(|a| a.tree_size),
         torn_tail_bytes,
         verifier_key: verifier_key.to_owned(),
+        retired_entries: retired_size,
         elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     })
 }

@@ -1,4 +1,5 @@
-//! `aura audit …`: verify the log offline, check proofs served by a running server, replay an agent's history.
+//! `aura audit …`: verify the log offline, check proofs served by a running server, replay an agent's history,
+//! export sealed segments to S3-compatible storage, apply local retention and set or clear a legal hold.
 
 use std::process::ExitCode;
 
@@ -8,7 +9,10 @@ use serde::{Deserialize, Serialize};
 use aura_audit::{AuditEntry, ConsistencyProof, Hash, InclusionProof};
 use aura_core::Timestamp;
 
-use crate::cli::{AuditCommand, AuditProveArgs, AuditReplayArgs, AuditVerifyArgs, Cli};
+use crate::cli::{
+    AuditCommand, AuditExportArgs, AuditHoldCommand, AuditProveArgs, AuditReplayArgs,
+    AuditRetentionArgs, AuditVerifyArgs, Cli,
+};
 use crate::commands::{Api, load_config};
 use crate::output;
 
@@ -19,7 +23,101 @@ pub(crate) async fn run(cli: &Cli, cmd: &AuditCommand) -> anyhow::Result<ExitCod
         AuditCommand::Verify(args) => verify(cli, args).await,
         AuditCommand::Prove(args) => prove(cli, args).await,
         AuditCommand::Replay(args) => replay(cli, args).await,
+        AuditCommand::Export(args) => export(cli, args).await,
+        AuditCommand::Retention(args) => retention(cli, args),
+        AuditCommand::Hold(cmd) => hold(cli, cmd),
     }
+}
+
+#[cfg(feature = "s3")]
+async fn export(cli: &Cli, args: &AuditExportArgs) -> anyhow::Result<ExitCode> {
+    use aura_audit::export::{ExportTarget, LockMode, Retention};
+    let dir = audit_dir(cli)?;
+    if !dir.join("verifier.key").exists() {
+        bail!("no audit log at `{}`", dir.display());
+    }
+    let target = ExportTarget {
+        url: args.to.clone(),
+        endpoint: args.endpoint.clone(),
+        region: args.region.clone(),
+        allow_http: args.allow_http,
+        retention: args.retention_days.map(|d| Retention {
+            mode: LockMode::Compliance,
+            period: std::time::Duration::from_secs(d.saturating_mul(86_400)),
+        }),
+        credentials: None,
+    };
+    let report = aura_audit::export::export(&dir, &target, now()).await?;
+    eprintln!(
+        "exported {} object(s), {} bytes ({} already there, {} entries covered); manifest `{}`",
+        report.uploaded.len(),
+        report.uploaded_bytes,
+        report.already_exported,
+        report.exported_entries,
+        report.manifest_key
+    );
+    for key in &report.uploaded {
+        println!("{key}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(feature = "s3"))]
+async fn export(_cli: &Cli, _args: &AuditExportArgs) -> anyhow::Result<ExitCode> {
+    eprintln!("error: this `aura` binary was built without S3 support (cargo feature `s3`)");
+    Ok(ExitCode::from(2))
+}
+
+fn retention(cli: &Cli, args: &AuditRetentionArgs) -> anyhow::Result<ExitCode> {
+    use aura_audit::retention::{self, RetentionPolicy};
+    let dir = audit_dir(cli)?;
+    let policy = RetentionPolicy {
+        keep: std::time::Duration::from_secs(args.keep_days.saturating_mul(86_400)),
+        legal_hold: false,
+    };
+    let report = if args.dry_run {
+        retention::plan(&dir, &policy, now())?
+    } else {
+        retention::apply(&dir, &policy, now())?
+    };
+    if let Some(hold) = &report.hold {
+        eprintln!(
+            "legal hold set by {} since {}: {}; nothing deleted",
+            hold.by, hold.since, hold.reason
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let verb = if args.dry_run { "would delete" } else { "deleted" };
+    eprintln!(
+        "{verb} {} segment(s), {} entries, {} bytes; kept {} unexported and {} recent; {} entries retired in total",
+        report.deleted.len(),
+        report.deleted_entries,
+        report.deleted_bytes,
+        report.kept_unexported.len(),
+        report.kept_recent,
+        report.retired_entries
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn hold(cli: &Cli, cmd: &AuditHoldCommand) -> anyhow::Result<ExitCode> {
+    let dir = audit_dir(cli)?;
+    match cmd {
+        AuditHoldCommand::Set { reason, by } => {
+            let hold = aura_audit::retention::set_legal_hold(&dir, by, reason, now())?;
+            eprintln!("legal hold set by {} at {}", hold.by, hold.since);
+        }
+        AuditHoldCommand::Clear => match aura_audit::retention::clear_legal_hold(&dir)? {
+            Some(h) => eprintln!("legal hold cleared (was set by {}: {})", h.by, h.reason),
+            None => eprintln!("no legal hold was set"),
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn now() -> Timestamp {
+    use aura_core::Clock as _;
+    aura_core::SystemClock.now()
 }
 
 fn audit_dir(cli: &Cli) -> anyhow::Result<std::path::PathBuf> {
@@ -376,7 +474,7 @@ fn usd(micros: i64) -> String {
 }
 
 /// RFC 3339, a bare date, or an age (`90s`, `15m`, `24h`, `7d`) counted back from now.
-fn parse_time(text: &str) -> anyhow::Result<Timestamp> {
+pub(crate) fn parse_time(text: &str) -> anyhow::Result<Timestamp> {
     if let Some(t) = Timestamp::parse_rfc3339(text) {
         return Ok(t);
     }

@@ -32,6 +32,7 @@ Inspect:
   status       Show a running server's readiness and status
   config       Check or show the effective configuration
   audit        Verify the audit trail, prove entries, replay what an agent did
+  report       Build a compliance report (EU AI Act, ISO/IEC 42001) from the audit trail
 
 Tools:
   completions  Print a shell completion script (bash, zsh, fish)
@@ -112,6 +113,9 @@ pub(crate) enum Command {
     /// The tamper-evident audit trail: verify it, prove entries, replay what an agent did.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Reports built from the audit trail, e.g. `aura report compliance`.
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// Measure Aura itself.
@@ -457,6 +461,60 @@ pub(crate) enum AuditCommand {
     Prove(AuditProveArgs),
     /// Show what an agent did, step by step: verdicts, reasons, approvals and budget movement.
     Replay(AuditReplayArgs),
+    /// Upload sealed segments, checkpoints and the verifier key to S3-compatible storage (idempotent).
+    Export(AuditExportArgs),
+    /// Delete local sealed segments older than the retention period that were exported (never under a hold).
+    Retention(AuditRetentionArgs),
+    /// Set or clear the legal hold that stops retention from deleting anything.
+    #[command(subcommand)]
+    Hold(AuditHoldCommand),
+}
+
+/// Options of `aura audit export`.
+#[derive(Debug, Args)]
+pub(crate) struct AuditExportArgs {
+    /// Destination, `s3://bucket/prefix`.
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// S3-compatible endpoint URL [default: `AWS_ENDPOINT_URL`, else AWS].
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// Region.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// Allow a plain-HTTP endpoint.
+    #[arg(long)]
+    pub allow_http: bool,
+    /// Put every object under S3 Object Lock (COMPLIANCE mode) for this many days.
+    #[arg(long, value_name = "DAYS")]
+    pub retention_days: Option<u64>,
+}
+
+/// Options of `aura audit retention`.
+#[derive(Debug, Args)]
+pub(crate) struct AuditRetentionArgs {
+    /// Keep sealed segments younger than this many days.
+    #[arg(long, value_name = "DAYS", default_value_t = 183)]
+    pub keep_days: u64,
+    /// Show what would be deleted without deleting.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `aura audit hold …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditHoldCommand {
+    /// Set a legal hold: retention deletes nothing until it is cleared.
+    Set {
+        /// Why (case number, request).
+        #[arg(long)]
+        reason: String,
+        /// Who sets it [default: $USER].
+        #[arg(long, env = "USER", default_value = "unknown")]
+        by: String,
+    },
+    /// Clear the legal hold.
+    Clear,
 }
 
 /// Options of `aura audit verify`.
@@ -515,6 +573,41 @@ pub(crate) struct AuditReplayArgs {
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+}
+
+/// `aura report …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum ReportCommand {
+    /// Map the audit trail of a time range to EU AI Act Art. 12, 14, 19/26 and 73 and ISO/IEC 42001 evidence,
+    /// with the verification status of the log. Reads the log directly; works while the server runs.
+    Compliance(ReportComplianceArgs),
+}
+
+/// Options of `aura report compliance`.
+#[derive(Debug, Args)]
+pub(crate) struct ReportComplianceArgs {
+    /// From this time: RFC 3339 (`2026-11-21T08:00:00Z`), a date, or an age such as `24h`, `30d` [default: the
+    /// beginning of the log].
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Until this time (same forms as --since) [default: now].
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
+    pub format: ReportFormat,
+    /// Write the report to this file [default: standard output].
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// Format of a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ReportFormat {
+    /// Markdown.
+    Md,
+    /// A self-contained HTML page with charts.
+    Html,
 }
 
 /// Options of `aura status`.

@@ -81,6 +81,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(crate::cli::BenchCommand::Kernel(args)) => crate::bench::kernel(args).await,
         Command::Bench(crate::cli::BenchCommand::Audit(args)) => crate::bench::audit(args).await,
         Command::Audit(cmd) => crate::audit_cmd::run(&cli, cmd).await,
+        Command::Report(cmd) => crate::report_cmd::run(&cli, cmd).await,
     }
 }
 

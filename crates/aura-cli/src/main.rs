@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod govern_cmd;
 mod output;
+mod report_cmd;
 
 use std::process::ExitCode;
 
