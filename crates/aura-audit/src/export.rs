@@ -216,7 +216,7 @@ pub async fn export(
         .enumerate()
         .filter(|(_, (size, _))| *size <= exported_end)
         .map(|(i, (_, end))| (i + 1, *end))
-        .last();
+        .next_back();
     if let Some((count, end)) = cut {
         let key = format!("checkpoints/{count:020}");
         if manifest.get(&key).is_none() {

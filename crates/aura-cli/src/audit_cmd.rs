@@ -87,7 +87,11 @@ fn retention(cli: &Cli, args: &AuditRetentionArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let verb = if args.dry_run { "would delete" } else { "deleted" };
+    let verb = if args.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
     eprintln!(
         "{verb} {} segment(s), {} entries, {} bytes; kept {} unexported and {} recent; {} entries retired in total",
         report.deleted.len(),

@@ -144,6 +144,8 @@ fn read_line(r: &mut impl std::io::Read) -> String {
 }
 
 async fn post(url: &str, token: &str, body: Value) -> (u16, Value) {
+    // The `s3` feature gives reqwest rustls without a provider (as in `main`): install ring first.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let resp = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()

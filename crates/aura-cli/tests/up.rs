@@ -126,6 +126,8 @@ fn read_line(r: &mut impl std::io::Read) -> String {
 }
 
 fn client() -> reqwest::Client {
+    // The `s3` feature gives reqwest rustls without a provider (as in `main`): install ring first.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
