@@ -4,14 +4,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers outside #[test] fns
 
-use std::io::{Read as _, Write as _};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use common::*;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-
-const BIN: &str = env!("CARGO_BIN_EXE_aura");
 
 /// The policy of most tests: `bot` may call tools; deploys escalate; a daily budget; a rate limit on `search`.
 const BASE_POLICY: &str = r#"
@@ -36,243 +36,6 @@ rate_limits:
   - { id: search-rpm, scope: { agent: "*", tool: search }, requests: 3/minute }
 "#;
 
-/// A running `aura up` child process, started in `home` (its working directory, holding `policies/`).
-struct Aura {
-    child: Child,
-    url: String,
-    home: PathBuf,
-    data_dir: PathBuf,
-}
-
-impl Aura {
-    /// Starts `aura up` on port 0 in `home` with the data dir `home/<data>`.
-    fn start(home: &Path, data: &str) -> Aura {
-        let data_dir = home.join(data);
-        let mut child = aura_cmd(home)
-            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&data_dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let line = read_line(child.stdout.as_mut().unwrap());
-        let Some(url) = line.strip_prefix("listening on ") else {
-            let mut err = String::new();
-            let _ = child.kill();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            panic!(
-                "aura up did not start (when it uses PostgreSQL: is PostgreSQL running? scripts/services.sh): \
-                 `{line}`\n{err}"
-            );
-        };
-        Aura {
-            url: url.trim().to_owned(),
-            child,
-            home: home.to_owned(),
-            data_dir,
-        }
-    }
-
-    fn admin_token(&self) -> String {
-        std::fs::read_to_string(self.data_dir.join("admin.token"))
-            .unwrap()
-            .trim()
-            .to_owned()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.url)
-    }
-
-    /// Runs an `aura` command against this server: its URL, and its data dir for the admin token.
-    fn cli(&self, args: &[&str]) -> Run {
-        let out = aura_cmd(&self.home)
-            .env("AURA_URL", &self.url)
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .args(args)
-            .output()
-            .unwrap();
-        Run::from(args, out)
-    }
-
-    fn sigterm(&self) {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-    }
-
-    /// Waits for exit with a deadline; returns the exit status.
-    fn wait(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "aura did not exit within {within:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Creates a token with the admin token; returns the secret.
-    async fn token(&self, name: &str, role: &str, agent: Option<&str>) -> String {
-        let resp = client()
-            .post(self.url("/api/v1/tokens"))
-            .bearer_auth(self.admin_token())
-            .json(&json!({"name": name, "role": role, "agent": agent}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 201, "creating token `{name}`");
-        let body: Value = resp.json().await.unwrap();
-        body["token"].as_str().unwrap().to_owned()
-    }
-
-    /// POST /api/v1/decide with `token`; returns the status and the answer.
-    async fn decide(&self, token: &str, body: Value) -> (u16, Value) {
-        post(&self.url("/api/v1/decide"), token, body).await
-    }
-
-    /// GET `path` with the admin token, expecting 200.
-    async fn get(&self, path: &str) -> Value {
-        let resp = client()
-            .get(self.url(path))
-            .bearer_auth(self.admin_token())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200, "GET {path}");
-        resp.json().await.unwrap()
-    }
-
-    async fn policy_hash(&self) -> String {
-        self.get("/api/v1/policies").await["hash"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-}
-
-impl Drop for Aura {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The result of one `aura` command.
-struct Run {
-    what: String,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn from(args: &[&str], out: std::process::Output) -> Run {
-        Run {
-            what: format!("aura {}", args.join(" ")),
-            code: out.status.code(),
-            stdout: String::from_utf8(out.stdout).unwrap(),
-            stderr: String::from_utf8(out.stderr).unwrap(),
-        }
-    }
-
-    /// Asserts the exit code and returns self.
-    fn code(self, expected: i32) -> Run {
-        assert_eq!(
-            self.code,
-            Some(expected),
-            "`{}` exited {:?}\nstdout:\n{}\nstderr:\n{}",
-            self.what,
-            self.code,
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("`{}` printed no JSON ({e}):\n{}", self.what, self.stdout))
-    }
-}
-
-/// The `aura` command with a clean environment and `dir` as working directory.
-fn aura_cmd(dir: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir);
-    for var in [
-        "AURA_CONFIG",
-        "AURA_DATA_DIR",
-        "AURA_LISTEN",
-        "AURA_LOG",
-        "AURA_TOKEN",
-        "AURA_URL",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd
-}
-
-fn read_line(r: &mut impl std::io::Read) -> String {
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    while r.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
-        line.push(byte[0]);
-    }
-    String::from_utf8(line).unwrap()
-}
-
-fn client() -> reqwest::Client {
-    // The `s3` feature gives reqwest rustls without a provider (as in `main`): install ring first.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
-}
-
-async fn post(url: &str, token: &str, body: Value) -> (u16, Value) {
-    let resp = client()
-        .post(url)
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-/// A temp home with `policies/<name>` for each `(name, text)`.
-fn home_with(policies: &[(&str, &str)]) -> tempfile::TempDir {
-    let home = tempfile::tempdir().unwrap();
-    std::fs::create_dir(home.path().join("policies")).unwrap();
-    for (name, text) in policies {
-        write_policy(home.path(), name, text);
-    }
-    home
-}
-
-/// Writes a policy file atomically (a hidden temp file, then a rename), so the watcher never sees half a file.
-fn write_policy(home: &Path, name: &str, text: &str) {
-    let dir = home.join("policies");
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, dir.join(name)).unwrap();
-}
-
 fn rules_of(decision: &Value) -> Vec<String> {
     decision["reasons"]
         .as_array()
@@ -286,7 +49,7 @@ fn rules_of(decision: &Value) -> Vec<String> {
 #[tokio::test]
 async fn decisions_approvals_halts_and_the_audit_trail() {
     let home = home_with(&[("base.yaml", BASE_POLICY)]);
-    let mut aura = Aura::start(home.path(), "data");
+    let mut aura = Aura::start_in(home.path(), "data");
     let bot = aura.token("bot-token", "agent", Some("bot")).await;
     let viewer = aura.token("viewer-token", "viewer", None).await;
 
@@ -584,7 +347,7 @@ async fn decisions_approvals_halts_and_the_audit_trail() {
 
     // The audit log verifies after a clean shutdown.
     aura.sigterm();
-    assert_eq!(aura.wait(Duration::from_secs(10)).code(), Some(0));
+    assert_eq!(aura.wait(Duration::from_secs(10)).0.code(), Some(0));
     let run = aura.cli(&["audit", "verify", "-o", "json"]).code(0);
     let verified = run.json();
     assert_eq!(verified["ok"], true);
@@ -604,7 +367,7 @@ budgets:
   - { id: tight, scope: { agent: bot }, period: day, limit: { cost_usd: 0.05 } }
 "#;
     let home = home_with(&[("base.yaml", policy)]);
-    let aura = Aura::start(home.path(), "data");
+    let aura = Aura::start_in(home.path(), "data");
     let bot = aura.token("bot-token", "agent", Some("bot")).await;
     let mut verdicts = Vec::new();
     for i in 0..N + 2 {
@@ -636,7 +399,7 @@ budgets:
 #[tokio::test]
 async fn reloads_refuse_widening_and_hot_reload_narrowing() {
     let home = home_with(&[("base.yaml", BASE_POLICY)]);
-    let aura = Aura::start(home.path(), "data");
+    let aura = Aura::start_in(home.path(), "data");
     let bot = aura.token("bot-token", "agent", Some("bot")).await;
     let h0 = aura.policy_hash().await;
     let shown = aura.cli(&["policy", "show", "-o", "json"]).code(0).json();
@@ -744,8 +507,8 @@ budgets:
         url: pg.clone(),
         schema: schema.clone(),
     };
-    let first = Aura::start(home.path(), "data-1");
-    let second = Aura::start(home.path(), "data-2");
+    let first = Aura::start_in(home.path(), "data-1");
+    let second = Aura::start_in(home.path(), "data-2");
     // The token lives in the shared store, so it works on both servers.
     let bot = first.token("bot-token", "agent", Some("bot")).await;
 
@@ -956,41 +719,4 @@ rules:
     // Without DIR: `policies.dir` of the configuration (here the default ./policies, relative to the cwd).
     std::fs::rename(home.path().join("clean"), home.path().join("policies")).unwrap();
     check(&[]).code(0);
-}
-
-/// Runs `promtool check metrics` when promtool is installed; CI sets AURA_REQUIRE_PROMTOOL=1 so it must be.
-fn promtool_check(text: &str) {
-    let required = std::env::var("AURA_REQUIRE_PROMTOOL").is_ok_and(|v| v == "1");
-    let child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => {
-            assert!(
-                !required,
-                "promtool is required (AURA_REQUIRE_PROMTOOL=1) but cannot run: {e}"
-            );
-            eprintln!(
-                "note: promtool not installed; skipped `promtool check metrics` (apt-get install prometheus)"
-            );
-            return;
-        }
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }

@@ -3,13 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers outside #[test] fns
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-use serde_json::{Value, json};
+use common::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_aura");
+use std::time::Duration;
+
+use serde_json::json;
 
 /// `bot` may call tools; `deploy` needs a human on top.
 const POLICY: &str = r#"
@@ -26,138 +26,21 @@ rules:
     then: allow
 "#;
 
-/// A running `aura up` child process (the harness of tests/up.rs, trimmed).
-struct Aura {
-    child: Child,
-    url: String,
-    home: PathBuf,
-    data_dir: PathBuf,
-}
-
-impl Aura {
-    fn start(home: &Path) -> Aura {
-        let data_dir = home.join("data");
-        let mut child = aura_cmd(home)
-            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&data_dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let line = read_line(child.stdout.as_mut().unwrap());
-        let url = line
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line `{line}`"))
-            .trim()
-            .to_owned();
-        Aura {
-            child,
-            url,
-            home: home.to_owned(),
-            data_dir,
-        }
-    }
-
-    fn admin_token(&self) -> String {
-        std::fs::read_to_string(self.data_dir.join("admin.token"))
-            .unwrap()
-            .trim()
-            .to_owned()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.url)
-    }
-
-    /// Runs `aura report compliance` with `args` on this data dir; asserts success and returns stdout.
-    fn report(&self, args: &[&str]) -> String {
-        let out = aura_cmd(&self.home)
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .args(["report", "compliance"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "aura report compliance {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn sigterm(&self) {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
+/// Runs `aura report compliance` with `args` on this server's data dir; asserts success and returns stdout.
+fn report(aura: &Aura, args: &[&str]) -> String {
+    let out = aura_cmd(aura.home())
+        .arg("--data-dir")
+        .arg(&aura.data_dir)
+        .args(["report", "compliance"])
+        .args(args)
+        .output()
         .unwrap();
-    }
-
-    /// Waits for exit with a deadline.
-    fn wait(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "aura did not exit within {within:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Aura {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The `aura` command with a clean environment and `dir` as working directory.
-fn aura_cmd(dir: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir);
-    for var in [
-        "AURA_CONFIG",
-        "AURA_DATA_DIR",
-        "AURA_LISTEN",
-        "AURA_LOG",
-        "AURA_TOKEN",
-        "AURA_URL",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd
-}
-
-fn read_line(r: &mut impl std::io::Read) -> String {
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    while r.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
-        line.push(byte[0]);
-    }
-    String::from_utf8(line).unwrap()
-}
-
-async fn post(url: &str, token: &str, body: Value) -> (u16, Value) {
-    // The `s3` feature gives reqwest rustls without a provider (as in `main`): install ring first.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let resp = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
-        .post(url)
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    assert!(
+        out.status.success(),
+        "aura report compliance {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 #[tokio::test]
@@ -165,7 +48,7 @@ async fn compliance_report_covers_decisions_approvals_halts_and_verification() {
     let home = tempfile::tempdir().unwrap();
     std::fs::create_dir(home.path().join("policies")).unwrap();
     std::fs::write(home.path().join("policies/base.yaml"), POLICY).unwrap();
-    let mut aura = Aura::start(home.path());
+    let mut aura = Aura::start_in(home.path(), "data");
     let admin = aura.admin_token();
 
     let (status, t) = post(
@@ -212,14 +95,17 @@ async fn compliance_report_covers_decisions_approvals_halts_and_verification() {
 
     // While the server runs: the reader takes no lock.
     let html_path = home.path().join("r.html");
-    let out = aura.report(&["--format", "html", "--out", html_path.to_str().unwrap()]);
+    let out = report(
+        &aura,
+        &["--format", "html", "--out", html_path.to_str().unwrap()],
+    );
     assert!(out.is_empty(), "--out writes nothing to stdout: {out}");
     let html = std::fs::read_to_string(&html_path).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>"));
     assert!(html.contains("<svg "), "charts");
     assert!(html.contains("class=\"status ok\""), "verified");
     assert!(!html.contains("<script"));
-    let md = aura.report(&["--since", "1d", "--format", "md"]);
+    let md = report(&aura, &["--since", "1d", "--format", "md"]);
     for section in [
         "## Verification status of the covered range",
         "## Art. 12 — automatic logging: events by type",
@@ -274,7 +160,7 @@ async fn compliance_report_covers_decisions_approvals_halts_and_verification() {
 
     // After shutdown, a flipped byte inside the first record: verification FAILED.
     aura.sigterm();
-    assert!(aura.wait(Duration::from_secs(20)).success());
+    assert!(aura.wait(Duration::from_secs(20)).0.success());
     let seg = std::fs::read_dir(aura.data_dir.join("audit/segments"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -284,9 +170,9 @@ async fn compliance_report_covers_decisions_approvals_halts_and_verification() {
     let mut bytes = std::fs::read(&seg).unwrap();
     bytes[16 + 20 + 10] ^= 0x01;
     std::fs::write(&seg, bytes).unwrap();
-    let md = aura.report(&["--format", "md"]);
+    let md = report(&aura, &["--format", "md"]);
     assert!(md.contains("**❌ Verification FAILED:"), "{md}");
     assert!(md.contains("Reading stopped early"), "{md}");
-    let html = aura.report(&["--format", "html"]);
+    let html = report(&aura, &["--format", "html"]);
     assert!(html.contains("class=\"status fail\""), "{html}");
 }

@@ -2,137 +2,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers outside #[test] fns
 
+mod common;
+
+use common::*;
+
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-
-const BIN: &str = env!("CARGO_BIN_EXE_aura");
-
-/// A running `aura up` child process.
-struct Aura {
-    child: Child,
-    url: String,
-    addr: String,
-    data_dir: PathBuf,
-    _home: tempfile::TempDir,
-}
-
-impl Aura {
-    fn start(extra: &[&str]) -> Aura {
-        let home = tempfile::tempdir().unwrap();
-        let data_dir = home.path().join("data");
-        let mut child = aura_cmd(home.path())
-            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&data_dir)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdout = child.stdout.take().unwrap();
-        let line = read_line(&mut stdout);
-        let url = line
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line `{line}`"))
-            .trim()
-            .to_owned();
-        let addr = url.trim_start_matches("http://").to_owned();
-        Aura {
-            child,
-            url,
-            addr,
-            data_dir,
-            _home: home,
-        }
-    }
-
-    fn admin_token(&self) -> String {
-        std::fs::read_to_string(self.data_dir.join("admin.token"))
-            .unwrap()
-            .trim()
-            .to_owned()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.url)
-    }
-
-    fn sigterm(&self) {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-    }
-
-    /// Waits for exit with a deadline; returns the exit status and stderr.
-    fn wait(&mut self, within: Duration) -> (std::process::ExitStatus, String) {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let mut stderr = String::new();
-                self.child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut stderr)
-                    .unwrap();
-                return (status, stderr);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "aura did not exit within {within:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Aura {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The `aura` command with a clean environment and `dir` as working directory (so no stray ./aura.yaml).
-fn aura_cmd(dir: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir);
-    for var in [
-        "AURA_CONFIG",
-        "AURA_DATA_DIR",
-        "AURA_LISTEN",
-        "AURA_LOG",
-        "AURA_TOKEN",
-        "AURA_URL",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd
-}
-
-fn read_line(r: &mut impl std::io::Read) -> String {
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    while r.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
-        line.push(byte[0]);
-    }
-    String::from_utf8(line).unwrap()
-}
-
-fn client() -> reqwest::Client {
-    // The `s3` feature gives reqwest rustls without a provider (as in `main`): install ring first.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
 
 #[tokio::test]
 async fn health_metrics_and_openapi_are_served() {
@@ -225,43 +104,6 @@ async fn health_metrics_and_openapi_are_served() {
     );
     assert!(text.contains("process_resident_memory_bytes"), "{text}");
     promtool_check(&text);
-}
-
-/// Runs `promtool check metrics` when promtool is installed; CI sets AURA_REQUIRE_PROMTOOL=1 so it must be.
-fn promtool_check(text: &str) {
-    let required = std::env::var("AURA_REQUIRE_PROMTOOL").is_ok_and(|v| v == "1");
-    let child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => {
-            assert!(
-                !required,
-                "promtool is required (AURA_REQUIRE_PROMTOOL=1) but cannot run: {e}"
-            );
-            eprintln!(
-                "note: promtool not installed; skipped `promtool check metrics` (apt-get install prometheus)"
-            );
-            return;
-        }
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[tokio::test]
@@ -489,7 +331,7 @@ async fn tokens_and_roles_gate_every_route() {
 #[tokio::test]
 async fn cli_tokens_work_against_the_running_server() {
     let aura = Aura::start(&[]);
-    let out = aura_cmd(aura._home.path())
+    let out = aura_cmd(aura.home())
         .args([
             "token",
             "create",
@@ -526,7 +368,7 @@ async fn cli_tokens_work_against_the_running_server() {
     assert_eq!(me["agent"], "ci");
 
     for format in ["json", "yaml", "table"] {
-        let list = aura_cmd(aura._home.path())
+        let list = aura_cmd(aura.home())
             .args(["token", "list", "--output", format, "--data-dir"])
             .arg(&aura.data_dir)
             .output()
@@ -537,7 +379,7 @@ async fn cli_tokens_work_against_the_running_server() {
         assert!(!text.contains(&token), "listing leaks the secret");
     }
     let json_list: Value = serde_json::from_slice(
-        &aura_cmd(aura._home.path())
+        &aura_cmd(aura.home())
             .args(["token", "list", "-o", "json", "--data-dir"])
             .arg(&aura.data_dir)
             .output()
@@ -547,7 +389,7 @@ async fn cli_tokens_work_against_the_running_server() {
     .unwrap();
     assert_eq!(json_list.as_array().unwrap().len(), 2);
 
-    let agents = aura_cmd(aura._home.path())
+    let agents = aura_cmd(aura.home())
         .args(["agent", "list", "-o", "json", "--data-dir"])
         .arg(&aura.data_dir)
         .output()
@@ -555,7 +397,7 @@ async fn cli_tokens_work_against_the_running_server() {
     let agents: Value = serde_json::from_slice(&agents.stdout).unwrap();
     assert_eq!(agents[0]["name"], "ci");
 
-    let status = aura_cmd(aura._home.path())
+    let status = aura_cmd(aura.home())
         .args(["status", "-o", "json", "--url", &aura.url, "--data-dir"])
         .arg(&aura.data_dir)
         .output()
@@ -569,7 +411,7 @@ async fn cli_tokens_work_against_the_running_server() {
     assert_eq!(status["ready"]["status"], "ready");
     assert_eq!(status["status"]["store_backend"], "sqlite");
 
-    let revoke = aura_cmd(aura._home.path())
+    let revoke = aura_cmd(aura.home())
         .args(["token", "revoke", "ci-bot", "--data-dir"])
         .arg(&aura.data_dir)
         .output()
@@ -632,7 +474,7 @@ fn sigterm_drains_in_flight_requests_and_exits_zero() {
     }
     assert!(!stderr.contains(&admin), "a token was logged");
     // The token created by the drained request is durable.
-    let list = aura_cmd(aura._home.path())
+    let list = aura_cmd(aura.home())
         .args(["token", "list", "-o", "json", "--data-dir"])
         .arg(&aura.data_dir)
         .output()
