@@ -267,6 +267,10 @@ impl From<&aura_store::TokenRecord> for TokenRow {
 
 async fn token(cli: &Cli, cmd: &TokenCommand) -> anyhow::Result<ExitCode> {
     let writes = !matches!(cmd, TokenCommand::List(_));
+    // While `aura up` runs it holds the audit log: changes go through its API so they are audited there.
+    if writes && let Some(api) = running_server(cli).await {
+        return token_via_api(&api, cmd).await;
+    }
     let (tokens, store, trail) = open_tokens(cli, writes).await?;
     let result = token_inner(&tokens, cmd).await;
     if let Some(trail) = trail {
@@ -274,6 +278,65 @@ async fn token(cli: &Cli, cmd: &TokenCommand) -> anyhow::Result<ExitCode> {
     }
     store.close().await;
     result
+}
+
+/// The running server that owns this data dir: one answering on the configured address (or `AURA_URL`) that accepts
+/// the data dir's admin token (or `AURA_TOKEN`).
+async fn running_server(cli: &Cli) -> Option<Api> {
+    let api = Api::new(
+        cli,
+        &crate::cli::ApiArgs {
+            url: std::env::var("AURA_URL").ok(),
+            token: std::env::var("AURA_TOKEN").ok(),
+        },
+    )
+    .ok()?;
+    let token = api.token.as_ref()?;
+    // Whoami with this data dir's admin token: only the server that owns this store accepts it.
+    let probe = api
+        .client
+        .get(format!("{}/api/v1/whoami", api.url))
+        .bearer_auth(token)
+        .timeout(std::time::Duration::from_millis(500))
+        .send()
+        .await
+        .ok()?;
+    probe.status().is_success().then_some(api)
+}
+
+async fn token_via_api(api: &Api, cmd: &TokenCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        TokenCommand::Create(args) => {
+            let body =
+                serde_json::json!({"name": args.name, "role": args.role, "agent": args.agent});
+            let created = api
+                .call(reqwest::Method::POST, "/api/v1/tokens", Some(&body))
+                .await?;
+            eprintln!(
+                "created token `{}` (id {}, role {}{}) through the running server; it is shown only once:",
+                created["name"].as_str().unwrap_or_default(),
+                created["id"].as_str().unwrap_or_default(),
+                created["role"].as_str().unwrap_or_default(),
+                created["agent"]
+                    .as_str()
+                    .map(|a| format!(", agent {a}"))
+                    .unwrap_or_default()
+            );
+            println!("{}", created["token"].as_str().unwrap_or_default());
+        }
+        TokenCommand::Revoke(args) => {
+            let path = format!("/api/v1/tokens/{}", args.token);
+            let revoked = api.call(reqwest::Method::DELETE, &path, None).await?;
+            let name = revoked["token"]["name"].as_str().unwrap_or_default();
+            let id = revoked["token"]["id"].as_str().unwrap_or_default();
+            match revoked["outcome"].as_str() {
+                Some("already_revoked") => println!("token `{name}` ({id}) was already revoked"),
+                _ => println!("revoked token `{name}` ({id})"),
+            }
+        }
+        TokenCommand::List(_) => {}
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn token_inner(tokens: &Tokens, cmd: &TokenCommand) -> anyhow::Result<ExitCode> {

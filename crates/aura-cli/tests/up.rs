@@ -733,3 +733,60 @@ fn an_unreachable_store_fails_fast_with_a_clear_error() {
         "must not claim to be listening"
     );
 }
+
+/// With a server running, `aura token create` goes through its API, so the change is in the server's audit log.
+#[tokio::test]
+async fn token_changes_go_through_the_running_server_and_are_audited() {
+    let aura = Aura::start(&[]);
+    let out = aura_cmd(aura.home())
+        .env("AURA_URL", &aura.url)
+        .args([
+            "token",
+            "create",
+            "--name",
+            "via-api",
+            "--role",
+            "viewer",
+            "--data-dir",
+        ])
+        .arg(&aura.data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("through the running server"), "{stderr}");
+    assert!(!stderr.contains("not in the audit log"), "{stderr}");
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let me: Value = client()
+        .get(aura.url("/api/v1/whoami"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["token_name"], "via-api");
+    let entries: Value = client()
+        .get(aura.url("/api/v1/audit/entries?limit=100"))
+        .bearer_auth(aura.admin_token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let creations: Vec<&Value> = entries["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["entry"]["action"] == "token.create" && e["entry"]["details"]["name"] == "via-api"
+        })
+        .collect();
+    assert_eq!(creations.len(), 1, "{entries}");
+}
