@@ -2,8 +2,12 @@
 //!
 //! Evaluation is a straight pass without loops back: look the agent up, check its level, then run
 //! the rules indexed under the action's kind (and, for rules naming agents literally, under its
-//! agent) in declaration order. Globs are precompiled; the only allocations are the reasons and
-//! rule ids of the result. No I/O: counters are read through the injected [`Facts`].
+//! agent) in declaration order. Globs are precompiled, and conditions shared by many rules are
+//! evaluated once per action: the target against one combined glob set per kind (a bitset over
+//! the distinct target conditions), agent and label globs memoized per distinct condition. Within
+//! a rule, cheap checks come first and the injected counters ([`Facts`]) last, only when every
+//! other condition holds. Besides the result, the only allocations are small per-action scratch
+//! buffers, made on first use. No I/O.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -196,7 +200,10 @@ impl MultiMatcher {
             Globs::PerCondition(list) => {
                 let candidate = Candidate::new(text);
                 for (id, m) in list {
-                    if m.set.as_ref().is_some_and(|s| s.is_match_candidate(&candidate)) {
+                    if m.set
+                        .as_ref()
+                        .is_some_and(|s| s.is_match_candidate(&candidate))
+                    {
                         set_bit(bits, *id);
                     }
                 }
@@ -606,11 +613,16 @@ impl Compiled {
     ) -> bool {
         if check_agent
             && let Some(id) = rule.agent
-            && !memo(&mut scratch.agent_memo, self.agent_conditions.len(), id, || {
-                self.agent_conditions
-                    .get(id as usize)
-                    .is_some_and(|m| m.is_match(action.agent().as_str()))
-            })
+            && !memo(
+                &mut scratch.agent_memo,
+                self.agent_conditions.len(),
+                id,
+                || {
+                    self.agent_conditions
+                        .get(id as usize)
+                        .is_some_and(|m| m.is_match(action.agent().as_str()))
+                },
+            )
         {
             return false;
         }
@@ -632,11 +644,18 @@ impl Compiled {
             return false;
         }
         for &id in &rule.labels {
-            let holds = memo(&mut scratch.label_memo, self.label_conditions.len(), id, || {
-                self.label_conditions.get(id as usize).is_some_and(|(key, values)| {
-                    action.labels().get(key).is_some_and(|v| values.is_match(v))
-                })
-            });
+            let holds = memo(
+                &mut scratch.label_memo,
+                self.label_conditions.len(),
+                id,
+                || {
+                    self.label_conditions
+                        .get(id as usize)
+                        .is_some_and(|(key, values)| {
+                            action.labels().get(key).is_some_and(|v| values.is_match(v))
+                        })
+                },
+            );
             if !holds {
                 return false;
             }

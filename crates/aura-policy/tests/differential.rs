@@ -482,3 +482,27 @@ proptest! {
         }
     }
 }
+
+/// The synthetic fleet policies (`aura bench kernel`) share target, label and agent conditions
+/// across hundreds of rules and kinds, which the combined per-kind matching relies on.
+#[test]
+fn compiled_evaluator_agrees_with_the_reference_on_synthetic_fleets() {
+    // The reference compiles every glob on every use: a sample of each workload keeps it quick.
+    for (rules, seed, sample) in [(60, 1, 200), (300, 2, 60), (1_000, 42, 20)] {
+        let (set, actions) = aura_policy::synth::realistic(rules, seed);
+        assert_eq!(set.rules().len(), rules);
+        for (n, action) in actions.iter().enumerate().take(sample) {
+            // Mondays to Sundays, around the clock, so the business-hours rules flip.
+            let now = 1_767_571_200_000 + (n as i64 % 14) * 43_200_000 + (n as i64 % 97) * 60_000;
+            let facts = HashFacts(n as u64);
+            let got = set.evaluate(action, Timestamp::from_millis(now), &facts);
+            let (verdict, reasons, matched) = reference(&set, action, now, &facts);
+            let got_reasons: Vec<String> = got.reasons.iter().map(|r| r.rule.clone()).collect();
+            let got_matched: Vec<String> =
+                got.matched_rules.iter().map(|r| r.to_string()).collect();
+            assert_eq!(got.verdict, verdict, "{action:?}");
+            assert_eq!(got_reasons, reasons, "{action:?}");
+            assert_eq!(got_matched, matched, "{action:?}");
+        }
+    }
+}
