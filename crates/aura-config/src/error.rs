@@ -122,6 +122,10 @@ fn explain(err: &YamlError, text: &str, at: (u64, u64)) -> (String, String) {
             let index = Index::build(text);
             unknown_key(field, expected, index.key_at(at.0, at.1))
         }
+        YamlError::SerdeMissingField { field, .. } => {
+            let index = Index::build(text);
+            missing_key(field, index.at(at.0, at.1))
+        }
         YamlError::DuplicateMappingKey { key, .. } => {
             let index = Index::build(text);
             duplicate_key(key.as_deref(), &index, at)
@@ -188,6 +192,34 @@ fn unknown_key(field: &str, expected: &[&str], node: Option<&Node>) -> (String, 
         (None, None) => valid,
     };
     (message, hint)
+}
+
+/// `` `audit.export`: `url` is required `` with the key's own hint.
+fn missing_key(field: &str, node: Option<&Node>) -> (String, String) {
+    // The innermost section around the position that has this key.
+    let path = node.map(|n| n.path.clone()).unwrap_or_default();
+    let section = (0..=path.len())
+        .rev()
+        .map(|len| path[..len].join("."))
+        .find(|name| {
+            SECTIONS
+                .iter()
+                .any(|(section, keys)| section == name && keys.contains(&field))
+        })
+        .unwrap_or_default();
+    let full = if section.is_empty() {
+        field.to_owned()
+    } else {
+        format!("{section}.{field}")
+    };
+    let hint = match Key::find(&full) {
+        Some(key) => format!("add `{field}:` to this section; {}", key.hint()),
+        None => format!("add `{field}:` to this section"),
+    };
+    (
+        format!("{}: `{field}` is required", key_name(&section)),
+        hint,
+    )
 }
 
 fn duplicate_key(key: Option<&str>, index: &Index, at: (u64, u64)) -> (String, String) {

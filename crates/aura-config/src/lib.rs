@@ -31,7 +31,7 @@ mod values;
 pub use error::ConfigError;
 pub use load::{DEFAULT_CONFIG_FILE, Loaded, load, parse_str};
 pub use schema::{
-    AuditConfig, Config, GovernanceConfig, LedgerKind, LogConfig, LogFormat, Overrides,
-    PoliciesConfig, ServerConfig, StoreConfig, StoreUrl,
+    AuditConfig, AuditExportConfig, Config, GovernanceConfig, LedgerKind, LogConfig, LogFormat,
+    Overrides, PoliciesConfig, ServerConfig, StoreConfig, StoreUrl,
 };
 pub use starter::STARTER_YAML;

@@ -120,6 +120,55 @@ pub struct AuditConfig {
     /// printable ASCII characters, no spaces and no `+`. Default `aura.local/audit`.
     #[serde(deserialize_with = "values::audit_origin")]
     pub origin: String,
+    /// Periodic export to S3-compatible storage by `aura up`; `None` (the default) exports nothing.
+    #[serde(
+        deserialize_with = "values::audit_export",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub export: Option<AuditExportConfig>,
+}
+
+/// The `audit.export` section: where and how often `aura up` exports the audit log.
+///
+/// Credentials are never part of the file: the exporter reads the standard AWS environment
+/// variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditExportConfig {
+    /// `s3://bucket` or `s3://bucket/prefix`. Required.
+    #[serde(deserialize_with = "values::export_url")]
+    pub url: String,
+    /// An S3-compatible endpoint such as `http://127.0.0.1:9000`; `None` uses `AWS_ENDPOINT_URL`,
+    /// else AWS.
+    #[serde(
+        default,
+        deserialize_with = "values::export_endpoint",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub endpoint: Option<String>,
+    /// The region. Default `us-east-1`.
+    #[serde(
+        default = "default_export_region",
+        deserialize_with = "values::export_region"
+    )]
+    pub region: String,
+    /// Allow a plain-HTTP endpoint. Default `false`.
+    #[serde(default, deserialize_with = "values::allow_http")]
+    pub allow_http: bool,
+    /// Seconds between exports, 1..=86400 (the first runs at start). Default 3600.
+    #[serde(
+        default = "default_export_interval",
+        deserialize_with = "values::export_interval_seconds"
+    )]
+    pub interval_seconds: u64,
+    /// S3 Object Lock COMPLIANCE retention of every uploaded object, in days, 1..=36500;
+    /// `None` leaves it to the bucket's default.
+    #[serde(
+        default,
+        deserialize_with = "values::retention_days",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retention_days: Option<u64>,
 }
 
 /// The `governance` section.
@@ -293,8 +342,17 @@ impl Default for AuditConfig {
             checkpoint_interval_ms: 100,
             segment_bytes: 64 * 1024 * 1024,
             origin: "aura.local/audit".to_owned(),
+            export: None,
         }
     }
+}
+
+fn default_export_region() -> String {
+    "us-east-1".to_owned()
+}
+
+fn default_export_interval() -> u64 {
+    3600
 }
 
 impl Default for GovernanceConfig {

@@ -53,6 +53,21 @@ audit:
   segment_bytes: 67108864
   # Name of this audit log in its signed checkpoints: printable ASCII without spaces or +, e.g. example.com/log.
   origin: aura.local/audit
+  # Export the log to S3-compatible storage while Aura runs: remove the # in front of `export:` and its
+  # settings. Credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, never from this file.
+  # export:
+  #   # Bucket and optional prefix to export to.
+  #   url: s3://aura-audit/prod
+  #   # An S3-compatible server instead of AWS, e.g. MinIO.
+  #   endpoint: http://127.0.0.1:9000
+  #   # Region of the bucket.
+  #   region: us-east-1
+  #   # Allow an endpoint that uses plain http:// (true or false).
+  #   allow_http: false
+  #   # Seconds between exports; the first runs when Aura starts (1 to 86400).
+  #   interval_seconds: 3600
+  #   # Days each exported file is locked against deletion (S3 Object Lock, COMPLIANCE; 1 to 36500).
+  #   retention_days: 365
 
 governance:
   # Seconds after which a budget reservation that was not settled is released (1 to 86400).

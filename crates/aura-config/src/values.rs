@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 
-use crate::schema::{LedgerKind, LogFormat, StoreUrl};
+use crate::schema::{AuditExportConfig, LedgerKind, LogFormat, StoreUrl};
 
 /// Starts every message produced by a validator in this module.
 pub(crate) const MARK: char = '\u{1e}';
@@ -64,6 +64,16 @@ const SEGMENT_BYTES: Range = Range {
     lo: 1024 * 1024,
     hi: 4 * 1024 * 1024 * 1024,
     unit: "bytes",
+};
+const EXPORT_INTERVAL: Range = Range {
+    lo: 1,
+    hi: 86_400,
+    unit: "seconds",
+};
+const RETENTION_DAYS: Range = Range {
+    lo: 1,
+    hi: 36_500,
+    unit: "days",
 };
 const RESERVATION_TTL: Range = Range {
     lo: 1,
@@ -122,7 +132,23 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
     ("policies", &["dir", "watch", "allow_widening"]),
     (
         "audit",
-        &["checkpoint_interval_ms", "segment_bytes", "origin"],
+        &[
+            "checkpoint_interval_ms",
+            "segment_bytes",
+            "origin",
+            "export",
+        ],
+    ),
+    (
+        "audit.export",
+        &[
+            "url",
+            "endpoint",
+            "region",
+            "allow_http",
+            "interval_seconds",
+            "retention_days",
+        ],
     ),
     ("governance", &["reservation_ttl_seconds", "ledger"]),
 ];
@@ -258,6 +284,43 @@ pub(crate) const KEYS: &[Key] = &[
         hint: Hint::Text(ORIGIN_HINT),
     },
     Key {
+        path: "audit.export",
+        expects: SECTION,
+        hint: Hint::Text(
+            "write `export:` on its own line under `audit:` and indent its settings below it, e.g. `    url: s3://bucket/prefix`",
+        ),
+    },
+    Key {
+        path: "audit.export.url",
+        expects: "an s3:// URL",
+        hint: Hint::Text(EXPORT_URL_HINT),
+    },
+    Key {
+        path: "audit.export.endpoint",
+        expects: "an endpoint URL",
+        hint: Hint::Text(ENDPOINT_HINT),
+    },
+    Key {
+        path: "audit.export.region",
+        expects: "a region name",
+        hint: Hint::Text(REGION_HINT),
+    },
+    Key {
+        path: "audit.export.allow_http",
+        expects: BOOLEAN,
+        hint: Hint::Text(BOOLEAN_HINT),
+    },
+    Key {
+        path: "audit.export.interval_seconds",
+        expects: NUMBER,
+        hint: Hint::Range(EXPORT_INTERVAL),
+    },
+    Key {
+        path: "audit.export.retention_days",
+        expects: NUMBER,
+        hint: Hint::Range(RETENTION_DAYS),
+    },
+    Key {
         path: "governance",
         expects: SECTION,
         hint: Hint::Text(
@@ -286,6 +349,10 @@ const BOOLEAN_HINT: &str = "use true or false";
 const ORIGIN_MAX: usize = 255;
 const ORIGIN_HINT: &str =
     "use 1 to 255 printable ASCII characters without spaces or `+`, e.g. example.com/log";
+const EXPORT_URL_HINT: &str = "use s3://BUCKET or s3://BUCKET/PREFIX, e.g. s3://aura-audit/prod; a bucket name uses lowercase letters, digits, `-` and `.`";
+const ENDPOINT_HINT: &str =
+    "use http://HOST:PORT or https://HOST, e.g. http://127.0.0.1:9000; leave it out for AWS";
+const REGION_HINT: &str = "use a region name of lowercase letters, digits and `-`, e.g. us-east-1";
 const LEDGER_HINT: &str = "use one of: store, memory";
 const LEDGERS: &[&str] = &["store", "memory"];
 
@@ -457,6 +524,47 @@ pub(crate) fn segment_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::E
 
 pub(crate) fn audit_origin<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     leaf(d, check_origin)
+}
+
+/// The `audit.export` section: absent or empty means no export.
+pub(crate) fn audit_export<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<AuditExportConfig>, D::Error> {
+    Option::<AuditExportConfig>::deserialize(d)
+}
+
+pub(crate) fn export_url<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    leaf(d, check_export_url)
+}
+
+pub(crate) fn export_endpoint<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    optional_leaf(d, check_endpoint)
+}
+
+pub(crate) fn export_region<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    leaf(d, |text| {
+        let region = text.trim();
+        if region.len() > 64
+            || !region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(invalid(format!("{} is not a region name", show(text))));
+        }
+        Ok(region.to_owned())
+    })
+}
+
+pub(crate) fn allow_http<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    boolean(d)
+}
+
+pub(crate) fn export_interval_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    leaf(d, |text| EXPORT_INTERVAL.check(text))
+}
+
+pub(crate) fn retention_days<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    optional_leaf(d, |text| RETENTION_DAYS.check(text))
 }
 
 pub(crate) fn reservation_ttl_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
@@ -725,6 +833,65 @@ fn check_store_url(text: &str) -> Result<StoreUrl, String> {
             show(&redact_url(url))
         ))),
     }
+}
+
+/// Checks `s3://BUCKET[/PREFIX]` with the bucket and prefix rules of the exporter.
+fn check_export_url(text: &str) -> Result<String, String> {
+    let url = text.trim();
+    let Some(rest) = url.strip_prefix("s3://") else {
+        return Err(invalid(format!("{} is not an s3:// URL", show(url))));
+    };
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(invalid(format!("{} names no bucket", show(url))));
+    }
+    if bucket.len() < 3
+        || bucket.len() > 63
+        || !bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    {
+        return Err(invalid(format!(
+            "{} is not a valid bucket name",
+            show(bucket)
+        )));
+    }
+    if !prefix
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+        || prefix.split('/').any(|part| part == "." || part == "..")
+    {
+        return Err(invalid_with_hint(
+            format!("{} is not a valid prefix", show(prefix)),
+            "a prefix may only hold letters, digits, `-`, `_`, `.` and `/`, without `.` or `..` parts",
+        ));
+    }
+    Ok(url.to_owned())
+}
+
+/// Checks an `http://` or `https://` endpoint with a host and nothing that could hold a secret.
+fn check_endpoint(text: &str) -> Result<String, String> {
+    let url = text.trim();
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    let Some(rest) = rest else {
+        return Err(invalid(format!(
+            "{} is not an http:// or https:// URL",
+            show(&redact_url(url))
+        )));
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() || url.chars().any(char::is_whitespace) {
+        return Err(invalid(format!("{} has no host", show(url))));
+    }
+    if host.contains('@') {
+        return Err(invalid_with_hint(
+            format!("{} holds credentials", show(&redact_url(url))),
+            "credentials never go in aura.yaml: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment",
+        ));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
 }
 
 fn check_schema(text: &str) -> Result<String, String> {

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use aura_config::{
-    AuditConfig, Config, ConfigError, GovernanceConfig, LedgerKind, LogFormat, Overrides,
-    PoliciesConfig, STARTER_YAML, StoreUrl, load, parse_str,
+    AuditConfig, AuditExportConfig, Config, ConfigError, GovernanceConfig, LedgerKind, LogFormat,
+    Overrides, PoliciesConfig, STARTER_YAML, StoreUrl, load, parse_str,
 };
 
 const DOCS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md");
@@ -47,6 +47,7 @@ fn defaults_are_the_documented_product_defaults() {
             checkpoint_interval_ms: 100,
             segment_bytes: 67_108_864,
             origin: "aura.local/audit".to_owned(),
+            export: None,
         }
     );
     assert_eq!(
@@ -101,8 +102,18 @@ fn starter_yaml_comments_every_line_it_sets() {
 #[test]
 fn every_key_is_documented_and_in_the_starter_file() {
     let docs = fs::read_to_string(DOCS).unwrap();
-    let keys = leaf_keys(&serde_saphyr::to_string(&Config::default()).unwrap());
-    assert_eq!(keys.len(), 19, "{keys:?}");
+    // `audit.export` is absent by default: document it from a config that sets every key.
+    let mut config = Config::default();
+    config.audit.export = Some(AuditExportConfig {
+        url: "s3://bucket/prefix".to_owned(),
+        endpoint: Some("http://127.0.0.1:9000".to_owned()),
+        region: "us-east-1".to_owned(),
+        allow_http: true,
+        interval_seconds: 3600,
+        retention_days: Some(1),
+    });
+    let keys = leaf_keys(&serde_saphyr::to_string(&config).unwrap());
+    assert_eq!(keys.len(), 25, "{keys:?}");
     for key in &keys {
         assert!(
             docs.contains(&format!("`{key}`")),
@@ -264,6 +275,11 @@ fn serialized_config_parses_back_to_itself() {
         .unwrap(),
         parse_str("store:\n  url: sqlite:///var/aura.db\n", Path::new("aura.yaml")).unwrap(),
         parse_str(
+            "audit:\n  export:\n    url: s3://bucket/a/b\n    endpoint: http://127.0.0.1:9000\n    allow_http: true\n    interval_seconds: 1\n    retention_days: 36500\n",
+            Path::new("aura.yaml"),
+        )
+        .unwrap(),
+        parse_str(
             "policies:\n  dir: /srv/p q\n  watch: false\n  allow_widening: true\naudit:\n  checkpoint_interval_ms: 1\n  segment_bytes: 4294967296\n  origin: \"example.com/log#1\"\ngovernance:\n  reservation_ttl_seconds: 86400\n  ledger: memory\n",
             Path::new("aura.yaml"),
         )
@@ -286,6 +302,33 @@ fn serialized_config_parses_back_to_itself() {
         yaml.contains("watch: true") && yaml.contains("ledger: store"),
         "{yaml}"
     );
+}
+
+#[test]
+fn audit_export_is_off_unless_its_section_names_a_url() {
+    let path = Path::new("aura.yaml");
+    assert_eq!(
+        parse_str("audit:\n  export:\n", path).unwrap().audit.export,
+        None
+    );
+    let export = parse_str("audit: {export: {url: s3://bucket}}\n", path)
+        .unwrap()
+        .audit
+        .export
+        .unwrap();
+    assert_eq!(
+        export,
+        AuditExportConfig {
+            url: "s3://bucket".to_owned(),
+            endpoint: None,
+            region: "us-east-1".to_owned(),
+            allow_http: false,
+            interval_seconds: 3600,
+            retention_days: None,
+        }
+    );
+    let err = parse_str("audit:\n  export:\n    region: eu-west-1\n", path).unwrap_err();
+    assert!(err.to_string().contains("url"), "{err}");
 }
 
 #[test]

@@ -117,6 +117,7 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServeError> {
 pub struct BoundServer {
     listener: TcpListener,
     state: AppState,
+    clock: Arc<dyn Clock>,
     admin_token_file: Option<PathBuf>,
     shutdown_timeout: Duration,
     request_timeout: Duration,
@@ -134,6 +135,14 @@ pub struct ShutdownReport {
 
 /// Prepares everything `aura up` needs and binds the listen address. Nothing is served until [`BoundServer::run`].
 pub async fn bind(config: Config) -> Result<BoundServer, ServeError> {
+    #[cfg(not(feature = "s3"))]
+    if config.audit.export.is_some() {
+        return Err(ServeError::Audit(
+            "`audit.export` is set, but this `aura` binary was built without S3 support (cargo feature `s3`); \
+             remove `audit.export` from the configuration or use a binary built with `s3`"
+                .to_owned(),
+        ));
+    }
     let metrics = Metrics::install().map_err(ServeError::Metrics)?;
     create_private_dir(&config.data_dir)?;
     let store = open_store(&config).await?;
@@ -209,6 +218,7 @@ pub async fn bind(config: Config) -> Result<BoundServer, ServeError> {
     Ok(BoundServer {
         listener,
         state,
+        clock,
         admin_token_file,
         shutdown_timeout,
         request_timeout,
@@ -236,6 +246,7 @@ impl BoundServer {
         let Self {
             listener,
             state,
+            clock,
             shutdown_timeout,
             request_timeout,
             max_body_bytes,
@@ -268,6 +279,16 @@ impl BoundServer {
                     }
                 }
             });
+        }
+        #[cfg(feature = "s3")]
+        if let Some(export) = &state.config.audit.export {
+            tasks.spawn(audit::periodic::run(
+                state.audit.clone(),
+                clock.clone(),
+                state.config.data_dir.clone(),
+                export.clone(),
+                cancel.clone(),
+            ));
         }
         if state.config.policies.watch {
             crate::watch::spawn_policy_watcher(
@@ -335,7 +356,7 @@ impl BoundServer {
         tasks.close();
         tasks.wait().await;
         let stop = audit::event(
-            state.tokens.now(),
+            clock.now(),
             audit::system_actor(),
             ("server", "aura"),
             "server.stop",

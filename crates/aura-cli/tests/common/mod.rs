@@ -6,6 +6,7 @@
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -25,6 +26,9 @@ pub struct Aura {
     /// Its data dir.
     pub data_dir: PathBuf,
     _owned: Option<tempfile::TempDir>,
+    /// Everything the server wrote to stderr, drained by a thread so the pipe never fills and blocks it.
+    stderr: Arc<Mutex<Vec<u8>>>,
+    drain: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Aura {
@@ -43,8 +47,19 @@ impl Aura {
 
     /// As [`Aura::start_in`], with extra arguments for `aura up`.
     pub fn start_in_with(home: &Path, data: &str, extra: &[&str]) -> Aura {
+        Aura::start_in_with_envs(home, data, extra, &[])
+    }
+
+    /// As [`Aura::start_in_with`], with extra environment variables for `aura up`.
+    pub fn start_in_with_envs(
+        home: &Path,
+        data: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Aura {
         let data_dir = home.join(data);
         let mut child = aura_cmd(home)
+            .envs(envs.iter().copied())
             .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data_dir)
             .args(extra)
@@ -68,6 +83,19 @@ impl Aura {
             );
         };
         let url = url.trim().to_owned();
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let drain = child.stderr.take().map(|mut pipe| {
+            let sink = stderr.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            })
+        });
         Aura {
             addr: url.trim_start_matches("http://").to_owned(),
             url,
@@ -75,6 +103,8 @@ impl Aura {
             home: home.to_owned(),
             data_dir,
             _owned: None,
+            stderr,
+            drain,
         }
     }
 
@@ -122,10 +152,10 @@ impl Aura {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                let mut stderr = String::new();
-                if let Some(mut pipe) = self.child.stderr.take() {
-                    pipe.read_to_string(&mut stderr).unwrap();
+                if let Some(drain) = self.drain.take() {
+                    drain.join().unwrap();
                 }
+                let stderr = String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned();
                 return (status, stderr);
             }
             assert!(

@@ -174,6 +174,116 @@ async fn blocking<T: Send + 'static>(
         })
 }
 
+/// Periodic export of the audit log by `aura up` (`audit.export`, cargo feature `s3`).
+#[cfg(feature = "s3")]
+pub(crate) mod periodic {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use aura_audit::RiskLevel;
+    use aura_audit::export::{ExportTarget, LockMode, Retention};
+    use aura_config::AuditExportConfig;
+    use tokio_util::sync::CancellationToken;
+
+    use aura_core::Clock;
+
+    use super::{AuditTrail, event, system_actor};
+
+    /// Periodic exports, by result (`ok` or `error`).
+    pub(crate) const EXPORTS: &str = "aura_audit_exports_total";
+
+    /// The export target of an `audit.export` section; credentials come from the AWS environment variables.
+    pub(crate) fn target(config: &AuditExportConfig) -> ExportTarget {
+        ExportTarget {
+            url: config.url.clone(),
+            endpoint: config.endpoint.clone(),
+            region: config.region.clone(),
+            allow_http: config.allow_http,
+            retention: config.retention_days.map(|days| Retention {
+                mode: LockMode::Compliance,
+                period: Duration::from_secs(days.saturating_mul(86_400)),
+            }),
+            credentials: None,
+        }
+    }
+
+    /// Exports the log under `data_dir` to `config` at once and then every `interval_seconds` until `cancel`;
+    /// each run is logged, counted in [`EXPORTS`] and audited as `audit.export`. An export cut short by
+    /// `cancel` is simply resumed by the next start (exports are idempotent).
+    pub(crate) async fn run(
+        trail: AuditTrail,
+        clock: Arc<dyn Clock>,
+        data_dir: PathBuf,
+        config: AuditExportConfig,
+        cancel: CancellationToken,
+    ) {
+        metrics::describe_counter!(
+            EXPORTS,
+            metrics::Unit::Count,
+            "Periodic audit log exports to object storage, by result."
+        );
+        let target = target(&config);
+        let (dir, _) = super::paths(&data_dir);
+        let mut tick = tokio::time::interval(Duration::from_secs(config.interval_seconds));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let outcome = tokio::select! {
+                () = cancel.cancelled() => break,
+                outcome = aura_audit::export::export(&dir, &target, clock.now()) => outcome,
+            };
+            let (result, outcome, details) = match outcome {
+                Ok(report) => {
+                    tracing::info!(
+                        url = %target.url,
+                        uploaded = report.uploaded.len(),
+                        uploaded_bytes = report.uploaded_bytes,
+                        already_exported = report.already_exported,
+                        entries = report.exported_entries,
+                        manifest = %report.manifest_key,
+                        "audit log exported"
+                    );
+                    let details = serde_json::json!({
+                        "url": target.url,
+                        "endpoint": target.endpoint,
+                        "uploaded": report.uploaded.len(),
+                        "uploaded_bytes": report.uploaded_bytes,
+                        "exported_entries": report.exported_entries,
+                        "manifest": report.manifest_key,
+                    });
+                    ("ok", "success", details)
+                }
+                Err(e) => {
+                    tracing::warn!(url = %target.url, error = %e, "audit log export failed");
+                    let details = serde_json::json!({
+                        "url": target.url,
+                        "endpoint": target.endpoint,
+                        "error": e.to_string(),
+                    });
+                    ("error", "failure", details)
+                }
+            };
+            metrics::counter!(EXPORTS, "result" => result).increment(1);
+            let mut entry = event(
+                clock.now(),
+                system_actor(),
+                ("audit", &target.url),
+                "audit.export",
+                RiskLevel::Low,
+                details,
+            );
+            entry.outcome = outcome.to_owned();
+            if let Err(e) = trail.record(entry).await {
+                tracing::error!(error = %e, "could not audit the audit log export");
+            }
+        }
+    }
+}
+
 /// The audit actor for an authenticated API caller.
 pub fn actor_of(principal: &Principal) -> Actor {
     Actor {
