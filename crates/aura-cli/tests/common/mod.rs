@@ -7,7 +7,7 @@ use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -16,7 +16,9 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_aura");
 
 /// A running `aura up` child process.
 pub struct Aura {
-    child: Child,
+    /// `None` once [`Aura::wait`] has reaped it.
+    child: Option<Child>,
+    pid: u32,
     /// `http://ADDR`.
     pub url: String,
     /// `ADDR`.
@@ -99,7 +101,8 @@ impl Aura {
         Aura {
             addr: url.trim_start_matches("http://").to_owned(),
             url,
-            child,
+            pid: child.id(),
+            child: Some(child),
             home: home.to_owned(),
             data_dir,
             _owned: None,
@@ -141,29 +144,35 @@ impl Aura {
     /// Sends SIGTERM.
     pub fn sigterm(&self) {
         nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::unistd::Pid::from_raw(self.pid as i32),
             nix::sys::signal::Signal::SIGTERM,
         )
         .unwrap();
     }
 
-    /// Waits for exit with a deadline; returns the exit status and everything written to stderr.
+    /// Waits for exit with a deadline; returns the exit status and everything written to stderr. The exit is an
+    /// event: a waiter thread blocks in `wait()` and reports over a channel.
     pub fn wait(&mut self, within: Duration) -> (ExitStatus, String) {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                if let Some(drain) = self.drain.take() {
-                    drain.join().unwrap();
-                }
-                let stderr = String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned();
-                return (status, stderr);
+        let mut child = self.child.take().expect("aura was already waited for");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        let status = match rx.recv_timeout(within) {
+            Ok(status) => status.unwrap(),
+            Err(_) => {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(self.pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                panic!("aura did not exit within {within:?}");
             }
-            assert!(
-                Instant::now() < deadline,
-                "aura did not exit within {within:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        };
+        if let Some(drain) = self.drain.take() {
+            drain.join().unwrap();
         }
+        let stderr = String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned();
+        (status, stderr)
     }
 
     /// Creates a token with the admin token; returns the secret.
@@ -208,8 +217,10 @@ impl Aura {
 
 impl Drop for Aura {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
