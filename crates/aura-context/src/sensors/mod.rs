@@ -91,3 +91,9 @@ pub fn builtin(name: &str, top_processes: usize) -> Option<Box<dyn Sensor>> {
         _ => return None,
     })
 }
+
+/// (utime + stime ticks, RSS bytes) from the text of `/proc/self/stat`.
+pub(crate) fn procfs_self_stat(text: &str) -> Option<(u64, u64)> {
+    let p = procs::parse_stat(0, text, 4096)?;
+    Some((p.cpu_ticks, p.rss_bytes))
+}
