@@ -27,4 +27,11 @@ pub use format::{
 };
 pub use history::{HistoryRecord, read_history};
 pub use reader::Reader;
+/// The backups of `asset_id` in `dir`, newest first (empty when there are none or the
+/// directory cannot be read).
+#[must_use]
+pub fn backups(dir: &std::path::Path, asset_id: &str) -> Vec<std::path::PathBuf> {
+    writer::list_backups(dir, asset_id).unwrap_or_default()
+}
+
 pub use writer::{SectionUpdate, WriteOutcome, Writer, WriterOptions, lock_path, temp_prefix};
