@@ -21,6 +21,7 @@
 //! databases and knows nothing of the CLI. Flags and environment variables are layered on top
 //! by the CLI through [`Config::apply`].
 
+mod context;
 mod error;
 mod index;
 mod load;
@@ -28,6 +29,9 @@ mod schema;
 mod starter;
 mod values;
 
+pub use context::{
+    ChangesConfig, ContextConfig, FilesConfig, GuardianConfig, SensorConfig, ServiceCheckConfig,
+};
 pub use error::ConfigError;
 pub use load::{DEFAULT_CONFIG_FILE, Loaded, load, parse_str};
 pub use schema::{

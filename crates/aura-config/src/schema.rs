@@ -36,6 +36,9 @@ pub struct Config {
     /// Budgets and other governance state.
     #[serde(deserialize_with = "values::section")]
     pub governance: GovernanceConfig,
+    /// The context plane: the local host sensor, asset files, the Guardian.
+    #[serde(deserialize_with = "values::section")]
+    pub context: crate::context::ContextConfig,
 }
 
 /// The `server` section.
@@ -291,6 +294,7 @@ impl Default for Config {
             policies: PoliciesConfig::default(),
             audit: AuditConfig::default(),
             governance: GovernanceConfig::default(),
+            context: crate::context::ContextConfig::default(),
         }
     }
 }

@@ -74,4 +74,58 @@ governance:
   reservation_ttl_seconds: 300
   # Where budget counters live: store (the database, shared) or memory (this process only, lost on restart).
   ledger: store
+
+context:
+  sensor:
+    # Run this host's sensor inside `aura up`, keeping <data_dir>/assets/<asset id>.aav current (true or false).
+    enabled: true
+    # Asset id of this host; leave unset to use the host name.
+    # asset_id: web-1
+    # Seconds between samples when the host is quiet; slows down under load (1 to 3600).
+    interval_seconds: 5
+    # Sensors to run: compute, memory, storage, network, services (services also needs checks below).
+    sensors: [compute, memory, storage, network]
+    # Processes listed in the top-N tables (0 to 50).
+    top_processes: 5
+    # The sensor's own memory cap in MiB; it reports when it cannot stay under it (1 to 4096).
+    max_rss_mb: 64
+    # The sensor's own CPU cap in percent of one core; it slows sampling to stay under it (1 to 100).
+    max_cpu_percent: 5
+  changes:
+    # Change in CPU use, in percentage points, worth rewriting the file (1 to 100).
+    cpu_percent: 5
+    # Change in memory use, in percentage points, worth rewriting the file (1 to 100).
+    memory_percent: 5
+    # Change in disk use, in percentage points, worth rewriting the file (1 to 100).
+    storage_percent: 1
+    # Change in open connections worth rewriting the file (1 to 100000).
+    connections: 10
+    # Least milliseconds between two writes of a file; spikes and service state changes skip it (0 to 60000).
+    min_write_interval_ms: 1000
+    # Rewrite the file at least this often, in seconds, so it never looks stale (1 to 86400).
+    heartbeat_seconds: 60
+  files:
+    # Backups kept per asset file, used by the Guardian to repair (0 to 100).
+    backups: 5
+    # Least seconds between two backups of a file (0 to 86400).
+    backup_interval_seconds: 60
+    # Keep a compressed history of past values in <data_dir>/assets/.history (true or false).
+    history: false
+  guardian:
+    # Check asset files periodically inside `aura up` (true or false).
+    enabled: true
+    # Seconds between checks (1 to 86400).
+    interval_seconds: 60
+    # Seconds without an update after which a file is stale; 0 never (0 to 604800).
+    stale_after_seconds: 300
+    # Repair what the check finds; every repair is audited (true or false).
+    repair: true
+    # Highest repair level: 1 syntax fix, 2 backup, 3 partial, 4 skeleton, 5 sensor restart (1 to 5).
+    max_repair_level: 5
+  # HTTP health checks run by the services sensor, for example:
+  #   - name: api
+  #     url: http://127.0.0.1:8080/health
+  #     timeout_seconds: 5
+  #     version_header: x-version
+  services: []
 "#;

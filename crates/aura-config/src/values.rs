@@ -25,9 +25,9 @@ pub(crate) const EMPTY: &str = "empty";
 /// An inclusive range of whole numbers and the unit they count.
 #[derive(Clone, Copy)]
 pub(crate) struct Range {
-    lo: u64,
-    hi: u64,
-    unit: &'static str,
+    pub(crate) lo: u64,
+    pub(crate) hi: u64,
+    pub(crate) unit: &'static str,
 }
 
 const SHUTDOWN_TIMEOUT: Range = Range {
@@ -108,6 +108,7 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
             "policies",
             "audit",
             "governance",
+            "context",
         ],
     ),
     (
@@ -151,6 +152,12 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
         ],
     ),
     ("governance", &["reservation_ttl_seconds", "ledger"]),
+    ("context", crate::context::CONTEXT_KEYS),
+    ("context.sensor", crate::context::SENSOR_KEYS),
+    ("context.changes", crate::context::CHANGES_KEYS),
+    ("context.files", crate::context::FILES_KEYS),
+    ("context.guardian", crate::context::GUARDIAN_KEYS),
+    ("context.services", crate::context::SERVICE_KEYS),
 ];
 
 const NUMBER: &str = "a whole number";
@@ -359,7 +366,9 @@ const LEDGERS: &[&str] = &["store", "memory"];
 impl Key {
     /// Looks a key up by its dotted path.
     pub(crate) fn find(path: &str) -> Option<&'static Key> {
-        KEYS.iter().find(|key| key.path == path)
+        KEYS.iter()
+            .chain(crate::context::KEYS)
+            .find(|key| key.path == path)
     }
 
     /// How to fix a bad value of this key.
@@ -381,7 +390,7 @@ impl Range {
         format!("use a whole number{unit} from {} to {}", self.lo, self.hi)
     }
 
-    fn check(self, text: &str) -> Result<u64, String> {
+    pub(crate) fn check(self, text: &str) -> Result<u64, String> {
         let digits = text.trim();
         let digits = digits.strip_prefix('+').unwrap_or(digits);
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -415,16 +424,16 @@ pub(crate) fn show(value: &str) -> String {
 }
 
 /// A validator message without a hint of its own (the key's hint is used).
-fn invalid(what: String) -> String {
+pub(crate) fn invalid(what: String) -> String {
     format!("{MARK}{what}")
 }
 
 /// A validator message with its own hint.
-fn invalid_with_hint(what: String, hint: &str) -> String {
+pub(crate) fn invalid_with_hint(what: String, hint: &str) -> String {
     format!("{MARK}{what}{HINT}{hint}")
 }
 
-fn leaf<'de, D, T>(d: D, check: impl FnOnce(&str) -> Result<T, String>) -> Result<T, D::Error>
+pub(crate) fn leaf<'de, D, T>(d: D, check: impl FnOnce(&str) -> Result<T, String>) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
 {
@@ -442,7 +451,7 @@ fn not_empty(text: &str) -> Result<(), String> {
     }
 }
 
-fn optional_leaf<'de, D, T>(
+pub(crate) fn optional_leaf<'de, D, T>(
     d: D,
     check: impl FnOnce(&str) -> Result<T, String>,
 ) -> Result<Option<T>, D::Error>
@@ -593,7 +602,7 @@ pub(crate) fn ledger<'de, D: Deserializer<'de>>(d: D) -> Result<LedgerKind, D::E
 /// Unlike the other leaves this is not read as a string, since a string cannot tell `true` from
 /// `"true"`. The parser runs with `strict_booleans` (see `load.rs`), so YAML 1.1 spellings such
 /// as `yes` or `on` arrive here as strings and are refused with a hint.
-fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+pub(crate) fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     d.deserialize_any(Boolean)
 }
 
@@ -1017,6 +1026,6 @@ mod tests {
             }
         }
         let leaves: usize = SECTIONS.iter().map(|(_, keys)| keys.len()).sum();
-        assert_eq!(KEYS.len(), leaves);
+        assert_eq!(KEYS.len() + crate::context::KEYS.len(), leaves);
     }
 }
