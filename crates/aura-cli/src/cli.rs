@@ -34,6 +34,11 @@ Inspect:
   audit        Verify the audit trail, prove entries, replay what an agent did
   report       Build a compliance report (EU AI Act, ISO/IEC 42001) from the audit trail
 
+Context:
+  sensor       Run the host sensor on its own, keeping an asset file current (e.g. as a sidecar)
+  validate     Check asset files: syntax, schema, checksum, freshness (exit 0 when all valid)
+  guardian     Asset-file health: status, validate-and-repair run, repair one file
+
 Tools:
   completions  Print a shell completion script (bash, zsh, fish)
   bench        Measure Aura itself: startup time and idle memory
@@ -121,6 +126,13 @@ pub(crate) enum Command {
     /// Measure Aura itself.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Run the host sensor on its own, keeping `<dir>/<asset id>.aav` current (e.g. as a sidecar).
+    Sensor(crate::context_cmd::SensorArgs),
+    /// Check asset files (.aav): TOML syntax, schema, checksum, freshness, leftovers; exit 0 when all valid.
+    Validate(crate::context_cmd::ValidateArgs),
+    /// Asset-file health: status, a validate-and-repair run, repair of one file (repairs are audited).
+    #[command(subcommand)]
+    Guardian(crate::context_cmd::GuardianCommand),
 }
 
 /// Options of `aura up`.
@@ -655,6 +667,8 @@ pub(crate) enum BenchCommand {
     Kernel(BenchKernelArgs),
     /// Durable audit appends per second with group commit (1, 8, 64 writers), checkpoint lag, verify rate.
     Audit(BenchAuditArgs),
+    /// The host sensor's RSS and CPU at 1 s sampling (optionally vs node_exporter), write/read/change latency.
+    Sensor(crate::bench_sensor::BenchSensorArgs),
 }
 
 /// Options of `aura bench kernel`.

@@ -80,6 +80,12 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(crate::cli::BenchCommand::Kernel(args)) => crate::bench::kernel(args).await,
         Command::Bench(crate::cli::BenchCommand::Audit(args)) => crate::bench::audit(args).await,
+        Command::Bench(crate::cli::BenchCommand::Sensor(args)) => {
+            crate::bench_sensor::sensor(args).await
+        }
+        Command::Sensor(args) => crate::context_cmd::sensor(&cli, args).await,
+        Command::Validate(args) => crate::context_cmd::validate(&cli, args).await,
+        Command::Guardian(cmd) => crate::context_cmd::guardian(&cli, cmd).await,
         Command::Audit(cmd) => crate::audit_cmd::run(&cli, cmd).await,
         Command::Report(cmd) => crate::report_cmd::run(&cli, cmd).await,
     }

@@ -2,8 +2,10 @@
 
 mod audit_cmd;
 mod bench;
+mod bench_sensor;
 mod cli;
 mod commands;
+mod context_cmd;
 mod govern_cmd;
 mod output;
 mod report_cmd;

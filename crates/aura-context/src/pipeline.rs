@@ -108,9 +108,18 @@ pub struct PipelineHandle {
     stats: Arc<Mutex<PipelineStats>>,
     writes: watch::Receiver<u64>,
     inject: mpsc::Sender<SensorReport>,
+    rewrite: Arc<tokio::sync::Notify>,
 }
 
 impl PipelineHandle {
+    /// Restarts every sensor and rewrites the whole file from the latest samples (Guardian
+    /// repair level 5). `false` when the pipeline has stopped.
+    pub fn restart_and_rewrite(&self) -> bool {
+        let ok = self.manager.restart(None);
+        self.rewrite.notify_one();
+        ok
+    }
+
     /// A copy of the counters.
     #[must_use]
     pub fn stats(&self) -> PipelineStats {
@@ -166,7 +175,9 @@ pub fn spawn(
     let handle_manager = manager.spawn(tracker, cancel.clone(), tx.clone());
     let stats = Arc::new(Mutex::new(PipelineStats::default()));
     let (writes_tx, writes_rx) = watch::channel(0u64);
+    let rewrite = Arc::new(tokio::sync::Notify::new());
     tracker.spawn(run(
+        rewrite.clone(),
         config.clone(),
         writer,
         clock,
@@ -183,6 +194,7 @@ pub fn spawn(
         stats,
         writes: writes_rx,
         inject: tx,
+        rewrite,
     })
 }
 
@@ -202,6 +214,7 @@ struct State {
 
 #[allow(clippy::too_many_arguments)]
 async fn run(
+    rewrite: Arc<tokio::sync::Notify>,
     config: PipelineConfig,
     writer: Writer,
     clock: Arc<dyn Clock>,
@@ -242,6 +255,7 @@ async fn run(
                 None => break,
             },
             () = sleep_opt(flush_in) => {}
+            () = rewrite.notified() => st.write(Vec::new()).await,
             _ = heartbeat.tick() => {
                 let now = st.clock.now().as_millis();
                 if st.aggregator.is_empty() && st.detector.heartbeat_due(now) {

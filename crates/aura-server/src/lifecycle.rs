@@ -290,6 +290,14 @@ impl BoundServer {
                 cancel.clone(),
             ));
         }
+        // The context plane: the local host's sensor and the periodic Guardian (issue 5).
+        crate::services::context::start(
+            &state.config,
+            clock.clone(),
+            state.audit.clone(),
+            &tasks,
+            cancel.clone(),
+        );
         if state.config.policies.watch {
             crate::watch::spawn_policy_watcher(
                 &tasks,

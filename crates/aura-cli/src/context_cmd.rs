@@ -1,0 +1,364 @@
+//! Context-plane commands: `aura validate`, `aura guardian status|run|repair`, `aura sensor`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use aura_context::aav::{Document, Reader};
+use aura_context::guardian::{self, FileReport, GuardianOptions};
+use aura_core::{Clock as _, SystemClock};
+use aura_server::services::audit::{AuditTrail, cli_actor};
+use aura_server::services::context as ctx;
+
+use crate::cli::Cli;
+use crate::commands::load_config;
+use crate::output::{self, Output};
+
+/// Options of `aura validate`.
+#[derive(Debug, Args)]
+pub(crate) struct ValidateArgs {
+    /// Asset files or directories of them [default: <data-dir>/assets].
+    pub paths: Vec<PathBuf>,
+    /// Seconds without an update after which a file is stale; 0 skips the check
+    /// [default: `context.guardian.stale_after_seconds`].
+    #[arg(long, value_name = "SECONDS")]
+    pub stale_after: Option<u64>,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// `aura guardian …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum GuardianCommand {
+    /// Every asset file: health, age, sensor statuses and problems found.
+    Status(GuardianStatusArgs),
+    /// Validate every asset file and repair what is broken (each repair is audited).
+    Run(GuardianRunArgs),
+    /// Repair one asset file, up to a repair level.
+    Repair(GuardianRepairArgs),
+}
+
+/// Options of `aura guardian status`.
+#[derive(Debug, Args)]
+pub(crate) struct GuardianStatusArgs {
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// Options of `aura guardian run`.
+#[derive(Debug, Args)]
+pub(crate) struct GuardianRunArgs {
+    /// Only report; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Highest repair level (1 syntax fix, 2 backup, 3 partial, 4 skeleton; 5 needs the running sensor).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub max_level: u8,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// Options of `aura guardian repair`.
+#[derive(Debug, Args)]
+pub(crate) struct GuardianRepairArgs {
+    /// The asset file.
+    pub path: PathBuf,
+    /// Highest repair level to try.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub level: u8,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// Options of `aura sensor`.
+#[derive(Debug, Args)]
+pub(crate) struct SensorArgs {
+    /// Directory the asset file is written to [default: <data-dir>/assets].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Asset id [default: `context.sensor.asset_id`, else the host name].
+    #[arg(long)]
+    pub asset_id: Option<String>,
+    /// Base sampling interval in seconds [default: `context.sensor.interval_seconds`].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub interval: Option<u64>,
+    /// Take one sample of every sensor, write the file, print it and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// With --once: output format of the printed file.
+    #[arg(long, short, value_enum, default_value_t = Output::Json)]
+    pub output: Output,
+}
+
+fn stale_options(config: &aura_config::Config, stale_after: Option<u64>) -> GuardianOptions {
+    let mut o = ctx::guardian_options(config);
+    if let Some(s) = stale_after {
+        o.stale_after_ms = i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    }
+    o
+}
+
+fn issues_text(r: &FileReport) -> String {
+    if r.issues.is_empty() {
+        "ok".to_owned()
+    } else {
+        r.issues
+            .iter()
+            .map(|i| format!("{}: {}", i.class.as_str(), i.message))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// `aura validate [PATHS]`: exit 0 when every file is valid, 1 otherwise.
+pub(crate) async fn validate(cli: &Cli, args: &ValidateArgs) -> anyhow::Result<ExitCode> {
+    let (config, _) = load_config(cli, None)?;
+    let options = stale_options(&config, args.stale_after);
+    let now = SystemClock.now();
+    let paths = if args.paths.is_empty() {
+        vec![ctx::assets_dir(&config)]
+    } else {
+        args.paths.clone()
+    };
+    let mut reports = Vec::new();
+    for p in &paths {
+        if p.is_dir() {
+            reports.extend(guardian::scan(p, &options, now).with_context(|| format!("reading `{}`", p.display()))?);
+        } else if p.exists() {
+            reports.push(guardian::validate_file(p, &options, now));
+        } else {
+            bail!("`{}` does not exist", p.display());
+        }
+    }
+    let invalid = reports.iter().filter(|r| !r.valid()).count();
+    output::print(args.output, &reports, || {
+        let mut t = output::table(
+            &["PATH", "RESULT"],
+            reports.iter().map(|r| vec![r.path.display().to_string(), issues_text(r)]),
+        );
+        t.push_str(&format!("{} file(s), {invalid} invalid\n", reports.len()));
+        t
+    })?;
+    Ok(if invalid == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+#[derive(Serialize)]
+struct StatusRow {
+    asset_id: String,
+    kind: String,
+    health: String,
+    updated_at: String,
+    age_seconds: Option<i64>,
+    sensors: Vec<(String, String)>,
+    valid: bool,
+    issues: Vec<String>,
+}
+
+/// `aura guardian …`
+pub(crate) async fn guardian(cli: &Cli, cmd: &GuardianCommand) -> anyhow::Result<ExitCode> {
+    let (config, _) = load_config(cli, None)?;
+    let dir = ctx::assets_dir(&config);
+    let options = ctx::guardian_options(&config);
+    match cmd {
+        GuardianCommand::Status(args) => {
+            let now = SystemClock.now();
+            let reports = if dir.is_dir() { guardian::scan(&dir, &options, now)? } else { Vec::new() };
+            let reader = Reader::new(1024);
+            let rows: Vec<StatusRow> = reports
+                .iter()
+                .map(|r| {
+                    let doc = reader.read(&r.path).ok();
+                    let d = doc.as_deref();
+                    StatusRow {
+                        asset_id: r.asset_id.clone().unwrap_or_default(),
+                        kind: d.and_then(Document::kind).map(|k| k.to_string()).unwrap_or_default(),
+                        health: r.health.clone().unwrap_or_else(|| "-".into()),
+                        updated_at: d.and_then(Document::updated_at).map(|t| t.to_rfc3339()).unwrap_or_default(),
+                        age_seconds: d.and_then(Document::updated_at).map(|t| (now.as_millis() - t.as_millis()) / 1000),
+                        sensors: d
+                            .map(|d| d.sensor_status().into_iter().map(|(a, b)| (a.to_owned(), b.to_owned())).collect())
+                            .unwrap_or_default(),
+                        valid: r.valid(),
+                        issues: r.issues.iter().map(|i| format!("{}: {}", i.class.as_str(), i.message)).collect(),
+                    }
+                })
+                .collect();
+            output::print(args.output, &rows, || {
+                output::table(
+                    &["ASSET", "KIND", "HEALTH", "AGE", "SENSORS", "PROBLEMS"],
+                    rows.iter().map(|r| {
+                        vec![
+                            r.asset_id.clone(),
+                            r.kind.clone(),
+                            r.health.clone(),
+                            r.age_seconds.map(|a| format!("{a}s")).unwrap_or_else(|| "-".into()),
+                            r.sensors.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
+                            if r.issues.is_empty() { "-".into() } else { r.issues.join("; ") },
+                        ]
+                    }),
+                )
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        GuardianCommand::Run(args) => {
+            if !dir.is_dir() {
+                bail!("no asset files: `{}` does not exist (start `aura up` or `aura sensor` first)", dir.display());
+            }
+            let run = ctx::run_once(&dir, &options, !args.dry_run, args.max_level, None, &SystemClock);
+            audit(&config, &run.repairs).await;
+            let after = guardian::scan(&dir, &options, SystemClock.now())?;
+            let invalid = after.iter().filter(|r| !r.valid()).count();
+            output::print(args.output, &run, || {
+                let mut t = output::table(
+                    &["PATH", "FOUND"],
+                    run.reports.iter().filter(|r| !r.issues.is_empty()).map(|r| vec![r.path.display().to_string(), issues_text(r)]),
+                );
+                t.push_str(&repairs_table(&run.repairs));
+                t.push_str(&format!("{} file(s) checked, {} repair(s), {invalid} still invalid\n", run.reports.len(), run.repairs.len()));
+                t
+            })?;
+            Ok(if invalid == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        GuardianCommand::Repair(args) => {
+            let now = SystemClock.now();
+            let report = guardian::validate_file(&args.path, &options, now);
+            let records = guardian::repair(&report, &options, args.level, None, now);
+            audit(&config, &records).await;
+            let after = guardian::validate_file(&args.path, &options, SystemClock.now());
+            output::print(args.output, &records, || {
+                let mut t = if report.issues.is_empty() {
+                    "nothing to repair\n".to_owned()
+                } else {
+                    format!("found: {}\n", issues_text(&report))
+                };
+                t.push_str(&repairs_table(&records));
+                t.push_str(&format!("now: {}\n", issues_text(&after)));
+                t
+            })?;
+            Ok(if after.valid() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+    }
+}
+
+fn repairs_table(records: &[guardian::RepairRecord]) -> String {
+    if records.is_empty() {
+        return String::new();
+    }
+    output::table(
+        &["PATH", "LEVEL", "REPAIR", "OK", "DETAIL"],
+        records.iter().map(|r| {
+            vec![
+                r.path.display().to_string(),
+                r.level.to_string(),
+                r.action.clone(),
+                r.ok.to_string(),
+                r.detail.clone(),
+            ]
+        }),
+    )
+}
+
+/// Records repairs in the audit trail (a warning when it is held by a running `aura up`).
+async fn audit(config: &aura_config::Config, records: &[guardian::RepairRecord]) {
+    if records.is_empty() {
+        return;
+    }
+    let settings = aura_server::services::audit::TrailSettings {
+        data_dir: config.data_dir.clone(),
+        origin: config.audit.origin.clone(),
+        segment_bytes: config.audit.segment_bytes,
+        checkpoint_interval: Duration::from_millis(config.audit.checkpoint_interval_ms),
+    };
+    match AuditTrail::open(settings).await {
+        Ok((trail, _)) => {
+            ctx::audit_repairs(&trail, &SystemClock, cli_actor(), records).await;
+            trail.close().await;
+        }
+        Err(e) => eprintln!("warning: these repairs are not in the audit log ({e})"),
+    }
+}
+
+/// `aura sensor`: runs the host sensor on its own (e.g. as a sidecar) until SIGINT/SIGTERM.
+pub(crate) async fn sensor(cli: &Cli, args: &SensorArgs) -> anyhow::Result<ExitCode> {
+    let (mut config, _) = load_config(cli, None)?;
+    if let Some(i) = args.interval {
+        config.context.sensor.interval_seconds = i;
+    }
+    if let Some(id) = &args.asset_id {
+        if !aura_context::aav::valid_asset_id(id) {
+            bail!("invalid asset id `{id}`: use 1 to 200 letters, digits, `.`, `_` or `-`, not starting with `.`");
+        }
+        config.context.sensor.asset_id = Some(id.clone());
+    }
+    let dir = args.dir.clone().unwrap_or_else(|| ctx::assets_dir(&config));
+    let id = ctx::local_asset_id(&config);
+    let mut pc = ctx::pipeline_config(&config, dir, &id);
+    if args.once {
+        // Every first sample is critical, so the first batch is written at once.
+        pc.interval = Duration::from_secs(3600);
+    }
+    let tracker = tokio_util::task::TaskTracker::new();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let handle = aura_context::pipeline::spawn(pc.clone(), Arc::new(SystemClock), &tracker, cancel.clone())?;
+    if args.once {
+        let mut writes = handle.writes();
+        let expected = pc.sensors.len();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let sections = Document::parse(&std::fs::read_to_string(&handle.path).unwrap_or_default())
+                .map(|d| d.section_names().count())
+                .unwrap_or(0);
+            if sections >= expected {
+                break;
+            }
+            tokio::select! {
+                _ = writes.changed() => {}
+                () = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+    } else {
+        eprintln!("aura sensor: writing {} every {}s (Ctrl-C to stop)", handle.path.display(), pc.interval.as_secs());
+        shutdown().await;
+    }
+    cancel.cancel();
+    tracker.close();
+    tracker.wait().await;
+    if args.once {
+        let doc = Reader::new(1).read(&handle.path)?;
+        print_doc(args.output, &doc)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_doc(format: Output, doc: &Document) -> anyhow::Result<()> {
+    match format {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&doc.to_json())?),
+        Output::Yaml => print!("{}", doc.to_yaml().map_err(anyhow::Error::msg)?),
+        Output::Table => print!("{}", doc.render().map_err(anyhow::Error::msg)?),
+    }
+    Ok(())
+}
+
+async fn shutdown() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
