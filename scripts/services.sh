@@ -41,6 +41,16 @@ if ! command -v promtool >/dev/null 2>&1; then
   command -v promtool >/dev/null 2>&1 || echo "services: promtool unavailable" >&2
 fi
 
+# The host-agent peer of `aura bench sensor --vs-node-exporter` (issue 5).
+if ! command -v prometheus-node-exporter >/dev/null 2>&1; then
+  echo "services: installing prometheus-node-exporter (Debian package)"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus-node-exporter >/dev/null 2>&1 || true
+  fi
+  command -v prometheus-node-exporter >/dev/null 2>&1 || echo "services: prometheus-node-exporter unavailable" >&2
+fi
+
 # S3-compatible server for the audit export tests (crates/aura-audit/tests/export.rs starts it itself).
 if ! python3 -c 'import moto, boto3' >/dev/null 2>&1; then
   echo "services: installing moto[server] (PyPI)"

@@ -47,6 +47,8 @@ struct Report {
     rss_ratio: Option<f64>,
     cpu_ratio: Option<f64>,
     writes: u64,
+    fsync_floor_p50_ms: f64,
+    fsync_floor_p99_ms: f64,
     write_p50_ms: f64,
     write_p99_ms: f64,
     cached_read_p50_us: f64,
@@ -71,7 +73,10 @@ fn round(v: f64, digits: i32) -> f64 {
 /// (cpu ticks, rss bytes) of a process.
 fn proc_usage(pid: u32) -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split_whitespace().collect();
+    let rest: Vec<&str> = stat
+        .get(stat.rfind(')')? + 2..)?
+        .split_whitespace()
+        .collect();
     let ticks = rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let rss_kb: u64 = status
@@ -93,7 +98,12 @@ struct Watched {
 
 impl Watched {
     fn new(child: Child) -> Watched {
-        Watched { child, start: None, rss_max: 0, last_rss: 0 }
+        Watched {
+            child,
+            start: None,
+            rss_max: 0,
+            last_rss: 0,
+        }
     }
 
     fn begin(&mut self) {
@@ -129,7 +139,9 @@ impl Watched {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// `aura bench sensor`.
@@ -137,7 +149,14 @@ pub(crate) async fn sensor(args: &BenchSensorArgs) -> anyhow::Result<ExitCode> {
     let scratch = tempfile::tempdir()?;
     let exe = std::env::current_exe().context("locating the aura binary")?;
     let sensor = Command::new(&exe)
-        .args(["sensor", "--interval", "1", "--asset-id", "bench-host", "--dir"])
+        .args([
+            "sensor",
+            "--interval",
+            "1",
+            "--asset-id",
+            "bench-host",
+            "--dir",
+        ])
         .arg(scratch.path().join("sensor"))
         .arg("--data-dir")
         .arg(scratch.path())
@@ -195,6 +214,7 @@ pub(crate) async fn sensor(args: &BenchSensorArgs) -> anyhow::Result<ExitCode> {
         bail!("the sensor wrote no asset file");
     }
 
+    let (floor_p50, floor_p99) = fsync_floor(scratch.path())?;
     let (writes, write_p50, write_p99) = write_latency(&scratch.path().join("writes"))?;
     let (read_p50, read_p99) = cached_read_latency(&scratch.path().join("writes"))?;
     let (change_p50, change_p99) = change_latency(&scratch.path().join("changes")).await?;
@@ -204,10 +224,16 @@ pub(crate) async fn sensor(args: &BenchSensorArgs) -> anyhow::Result<ExitCode> {
         rss_mb: ours.rss_mb,
         rss_max_mb: ours.rss_max_mb,
         cpu_percent: ours.cpu_percent,
-        rss_ratio: theirs.as_ref().map(|t| round(ours.rss_mb / t.rss_mb.max(0.01), 3)),
-        cpu_ratio: theirs.as_ref().map(|t| round(ours.cpu_percent / t.cpu_percent.max(0.001), 3)),
+        rss_ratio: theirs
+            .as_ref()
+            .map(|t| round(ours.rss_mb / t.rss_mb.max(0.01), 3)),
+        cpu_ratio: theirs
+            .as_ref()
+            .map(|t| round(ours.cpu_percent / t.cpu_percent.max(0.001), 3)),
         node_exporter: theirs,
         writes,
+        fsync_floor_p50_ms: round(floor_p50, 3),
+        fsync_floor_p99_ms: round(floor_p99, 3),
         write_p50_ms: round(write_p50, 3),
         write_p99_ms: round(write_p99, 3),
         cached_read_p50_us: round(read_p50, 3),
@@ -218,7 +244,10 @@ pub(crate) async fn sensor(args: &BenchSensorArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("sensor at 1 s sampling over {} s: rss {} MB (max {}), cpu {} %", report.seconds, report.rss_mb, report.rss_max_mb, report.cpu_percent);
+        println!(
+            "sensor at 1 s sampling over {} s: rss {} MB (max {}), cpu {} %",
+            report.seconds, report.rss_mb, report.rss_max_mb, report.cpu_percent
+        );
         if let Some(t) = &report.node_exporter {
             println!(
                 "node_exporter scraped every 1 s:   rss {} MB (max {}), cpu {} %  → ratios rss {:.3}, cpu {:.3}",
@@ -229,9 +258,22 @@ pub(crate) async fn sensor(args: &BenchSensorArgs) -> anyhow::Result<ExitCode> {
                 report.cpu_ratio.unwrap_or(0.0)
             );
         }
-        println!("atomic write (fsync, rename, dir fsync) over {} writes: p50 {} ms, p99 {} ms", report.writes, report.write_p50_ms, report.write_p99_ms);
-        println!("cached read: p50 {} µs, p99 {} µs", report.cached_read_p50_us, report.cached_read_p99_us);
-        println!("change → file: p50 {} ms, p99 {} ms", report.change_to_file_p50_ms, report.change_to_file_p99_ms);
+        println!(
+            "atomic write (fsync, rename, dir fsync) over {} writes: p50 {} ms, p99 {} ms",
+            report.writes, report.write_p50_ms, report.write_p99_ms
+        );
+        println!(
+            "this disk's floor (write 2 KiB + fsync, same dir): p50 {} ms, p99 {} ms",
+            report.fsync_floor_p50_ms, report.fsync_floor_p99_ms
+        );
+        println!(
+            "cached read: p50 {} µs, p99 {} µs",
+            report.cached_read_p50_us, report.cached_read_p99_us
+        );
+        println!(
+            "change → file: p50 {} ms, p99 {} ms",
+            report.change_to_file_p50_ms, report.change_to_file_p99_ms
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -256,13 +298,34 @@ fn realistic_section(i: u64) -> toml::Table {
     t
 }
 
+/// The disk's own cost: overwrite 2 KiB and fsync, 200 times.
+fn fsync_floor(dir: &Path) -> anyhow::Result<(f64, f64)> {
+    use std::io::Write as _;
+    let path = dir.join("floor.bin");
+    let mut file = std::fs::File::create(&path)?;
+    let block = [7u8; 2048];
+    let mut times = Vec::with_capacity(200);
+    for _ in 0..200 {
+        let start = Instant::now();
+        file.write_all(&block)?;
+        file.sync_all()?;
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((percentile(&times, 0.5), percentile(&times, 0.99)))
+}
+
 fn write_latency(dir: &Path) -> anyhow::Result<(u64, f64, f64)> {
     let w = Writer::new(dir, WriterOptions::default())?;
     let n = 500u64;
     let mut times = Vec::with_capacity(n as usize);
     for i in 0..n {
         let start = Instant::now();
-        w.update(&SectionUpdate::new("bench", AssetKind::Host, "bench").section("compute", realistic_section(i)).status("compute", "ok"))?;
+        w.update(
+            &SectionUpdate::new("bench", AssetKind::Host, "bench")
+                .section("compute", realistic_section(i))
+                .status("compute", "ok"),
+        )?;
         times.push(start.elapsed().as_secs_f64() * 1000.0);
     }
     times.sort_by(f64::total_cmp);
@@ -290,19 +353,30 @@ async fn change_latency(dir: &Path) -> anyhow::Result<(f64, f64)> {
     config.sensors.clear();
     let tracker = tokio_util::task::TaskTracker::new();
     let cancel = tokio_util::sync::CancellationToken::new();
-    let handle = pipeline::spawn(config, Arc::new(aura_core::SystemClock), &tracker, cancel.clone())?;
+    let handle = pipeline::spawn(
+        config,
+        Arc::new(aura_core::SystemClock),
+        &tracker,
+        cancel.clone(),
+    )?;
     let mut writes = handle.writes();
     let mut times = Vec::new();
     for i in 0..200u64 {
         // Alternate between 10 % and 60 % CPU: a spike, written at once.
         let mut section = realistic_section(0);
-        section.insert("cpu_percent".into(), (if i % 2 == 0 { 60.0 } else { 10.0 }).into());
+        section.insert(
+            "cpu_percent".into(),
+            (if i % 2 == 0 { 60.0 } else { 10.0 }).into(),
+        );
         let before = *writes.borrow_and_update();
         let start = Instant::now();
         handle
             .inject(SensorReport {
                 sensor: "compute".into(),
-                result: Ok(Sample { section, health: aura_context::aav::Health::Healthy }),
+                result: Ok(Sample {
+                    section,
+                    health: aura_context::aav::Health::Healthy,
+                }),
                 duration: Duration::ZERO,
             })
             .await;

@@ -132,7 +132,10 @@ pub(crate) async fn validate(cli: &Cli, args: &ValidateArgs) -> anyhow::Result<E
     let mut reports = Vec::new();
     for p in &paths {
         if p.is_dir() {
-            reports.extend(guardian::scan(p, &options, now).with_context(|| format!("reading `{}`", p.display()))?);
+            reports.extend(
+                guardian::scan(p, &options, now)
+                    .with_context(|| format!("reading `{}`", p.display()))?,
+            );
         } else if p.exists() {
             reports.push(guardian::validate_file(p, &options, now));
         } else {
@@ -143,12 +146,18 @@ pub(crate) async fn validate(cli: &Cli, args: &ValidateArgs) -> anyhow::Result<E
     output::print(args.output, &reports, || {
         let mut t = output::table(
             &["PATH", "RESULT"],
-            reports.iter().map(|r| vec![r.path.display().to_string(), issues_text(r)]),
+            reports
+                .iter()
+                .map(|r| vec![r.path.display().to_string(), issues_text(r)]),
         );
         t.push_str(&format!("{} file(s), {invalid} invalid\n", reports.len()));
         t
     })?;
-    Ok(if invalid == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if invalid == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 #[derive(Serialize)]
@@ -171,7 +180,11 @@ pub(crate) async fn guardian(cli: &Cli, cmd: &GuardianCommand) -> anyhow::Result
     match cmd {
         GuardianCommand::Status(args) => {
             let now = SystemClock.now();
-            let reports = if dir.is_dir() { guardian::scan(&dir, &options, now)? } else { Vec::new() };
+            let reports = if dir.is_dir() {
+                guardian::scan(&dir, &options, now)?
+            } else {
+                Vec::new()
+            };
             let reader = Reader::new(1024);
             let rows: Vec<StatusRow> = reports
                 .iter()
@@ -180,15 +193,32 @@ pub(crate) async fn guardian(cli: &Cli, cmd: &GuardianCommand) -> anyhow::Result
                     let d = doc.as_deref();
                     StatusRow {
                         asset_id: r.asset_id.clone().unwrap_or_default(),
-                        kind: d.and_then(Document::kind).map(|k| k.to_string()).unwrap_or_default(),
+                        kind: d
+                            .and_then(Document::kind)
+                            .map(|k| k.to_string())
+                            .unwrap_or_default(),
                         health: r.health.clone().unwrap_or_else(|| "-".into()),
-                        updated_at: d.and_then(Document::updated_at).map(|t| t.to_rfc3339()).unwrap_or_default(),
-                        age_seconds: d.and_then(Document::updated_at).map(|t| (now.as_millis() - t.as_millis()) / 1000),
+                        updated_at: d
+                            .and_then(Document::updated_at)
+                            .map(|t| t.to_rfc3339())
+                            .unwrap_or_default(),
+                        age_seconds: d
+                            .and_then(Document::updated_at)
+                            .map(|t| (now.as_millis() - t.as_millis()) / 1000),
                         sensors: d
-                            .map(|d| d.sensor_status().into_iter().map(|(a, b)| (a.to_owned(), b.to_owned())).collect())
+                            .map(|d| {
+                                d.sensor_status()
+                                    .into_iter()
+                                    .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                                    .collect()
+                            })
                             .unwrap_or_default(),
                         valid: r.valid(),
-                        issues: r.issues.iter().map(|i| format!("{}: {}", i.class.as_str(), i.message)).collect(),
+                        issues: r
+                            .issues
+                            .iter()
+                            .map(|i| format!("{}: {}", i.class.as_str(), i.message))
+                            .collect(),
                     }
                 })
                 .collect();
@@ -200,9 +230,19 @@ pub(crate) async fn guardian(cli: &Cli, cmd: &GuardianCommand) -> anyhow::Result
                             r.asset_id.clone(),
                             r.kind.clone(),
                             r.health.clone(),
-                            r.age_seconds.map(|a| format!("{a}s")).unwrap_or_else(|| "-".into()),
-                            r.sensors.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
-                            if r.issues.is_empty() { "-".into() } else { r.issues.join("; ") },
+                            r.age_seconds
+                                .map(|a| format!("{a}s"))
+                                .unwrap_or_else(|| "-".into()),
+                            r.sensors
+                                .iter()
+                                .map(|(k, v)| format!("{k}={v}"))
+                                .collect::<Vec<_>>()
+                                .join(" "),
+                            if r.issues.is_empty() {
+                                "-".into()
+                            } else {
+                                r.issues.join("; ")
+                            },
                         ]
                     }),
                 )
@@ -211,22 +251,43 @@ pub(crate) async fn guardian(cli: &Cli, cmd: &GuardianCommand) -> anyhow::Result
         }
         GuardianCommand::Run(args) => {
             if !dir.is_dir() {
-                bail!("no asset files: `{}` does not exist (start `aura up` or `aura sensor` first)", dir.display());
+                bail!(
+                    "no asset files: `{}` does not exist (start `aura up` or `aura sensor` first)",
+                    dir.display()
+                );
             }
-            let run = ctx::run_once(&dir, &options, !args.dry_run, args.max_level, None, &SystemClock);
+            let run = ctx::run_once(
+                &dir,
+                &options,
+                !args.dry_run,
+                args.max_level,
+                None,
+                &SystemClock,
+            );
             audit(&config, &run.repairs).await;
             let after = guardian::scan(&dir, &options, SystemClock.now())?;
             let invalid = after.iter().filter(|r| !r.valid()).count();
             output::print(args.output, &run, || {
                 let mut t = output::table(
                     &["PATH", "FOUND"],
-                    run.reports.iter().filter(|r| !r.issues.is_empty()).map(|r| vec![r.path.display().to_string(), issues_text(r)]),
+                    run.reports
+                        .iter()
+                        .filter(|r| !r.issues.is_empty())
+                        .map(|r| vec![r.path.display().to_string(), issues_text(r)]),
                 );
                 t.push_str(&repairs_table(&run.repairs));
-                t.push_str(&format!("{} file(s) checked, {} repair(s), {invalid} still invalid\n", run.reports.len(), run.repairs.len()));
+                t.push_str(&format!(
+                    "{} file(s) checked, {} repair(s), {invalid} still invalid\n",
+                    run.reports.len(),
+                    run.repairs.len()
+                ));
                 t
             })?;
-            Ok(if invalid == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if invalid == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         GuardianCommand::Repair(args) => {
             let now = SystemClock.now();
@@ -244,7 +305,11 @@ pub(crate) async fn guardian(cli: &Cli, cmd: &GuardianCommand) -> anyhow::Result
                 t.push_str(&format!("now: {}\n", issues_text(&after)));
                 t
             })?;
-            Ok(if after.valid() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if after.valid() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
     }
 }
@@ -295,7 +360,9 @@ pub(crate) async fn sensor(cli: &Cli, args: &SensorArgs) -> anyhow::Result<ExitC
     }
     if let Some(id) = &args.asset_id {
         if !aura_context::aav::valid_asset_id(id) {
-            bail!("invalid asset id `{id}`: use 1 to 200 letters, digits, `.`, `_` or `-`, not starting with `.`");
+            bail!(
+                "invalid asset id `{id}`: use 1 to 200 letters, digits, `.`, `_` or `-`, not starting with `.`"
+            );
         }
         config.context.sensor.asset_id = Some(id.clone());
     }
@@ -308,15 +375,17 @@ pub(crate) async fn sensor(cli: &Cli, args: &SensorArgs) -> anyhow::Result<ExitC
     }
     let tracker = tokio_util::task::TaskTracker::new();
     let cancel = tokio_util::sync::CancellationToken::new();
-    let handle = aura_context::pipeline::spawn(pc.clone(), Arc::new(SystemClock), &tracker, cancel.clone())?;
+    let handle =
+        aura_context::pipeline::spawn(pc.clone(), Arc::new(SystemClock), &tracker, cancel.clone())?;
     if args.once {
         let mut writes = handle.writes();
         let expected = pc.sensors.len();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let sections = Document::parse(&std::fs::read_to_string(&handle.path).unwrap_or_default())
-                .map(|d| d.section_names().count())
-                .unwrap_or(0);
+            let sections =
+                Document::parse(&std::fs::read_to_string(&handle.path).unwrap_or_default())
+                    .map(|d| d.section_names().count())
+                    .unwrap_or(0);
             if sections >= expected {
                 break;
             }
@@ -326,7 +395,11 @@ pub(crate) async fn sensor(cli: &Cli, args: &SensorArgs) -> anyhow::Result<ExitC
             }
         }
     } else {
-        eprintln!("aura sensor: writing {} every {}s (Ctrl-C to stop)", handle.path.display(), pc.interval.as_secs());
+        eprintln!(
+            "aura sensor: writing {} every {}s (Ctrl-C to stop)",
+            handle.path.display(),
+            pc.interval.as_secs()
+        );
         shutdown().await;
     }
     cancel.cancel();

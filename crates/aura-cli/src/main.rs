@@ -18,10 +18,13 @@ fn main() -> ExitCode {
     // One TLS crypto provider for the whole process (see DEPENDENCIES.md): ring, installed before anything else.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = cli::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // `aura sensor` (a sidecar) runs on one thread: a smaller footprint is its whole point.
+    let mut builder = if matches!(cli.command, cli::Command::Sensor(_)) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");

@@ -37,38 +37,82 @@ async fn aura_up_keeps_the_host_file_current_and_the_guardian_repairs_and_audits
     // A corrupted file of another asset, waiting for the Guardian.
     let assets = home.path().join("data/assets");
     std::fs::create_dir_all(&assets).unwrap();
-    std::fs::write(assets.join("broken.aav"), "[meta]\nasset_id = \"broken\nkind = \"host\"\n").unwrap();
+    std::fs::write(
+        assets.join("broken.aav"),
+        "[meta]\nasset_id = \"broken\nkind = \"host\"\n",
+    )
+    .unwrap();
     let aura = Aura::start_in(home.path(), "data");
     let file = assets.join("test-host.aav");
     wait_until("the host's asset file with every section", || {
         std::fs::read_to_string(&file).is_ok_and(|t| {
-            ["[compute]", "[memory]", "[storage]", "[network]"].iter().all(|s| t.contains(s))
+            ["[compute]", "[memory]", "[storage]", "[network]"]
+                .iter()
+                .all(|s| t.contains(s))
         })
     });
     let data = home.path().join("data");
     let data = data.to_str().unwrap();
-    run(home.path(), &["--data-dir", data, "validate", file.to_str().unwrap()]).code(0);
+    run(
+        home.path(),
+        &["--data-dir", data, "validate", file.to_str().unwrap()],
+    )
+    .code(0);
     wait_until("the guardian's repair", || {
-        run(home.path(), &["--data-dir", data, "validate", assets.join("broken.aav").to_str().unwrap()])
-            .code
+        run(
+            home.path(),
+            &[
+                "--data-dir",
+                data,
+                "validate",
+                assets.join("broken.aav").to_str().unwrap(),
+            ],
+        )
+        .code
             == Some(0)
     });
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let entries = aura.get("/api/v1/audit/entries?limit=1000").await.to_string();
+        let entries = aura
+            .get("/api/v1/audit/entries?limit=1000")
+            .await
+            .to_string();
         if entries.contains("guardian.repair") && entries.contains("broken") {
             break;
         }
-        assert!(Instant::now() < deadline, "no guardian.repair audit entry: {entries}");
+        assert!(
+            Instant::now() < deadline,
+            "no guardian.repair audit entry: {entries}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let metrics = reqwest::get(aura.url("/metrics")).await.unwrap().text().await.unwrap();
-    for name in ["aura_asset_writes_total", "aura_guardian_repairs_total", "aura_sensor_sample_duration_seconds"] {
+    let metrics = reqwest::get(aura.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "aura_asset_writes_total",
+        "aura_guardian_repairs_total",
+        "aura_sensor_sample_duration_seconds",
+    ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
     common::promtool_check(&metrics);
-    let status = run(home.path(), &["--data-dir", data, "guardian", "status", "-o", "json"]).code(0).json();
-    assert!(status.as_array().unwrap().iter().any(|r| r["asset_id"] == "test-host"));
+    let status = run(
+        home.path(),
+        &["--data-dir", data, "guardian", "status", "-o", "json"],
+    )
+    .code(0)
+    .json();
+    assert!(
+        status
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["asset_id"] == "test-host")
+    );
 }
 
 #[test]
@@ -76,7 +120,12 @@ fn sensor_once_validate_and_offline_repair() {
     let home = tempfile::tempdir().unwrap();
     let dir = home.path().join("assets");
     let d = dir.to_str().unwrap();
-    let out = run(home.path(), &["sensor", "--once", "--dir", d, "--asset-id", "side-1"]).code(0).json();
+    let out = run(
+        home.path(),
+        &["sensor", "--once", "--dir", d, "--asset-id", "side-1"],
+    )
+    .code(0)
+    .json();
     assert_eq!(out["meta"]["asset_id"], "side-1");
     assert!(out["memory"]["used_percent"].is_number());
     let file = dir.join("side-1.aav");
@@ -85,8 +134,22 @@ fn sensor_once_validate_and_offline_repair() {
     let text = std::fs::read_to_string(&file).unwrap();
     std::fs::write(&file, text.replacen("[memory]", "[memory", 1)).unwrap();
     run(home.path(), &["validate", "--stale-after", "0", d]).code(1);
-    run(home.path(), &["--data-dir", home.path().to_str().unwrap(), "guardian", "repair", file.to_str().unwrap()]).code(0);
+    run(
+        home.path(),
+        &[
+            "--data-dir",
+            home.path().to_str().unwrap(),
+            "guardian",
+            "repair",
+            file.to_str().unwrap(),
+        ],
+    )
+    .code(0);
     run(home.path(), &["validate", "--stale-after", "0", d]).code(0);
     // A path that does not exist is an error.
-    run(home.path(), &["validate", home.path().join("nope.aav").to_str().unwrap()]).code(1);
+    run(
+        home.path(),
+        &["validate", home.path().join("nope.aav").to_str().unwrap()],
+    )
+    .code(1);
 }

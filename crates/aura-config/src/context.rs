@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use serde::de::{Deserialize, Deserializer, Error as _};
 use serde::Serialize;
+use serde::de::{Deserialize, Deserializer, Error as _};
 
 use crate::values::{self, Hint, Key, Range, leaf, show};
 
@@ -128,10 +128,17 @@ pub struct ServiceCheckConfig {
     #[serde(deserialize_with = "service_url")]
     pub url: String,
     /// Bound on one check, 1..=300 seconds. Default 5.
-    #[serde(default = "default_check_timeout", deserialize_with = "check_timeout_seconds")]
+    #[serde(
+        default = "default_check_timeout",
+        deserialize_with = "check_timeout_seconds"
+    )]
     pub timeout_seconds: u64,
     /// A response header carrying the service's version, e.g. `x-version`.
-    #[serde(default, deserialize_with = "version_header", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "version_header",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub version_header: Option<String>,
 }
 
@@ -274,37 +281,139 @@ const fn key(path: &'static str, expects: &'static str, hint: Hint) -> Key {
 }
 
 pub(crate) const KEYS: &[Key] = &[
-    key("context", SECTION, Hint::Text("write `context:` on its own line and indent its sections below it, e.g. `  sensor:`")),
-    key("context.sensor", SECTION, Hint::Text("write `sensor:` under `context:` and indent its settings, e.g. `    interval_seconds: 5`")),
+    key(
+        "context",
+        SECTION,
+        Hint::Text(
+            "write `context:` on its own line and indent its sections below it, e.g. `  sensor:`",
+        ),
+    ),
+    key(
+        "context.sensor",
+        SECTION,
+        Hint::Text(
+            "write `sensor:` under `context:` and indent its settings, e.g. `    interval_seconds: 5`",
+        ),
+    ),
     key("context.sensor.enabled", BOOLEAN, Hint::Text(BOOLEAN_HINT)),
-    key("context.sensor.asset_id", "an asset id", Hint::Text(ASSET_ID_HINT)),
-    key("context.sensor.interval_seconds", NUMBER, Hint::Range(INTERVAL)),
-    key("context.sensor.sensors", "a list of sensor names", Hint::Text(SENSORS_HINT)),
+    key(
+        "context.sensor.asset_id",
+        "an asset id",
+        Hint::Text(ASSET_ID_HINT),
+    ),
+    key(
+        "context.sensor.interval_seconds",
+        NUMBER,
+        Hint::Range(INTERVAL),
+    ),
+    key(
+        "context.sensor.sensors",
+        "a list of sensor names",
+        Hint::Text(SENSORS_HINT),
+    ),
     key("context.sensor.top_processes", NUMBER, Hint::Range(TOP)),
     key("context.sensor.max_rss_mb", NUMBER, Hint::Range(RSS)),
     key("context.sensor.max_cpu_percent", NUMBER, Hint::Range(CPU)),
-    key("context.changes", SECTION, Hint::Text("write `changes:` under `context:` and indent its settings, e.g. `    cpu_percent: 5`")),
+    key(
+        "context.changes",
+        SECTION,
+        Hint::Text(
+            "write `changes:` under `context:` and indent its settings, e.g. `    cpu_percent: 5`",
+        ),
+    ),
     key("context.changes.cpu_percent", NUMBER, Hint::Range(PERCENT)),
-    key("context.changes.memory_percent", NUMBER, Hint::Range(PERCENT)),
-    key("context.changes.storage_percent", NUMBER, Hint::Range(PERCENT)),
-    key("context.changes.connections", NUMBER, Hint::Range(CONNECTIONS)),
-    key("context.changes.min_write_interval_ms", NUMBER, Hint::Range(MIN_WRITE)),
-    key("context.changes.heartbeat_seconds", NUMBER, Hint::Range(HEARTBEAT)),
-    key("context.files", SECTION, Hint::Text("write `files:` under `context:` and indent its settings, e.g. `    backups: 5`")),
+    key(
+        "context.changes.memory_percent",
+        NUMBER,
+        Hint::Range(PERCENT),
+    ),
+    key(
+        "context.changes.storage_percent",
+        NUMBER,
+        Hint::Range(PERCENT),
+    ),
+    key(
+        "context.changes.connections",
+        NUMBER,
+        Hint::Range(CONNECTIONS),
+    ),
+    key(
+        "context.changes.min_write_interval_ms",
+        NUMBER,
+        Hint::Range(MIN_WRITE),
+    ),
+    key(
+        "context.changes.heartbeat_seconds",
+        NUMBER,
+        Hint::Range(HEARTBEAT),
+    ),
+    key(
+        "context.files",
+        SECTION,
+        Hint::Text(
+            "write `files:` under `context:` and indent its settings, e.g. `    backups: 5`",
+        ),
+    ),
     key("context.files.backups", NUMBER, Hint::Range(BACKUPS)),
-    key("context.files.backup_interval_seconds", NUMBER, Hint::Range(BACKUP_INTERVAL)),
+    key(
+        "context.files.backup_interval_seconds",
+        NUMBER,
+        Hint::Range(BACKUP_INTERVAL),
+    ),
     key("context.files.history", BOOLEAN, Hint::Text(BOOLEAN_HINT)),
-    key("context.guardian", SECTION, Hint::Text("write `guardian:` under `context:` and indent its settings, e.g. `    interval_seconds: 60`")),
-    key("context.guardian.enabled", BOOLEAN, Hint::Text(BOOLEAN_HINT)),
-    key("context.guardian.interval_seconds", NUMBER, Hint::Range(GUARDIAN_INTERVAL)),
-    key("context.guardian.stale_after_seconds", NUMBER, Hint::Range(STALE)),
+    key(
+        "context.guardian",
+        SECTION,
+        Hint::Text(
+            "write `guardian:` under `context:` and indent its settings, e.g. `    interval_seconds: 60`",
+        ),
+    ),
+    key(
+        "context.guardian.enabled",
+        BOOLEAN,
+        Hint::Text(BOOLEAN_HINT),
+    ),
+    key(
+        "context.guardian.interval_seconds",
+        NUMBER,
+        Hint::Range(GUARDIAN_INTERVAL),
+    ),
+    key(
+        "context.guardian.stale_after_seconds",
+        NUMBER,
+        Hint::Range(STALE),
+    ),
     key("context.guardian.repair", BOOLEAN, Hint::Text(BOOLEAN_HINT)),
-    key("context.guardian.max_repair_level", NUMBER, Hint::Range(LEVEL)),
-    key("context.services", "a list of checks", Hint::Text(SERVICES_HINT)),
-    key("context.services.name", "a check name", Hint::Text("use letters, digits, `_` and `-`, e.g. api")),
-    key("context.services.url", "an http:// or https:// URL", Hint::Text("e.g. http://127.0.0.1:8080/health")),
-    key("context.services.timeout_seconds", NUMBER, Hint::Range(CHECK_TIMEOUT)),
-    key("context.services.version_header", "a header name", Hint::Text("e.g. x-version")),
+    key(
+        "context.guardian.max_repair_level",
+        NUMBER,
+        Hint::Range(LEVEL),
+    ),
+    key(
+        "context.services",
+        "a list of checks",
+        Hint::Text(SERVICES_HINT),
+    ),
+    key(
+        "context.services.name",
+        "a check name",
+        Hint::Text("use letters, digits, `_` and `-`, e.g. api"),
+    ),
+    key(
+        "context.services.url",
+        "an http:// or https:// URL",
+        Hint::Text("e.g. http://127.0.0.1:8080/health"),
+    ),
+    key(
+        "context.services.timeout_seconds",
+        NUMBER,
+        Hint::Range(CHECK_TIMEOUT),
+    ),
+    key(
+        "context.services.version_header",
+        "a header name",
+        Hint::Text("e.g. x-version"),
+    ),
 ];
 
 const ASSET_ID_HINT: &str =
@@ -370,11 +479,15 @@ fn asset_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error>
     values::optional_leaf(d, |t| {
         let ok = t.len() <= 200
             && !t.starts_with('.')
-            && t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
         if ok {
             Ok(t.to_owned())
         } else {
-            Err(values::invalid(format!("{} is not a valid asset id", show(t))))
+            Err(values::invalid(format!(
+                "{} is not a valid asset id",
+                show(t)
+            )))
         }
     })
 }
@@ -427,10 +540,16 @@ fn services<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ServiceCheckConfig>, 
 
 fn service_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     leaf(d, |t| {
-        if t.len() <= 64 && t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-')) {
+        if t.len() <= 64
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+        {
             Ok(t.to_owned())
         } else {
-            Err(values::invalid(format!("{} is not a valid check name", show(t))))
+            Err(values::invalid(format!(
+                "{} is not a valid check name",
+                show(t)
+            )))
         }
     })
 }
@@ -438,12 +557,21 @@ fn service_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 fn service_url<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     leaf(d, |t| {
         let t = t.trim();
-        let rest = t.strip_prefix("http://").or_else(|| t.strip_prefix("https://"));
+        let rest = t
+            .strip_prefix("http://")
+            .or_else(|| t.strip_prefix("https://"));
         match rest {
-            Some(host) if !host.is_empty() && !host.starts_with('/') && !t.contains(char::is_whitespace) => {
+            Some(host)
+                if !host.is_empty()
+                    && !host.starts_with('/')
+                    && !t.contains(char::is_whitespace) =>
+            {
                 Ok(t.to_owned())
             }
-            _ => Err(values::invalid(format!("{} is not an http:// or https:// URL", show(t)))),
+            _ => Err(values::invalid(format!(
+                "{} is not an http:// or https:// URL",
+                show(t)
+            ))),
         }
     })
 }

@@ -80,7 +80,14 @@ impl Aggregator {
     }
 
     /// Adds the latest value of `section`; a pending older value is replaced.
-    pub fn offer(&mut self, section: &str, table: Table, health: Health, critical: bool, now_ms: i64) {
+    pub fn offer(
+        &mut self,
+        section: &str,
+        table: Table,
+        health: Health,
+        critical: bool,
+        now_ms: i64,
+    ) {
         self.stats.offered += 1;
         let since_ms = match self.pending.remove(section) {
             Some(old) => {
@@ -181,7 +188,10 @@ mod tests {
 
     #[test]
     fn batches_dedupes_and_flushes_on_delay() {
-        let mut a = Aggregator::new(AggregatorOptions { max_batch: 3, max_delay_ms: 100 });
+        let mut a = Aggregator::new(AggregatorOptions {
+            max_batch: 3,
+            max_delay_ms: 100,
+        });
         a.offer("compute", t(1.0), Health::Healthy, false, 0);
         a.offer("compute", t(2.0), Health::Healthy, false, 50);
         assert!(!a.due(99));
@@ -195,7 +205,10 @@ mod tests {
 
     #[test]
     fn critical_and_full_batches_flush_at_once() {
-        let mut a = Aggregator::new(AggregatorOptions { max_batch: 2, max_delay_ms: 1000 });
+        let mut a = Aggregator::new(AggregatorOptions {
+            max_batch: 2,
+            max_delay_ms: 1000,
+        });
         a.offer("memory", t(1.0), Health::Healthy, true, 10);
         assert!(a.due(10));
         a.take();

@@ -126,7 +126,12 @@ pub fn validate_file(path: &Path, options: &GuardianOptions, now: Timestamp) -> 
 }
 
 /// Validates `path` as the file of asset `stem` (a backup's name is not its asset id).
-fn validate_as(path: &Path, stem: Option<String>, options: &GuardianOptions, now: Timestamp) -> FileReport {
+fn validate_as(
+    path: &Path,
+    stem: Option<String>,
+    options: &GuardianOptions,
+    now: Timestamp,
+) -> FileReport {
     let mut report = FileReport {
         path: path.to_owned(),
         asset_id: stem.clone(),
@@ -170,7 +175,8 @@ fn validate_as(path: &Path, stem: Option<String>, options: &GuardianOptions, now
     {
         push(
             IssueClass::Checksum,
-            "`meta.checksum` does not match the content (changed outside Aura, or corrupted)".into(),
+            "`meta.checksum` does not match the content (changed outside Aura, or corrupted)"
+                .into(),
         );
     }
     if options.stale_after_ms > 0
@@ -188,7 +194,10 @@ fn validate_as(path: &Path, stem: Option<String>, options: &GuardianOptions, now
     }
     for (sensor, status) in doc.sensor_status() {
         if status.starts_with("error") || status == "crash_loop" {
-            push(IssueClass::SensorHealth, format!("sensor `{sensor}`: {status}"));
+            push(
+                IssueClass::SensorHealth,
+                format!("sensor `{sensor}`: {status}"),
+            );
         }
     }
     report.health = doc.health().map(|h| h.as_str().to_owned());
@@ -199,7 +208,11 @@ fn validate_as(path: &Path, stem: Option<String>, options: &GuardianOptions, now
 }
 
 /// Validates every asset file in `dir` and finds leftovers and orphans.
-pub fn scan(dir: &Path, options: &GuardianOptions, now: Timestamp) -> std::io::Result<Vec<FileReport>> {
+pub fn scan(
+    dir: &Path,
+    options: &GuardianOptions,
+    now: Timestamp,
+) -> std::io::Result<Vec<FileReport>> {
     let mut out = Vec::new();
     let mut names: Vec<String> = fs::read_dir(dir)?
         .filter_map(Result::ok)
@@ -223,21 +236,42 @@ pub fn scan(dir: &Path, options: &GuardianOptions, now: Timestamp) -> std::io::R
         {
             let age = age_ms(&path, now);
             if age > options.leftover_after_ms {
-                out.push(leftover(&path, id, IssueClass::LeftoverTemp, format!("temp file of an interrupted write, {} s old", age / 1000)));
+                out.push(leftover(
+                    &path,
+                    id,
+                    IssueClass::LeftoverTemp,
+                    format!("temp file of an interrupted write, {} s old", age / 1000),
+                ));
             }
-        } else if let Some(id) = name.strip_prefix('.').and_then(|r| r.strip_suffix(".aav.lock"))
+        } else if let Some(id) = name
+            .strip_prefix('.')
+            .and_then(|r| r.strip_suffix(".aav.lock"))
             && !assets.contains(&id)
             && !lock_held(&path)
         {
-            out.push(leftover(&path, id, IssueClass::LeftoverLock, "lock file of an asset file that no longer exists".into()));
+            out.push(leftover(
+                &path,
+                id,
+                IssueClass::LeftoverLock,
+                "lock file of an asset file that no longer exists".into(),
+            ));
         }
     }
     for sub in [".backups"] {
-        let Ok(entries) = fs::read_dir(dir.join(sub)) else { continue };
+        let Ok(entries) = fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
         for e in entries.filter_map(Result::ok) {
-            let Some(id) = e.file_name().to_str().map(str::to_owned) else { continue };
+            let Some(id) = e.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
             if !assets.contains(&id.as_str()) {
-                out.push(leftover(&e.path(), &id, IssueClass::Orphan, "backups of an asset file that no longer exists".into()));
+                out.push(leftover(
+                    &e.path(),
+                    &id,
+                    IssueClass::Orphan,
+                    "backups of an asset file that no longer exists".into(),
+                ));
             }
         }
     }
@@ -344,10 +378,15 @@ fn repair_inner(
     };
     let classes: Vec<IssueClass> = report.issues.iter().map(|i| i.class).collect();
     // Leftovers are removed (level 1).
-    if let [c @ (IssueClass::LeftoverTemp | IssueClass::LeftoverLock | IssueClass::Orphan)] = classes.as_slice()
+    if let [c @ (IssueClass::LeftoverTemp | IssueClass::LeftoverLock | IssueClass::Orphan)] =
+        classes.as_slice()
         && !path.extension().is_some_and(|e| e == "aav")
     {
-        let removed = if path.is_dir() { fs::remove_dir_all(path) } else { fs::remove_file(path) };
+        let removed = if path.is_dir() {
+            fs::remove_dir_all(path)
+        } else {
+            fs::remove_file(path)
+        };
         return vec![record(
             1,
             &format!("remove {}", c.as_str()),
@@ -361,12 +400,27 @@ fn repair_inner(
     if report.valid() {
         return Vec::new();
     }
-    let Some(dir) = path.parent() else { return Vec::new() };
-    let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else { return Vec::new() };
+    let Some(dir) = path.parent() else {
+        return Vec::new();
+    };
+    let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+        return Vec::new();
+    };
     if !valid_asset_id(stem) {
-        return vec![record(0, "none", false, format!("`{stem}` is not a valid asset id; not touched"))];
+        return vec![record(
+            0,
+            "none",
+            false,
+            format!("`{stem}` is not a valid asset id; not touched"),
+        )];
     }
-    let writer = match Writer::new(dir, WriterOptions { backups: 0, ..WriterOptions::default() }) {
+    let writer = match Writer::new(
+        dir,
+        WriterOptions {
+            backups: 0,
+            ..WriterOptions::default()
+        },
+    ) {
         Ok(w) => w,
         Err(e) => return vec![record(0, "none", false, e.to_string())],
     };
@@ -379,7 +433,14 @@ fn repair_inner(
     let text = String::from_utf8_lossy(&original).into_owned();
     let mut out = Vec::new();
     let check = |out: &mut Vec<RepairRecord>, level, action: &str, detail: String| -> bool {
-        let after = validate_file(path, &GuardianOptions { stale_after_ms: 0, ..options.clone() }, now);
+        let after = validate_file(
+            path,
+            &GuardianOptions {
+                stale_after_ms: 0,
+                ..options.clone()
+            },
+            now,
+        );
         let ok = after.valid();
         let detail = if ok {
             format!("{detail}; {kept}")
@@ -390,19 +451,36 @@ fn repair_inner(
         out.push(record(level, action, ok, detail));
         ok
     };
-    let only_stale = classes.iter().all(|c| matches!(c, IssueClass::Stale | IssueClass::SensorHealth));
-    let checksum_only = classes.iter().all(|c| matches!(c, IssueClass::Checksum | IssueClass::Stale | IssueClass::SensorHealth));
+    let only_stale = classes
+        .iter()
+        .all(|c| matches!(c, IssueClass::Stale | IssueClass::SensorHealth));
+    let checksum_only = classes.iter().all(|c| {
+        matches!(
+            c,
+            IssueClass::Checksum | IssueClass::Stale | IssueClass::SensorHealth
+        )
+    });
     if !only_stale {
         // Level 1: syntax and metadata fixes (not for a bare checksum mismatch: re-stamping
         // would bless content changed behind Aura's back; a backup is tried first).
         if max_level >= 1 && !checksum_only {
             let (fixed, notes) = fix_syntax(&text);
             let has_backup = crate::aav::backups(dir, stem).iter().any(|b| {
-                validate_as(b, Some(stem.to_owned()), &GuardianOptions { stale_after_ms: 0, ..options.clone() }, now).valid()
+                validate_as(
+                    b,
+                    Some(stem.to_owned()),
+                    &GuardianOptions {
+                        stale_after_ms: 0,
+                        ..options.clone()
+                    },
+                    now,
+                )
+                .valid()
             });
             // A fix whose content no longer matches the stored checksum lost or changed data:
             // prefer a backup when there is one.
-            let faithful = |doc: &Document| doc.stored_checksum() == Some(doc.computed_checksum().as_str());
+            let faithful =
+                |doc: &Document| doc.stored_checksum() == Some(doc.computed_checksum().as_str());
             if let Ok(doc) = Document::parse(&fixed)
                 && doc.meta().is_some()
                 && (faithful(&doc) || !has_backup)
@@ -421,10 +499,27 @@ fn repair_inner(
         if max_level >= 2 {
             let mut restored = false;
             for b in crate::aav::backups(dir, stem) {
-                let r = validate_as(&b, Some(stem.to_owned()), &GuardianOptions { stale_after_ms: 0, ..options.clone() }, now);
+                let r = validate_as(
+                    &b,
+                    Some(stem.to_owned()),
+                    &GuardianOptions {
+                        stale_after_ms: 0,
+                        ..options.clone()
+                    },
+                    now,
+                );
                 let backup_ok = r.valid();
-                if backup_ok && fs::read(&b).and_then(|bytes| fs::write(path, bytes)).is_ok() {
-                    restored = check(&mut out, 2, "restore backup", format!("restored {}", b.display()));
+                if backup_ok
+                    && fs::read(&b)
+                        .and_then(|bytes| fs::write(path, bytes))
+                        .is_ok()
+                {
+                    restored = check(
+                        &mut out,
+                        2,
+                        "restore backup",
+                        format!("restored {}", b.display()),
+                    );
                     if restored {
                         break;
                     }
@@ -444,7 +539,11 @@ fn repair_inner(
                         &mut out,
                         3,
                         "partial recovery",
-                        format!("kept [{}], lost [{}]", kept_sections.join(", "), lost.join(", ")),
+                        format!(
+                            "kept [{}], lost [{}]",
+                            kept_sections.join(", "),
+                            lost.join(", ")
+                        ),
                     )
                 {
                     return out;
@@ -456,7 +555,12 @@ fn repair_inner(
             let (doc, _) = fix_meta(Document::from_table(Table::new()), stem, path, now);
             let kind = doc.kind().unwrap_or(AssetKind::Host);
             if writer.put(stem, &doc).is_ok()
-                && check(&mut out, 4, "emergency skeleton", format!("`[meta]` only, kind {kind}, health unknown"))
+                && check(
+                    &mut out,
+                    4,
+                    "emergency skeleton",
+                    format!("`[meta]` only, kind {kind}, health unknown"),
+                )
                 && max_level < 5
             {
                 return out;
@@ -547,14 +651,24 @@ fn fix_meta(doc: Document, stem: &str, path: &Path, now: Timestamp) -> (Document
     if meta.get("asset_id").and_then(Value::as_str) != Some(stem) {
         set(&mut meta, "asset_id", Value::String(stem.to_owned()), "set");
     }
-    if meta.get("kind").and_then(Value::as_str).and_then(AssetKind::parse).is_none() {
+    if meta
+        .get("kind")
+        .and_then(Value::as_str)
+        .and_then(AssetKind::parse)
+        .is_none()
+    {
         set(&mut meta, "kind", Value::String("host".into()), "defaulted");
     }
     if !meta.get("name").is_some_and(Value::is_str) {
         set(&mut meta, "name", Value::String(stem.to_owned()), "set");
     }
     if meta.get("schema_version").and_then(Value::as_integer) != Some(SCHEMA_VERSION) {
-        set(&mut meta, "schema_version", Value::Integer(SCHEMA_VERSION), "set");
+        set(
+            &mut meta,
+            "schema_version",
+            Value::Integer(SCHEMA_VERSION),
+            "set",
+        );
     }
     if meta
         .get("updated_at")
@@ -568,14 +682,34 @@ fn fix_meta(doc: Document, stem: &str, path: &Path, now: Timestamp) -> (Document
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| Timestamp::from_millis(d.as_millis() as i64))
             .unwrap_or(now);
-        set(&mut meta, "updated_at", Value::String(mtime.to_rfc3339()), "corrected");
+        set(
+            &mut meta,
+            "updated_at",
+            Value::String(mtime.to_rfc3339()),
+            "corrected",
+        );
     }
-    if meta.get("health").and_then(Value::as_str).and_then(Health::parse).is_none() {
-        set(&mut meta, "health", Value::String("unknown".into()), "reset");
+    if meta
+        .get("health")
+        .and_then(Value::as_str)
+        .and_then(Health::parse)
+        .is_none()
+    {
+        set(
+            &mut meta,
+            "health",
+            Value::String("unknown".into()),
+            "reset",
+        );
     }
     match meta.get("sensor_status") {
         Some(Value::Table(t)) if t.values().all(Value::is_str) => {}
-        _ => set(&mut meta, "sensor_status", Value::Table(Table::new()), "reset"),
+        _ => set(
+            &mut meta,
+            "sensor_status",
+            Value::Table(Table::new()),
+            "reset",
+        ),
     }
     meta.insert("checksum".into(), Value::String(String::new()));
     // Sensor sections that are not tables cannot be kept.
@@ -611,7 +745,13 @@ fn partial(text: &str) -> (Document, Vec<String>, Vec<String>) {
     for line in text.lines() {
         let t = line.trim_start();
         if t.starts_with('[') && !t.starts_with("[[") {
-            let name = t.trim_start_matches('[').split([']', '.']).next().unwrap_or("").trim().to_owned();
+            let name = t
+                .trim_start_matches('[')
+                .split([']', '.'])
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_owned();
             if chunks.last().is_none_or(|(n, _)| *n != name) {
                 chunks.push((name, String::new()));
             }

@@ -279,9 +279,7 @@ async fn run(
             }
         }
         let now = st.clock.now().as_millis();
-        if st.aggregator.due(now)
-            && st.detector.may_write(now, st.aggregator.critical())
-        {
+        if st.aggregator.due(now) && st.detector.may_write(now, st.aggregator.critical()) {
             let batch = st.aggregator.take();
             st.write(batch.sections).await;
         }
@@ -318,7 +316,10 @@ impl State {
             }
         };
         if report.sensor == "compute" {
-            let load = sample.section.get("load_1").and_then(crate::aav::format::as_f64);
+            let load = sample
+                .section
+                .get("load_1")
+                .and_then(crate::aav::format::as_f64);
             let cores = sample
                 .section
                 .get("cores")
@@ -336,8 +337,13 @@ impl State {
         if obs.changed {
             tracing::debug!(sensor = %report.sensor, reasons = ?obs.reasons, "significant change");
             let now = self.clock.now().as_millis();
-            self.aggregator
-                .offer(&report.sensor, sample.section, sample.health, obs.critical, now);
+            self.aggregator.offer(
+                &report.sensor,
+                sample.section,
+                sample.health,
+                obs.critical,
+                now,
+            );
         } else {
             metrics::counter!(metric_names::SKIPPED).increment(1);
             if let Ok(mut s) = self.stats.lock() {
@@ -367,9 +373,10 @@ impl State {
         } else {
             sections
         };
-        let mut update = SectionUpdate::new(&self.config.asset_id, self.config.kind, &self.config.name)
-            .health(self.asset_health())
-            .at(now);
+        let mut update =
+            SectionUpdate::new(&self.config.asset_id, self.config.kind, &self.config.name)
+                .health(self.asset_health())
+                .at(now);
         for (name, mut table) in sections {
             self.detector.annotate(&name, &mut table);
             update.sections.push((name, table));
@@ -427,7 +434,13 @@ mod tests {
         config.interval = Duration::from_millis(200);
         let tracker = TaskTracker::new();
         let cancel = CancellationToken::new();
-        let handle = spawn(config, Arc::new(aura_core::SystemClock), &tracker, cancel.clone()).unwrap();
+        let handle = spawn(
+            config,
+            Arc::new(aura_core::SystemClock),
+            &tracker,
+            cancel.clone(),
+        )
+        .unwrap();
         let mut writes = handle.writes();
         tokio::time::timeout(Duration::from_secs(20), writes.wait_for(|n| *n >= 1))
             .await
@@ -437,9 +450,19 @@ mod tests {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             let doc = Document::parse(&std::fs::read_to_string(&handle.path).unwrap()).unwrap();
-            if ["compute", "memory", "storage", "network"].iter().all(|s| doc.section(s).is_some()) {
-                assert!(doc.schema_problems().is_empty(), "{:?}", doc.schema_problems());
-                assert_eq!(doc.stored_checksum(), Some(doc.computed_checksum().as_str()));
+            if ["compute", "memory", "storage", "network"]
+                .iter()
+                .all(|s| doc.section(s).is_some())
+            {
+                assert!(
+                    doc.schema_problems().is_empty(),
+                    "{:?}",
+                    doc.schema_problems()
+                );
+                assert_eq!(
+                    doc.stored_checksum(),
+                    Some(doc.computed_checksum().as_str())
+                );
                 assert!(doc.get("compute.cpu_percent_max").is_some());
                 assert!(doc.sensor_status().iter().any(|(k, _)| *k == "compute"));
                 break;
@@ -453,7 +476,10 @@ mod tests {
         handle
             .inject(SensorReport {
                 sensor: "custom".into(),
-                result: Ok(crate::sensors::Sample { section, health: Health::Healthy }),
+                result: Ok(crate::sensors::Sample {
+                    section,
+                    health: Health::Healthy,
+                }),
                 duration: Duration::ZERO,
             })
             .await;
@@ -461,7 +487,10 @@ mod tests {
         tracker.close();
         tracker.wait().await;
         let doc = Document::parse(&std::fs::read_to_string(&handle.path).unwrap()).unwrap();
-        assert_eq!(doc.get("custom.marker").and_then(|v| v.as_integer()), Some(1));
+        assert_eq!(
+            doc.get("custom.marker").and_then(|v| v.as_integer()),
+            Some(1)
+        );
         assert!(handle.stats().writes >= 2);
     }
 }

@@ -117,7 +117,10 @@ impl Watchdog {
         } else if self.slowdown > 1.0 {
             (
                 "throttled",
-                Some(format!("sampling slowed {}× to stay under the CPU cap", self.slowdown)),
+                Some(format!(
+                    "sampling slowed {}× to stay under the CPU cap",
+                    self.slowdown
+                )),
             )
         } else {
             ("ok", None)

@@ -22,17 +22,30 @@ fn main() {
 }
 
 fn child(dir: &Path) {
-    let writer = Writer::new(dir, WriterOptions { backup_interval_ms: 0, history: true, ..WriterOptions::default() }).unwrap();
+    let writer = Writer::new(
+        dir,
+        WriterOptions {
+            backup_interval_ms: 0,
+            history: true,
+            ..WriterOptions::default()
+        },
+    )
+    .unwrap();
     let mut i: u64 = 0;
     loop {
         let mut compute = toml::Table::new();
         compute.insert("cpu_percent".into(), ((i % 100) as f64).into());
         compute.insert("seq".into(), (i as i64).into());
         // A large section so a write spans several pages and a torn write would show.
-        let blob: Vec<toml::Value> = (0..400).map(|k| toml::Value::Integer((i + k) as i64)).collect();
+        let blob: Vec<toml::Value> = (0..400)
+            .map(|k| toml::Value::Integer((i + k) as i64))
+            .collect();
         compute.insert("blob".into(), toml::Value::Array(blob));
         writer
-            .update(&SectionUpdate::new("victim", AssetKind::Host, "victim").section("compute", compute))
+            .update(
+                &SectionUpdate::new("victim", AssetKind::Host, "victim")
+                    .section("compute", compute),
+            )
             .unwrap();
         i += 1;
     }
@@ -41,12 +54,24 @@ fn child(dir: &Path) {
 fn check(path: &Path) -> i64 {
     let text = std::fs::read_to_string(path).unwrap();
     let doc = Document::parse(&text).unwrap_or_else(|e| panic!("torn file: {e}\n{text}"));
-    assert!(doc.schema_problems().is_empty(), "{:?}", doc.schema_problems());
-    assert_eq!(doc.stored_checksum(), Some(doc.computed_checksum().as_str()), "checksum mismatch");
+    assert!(
+        doc.schema_problems().is_empty(),
+        "{:?}",
+        doc.schema_problems()
+    );
+    assert_eq!(
+        doc.stored_checksum(),
+        Some(doc.computed_checksum().as_str()),
+        "checksum mismatch"
+    );
     let seq = doc.get("compute.seq").unwrap().as_integer().unwrap();
     let blob = doc.get("compute.blob").unwrap().as_array().unwrap();
     assert_eq!(blob.len(), 400);
-    assert_eq!(blob[399].as_integer(), Some(seq + 399), "sections from two versions");
+    assert_eq!(
+        blob[399].as_integer(),
+        Some(seq + 399),
+        "sections from two versions"
+    );
     seq
 }
 
@@ -102,15 +127,24 @@ fn concurrent_section_writers_merge() {
                 for i in 0..50i64 {
                     let mut t = toml::Table::new();
                     t.insert("n".into(), i.into());
-                    w.update(&SectionUpdate::new("shared", AssetKind::Host, "shared").section(name, t).status(name, "ok"))
-                        .unwrap();
+                    w.update(
+                        &SectionUpdate::new("shared", AssetKind::Host, "shared")
+                            .section(name, t)
+                            .status(name, "ok"),
+                    )
+                    .unwrap();
                 }
             });
         }
     });
-    let doc = Document::parse(&std::fs::read_to_string(dir.path().join("shared.aav")).unwrap()).unwrap();
+    let doc =
+        Document::parse(&std::fs::read_to_string(dir.path().join("shared.aav")).unwrap()).unwrap();
     for name in sections {
-        assert_eq!(doc.get(&format!("{name}.n")).and_then(|v| v.as_integer()), Some(49), "{name} lost an update");
+        assert_eq!(
+            doc.get(&format!("{name}.n")).and_then(|v| v.as_integer()),
+            Some(49),
+            "{name} lost an update"
+        );
     }
     assert_eq!(doc.sensor_status().len(), 4);
 }

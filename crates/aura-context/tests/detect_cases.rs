@@ -44,7 +44,11 @@ fn section(name: &str, kvs: &[&str]) -> Table {
 
 #[test]
 fn detector_cases() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cases/detect.txt")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/cases/detect.txt"
+    ))
+    .unwrap();
     let mut d = detector("");
     let mut case = String::new();
     let mut failures = Vec::new();
@@ -63,7 +67,13 @@ fn detector_cases() {
         lines += 1;
         let (input, expected) = line.split_once("=>").unwrap();
         let mut words = input.split_whitespace();
-        let t: i64 = words.next().unwrap().strip_prefix("t=").unwrap().parse().unwrap();
+        let t: i64 = words
+            .next()
+            .unwrap()
+            .strip_prefix("t=")
+            .unwrap()
+            .parse()
+            .unwrap();
         let name = words.next().unwrap();
         let kvs: Vec<&str> = words.collect();
         let mut table = section(name, &kvs);
@@ -83,13 +93,20 @@ fn detector_cases() {
             "skip"
         };
         if got != verdict {
-            failures.push(format!("line {} [{case}] `{line}`: got {got} ({:?})", n + 1, obs.reasons));
+            failures.push(format!(
+                "line {} [{case}] `{line}`: got {got} ({:?})",
+                n + 1,
+                obs.reasons
+            ));
         }
         for check in expected {
             let (k, v) = check.split_once('=').unwrap();
             let found = table.get(k).and_then(Value::as_float);
             if found != Some(v.parse().unwrap()) {
-                failures.push(format!("line {} [{case}]: {k} = {found:?}, expected {v}", n + 1));
+                failures.push(format!(
+                    "line {} [{case}]: {k} = {found:?}, expected {v}",
+                    n + 1
+                ));
             }
         }
     }

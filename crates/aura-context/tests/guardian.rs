@@ -12,7 +12,14 @@ const T0: i64 = 1_800_000_000_000;
 
 /// Writes a valid `web-1.aav` (two versions, so one backup exists when `backup`), returns its text.
 fn valid(dir: &Path, backup: bool) -> String {
-    let w = Writer::new(dir, WriterOptions { backup_interval_ms: 0, ..WriterOptions::default() }).unwrap();
+    let w = Writer::new(
+        dir,
+        WriterOptions {
+            backup_interval_ms: 0,
+            ..WriterOptions::default()
+        },
+    )
+    .unwrap();
     let versions = if backup { 2 } else { 1 };
     for i in 0..versions {
         let mut compute = toml::Table::new();
@@ -52,34 +59,119 @@ struct Case {
 }
 
 fn opts() -> GuardianOptions {
-    GuardianOptions { stale_after_ms: 0, leftover_after_ms: 0 }
+    GuardianOptions {
+        stale_after_ms: 0,
+        leftover_after_ms: 0,
+    }
 }
 
 const CASES: &[Case] = &[
-    Case { name: "unterminated string", backup: true, class: IssueClass::Syntax, level: 1,
-        corrupt: |t| t.replacen("name = \"web-1\"", "name = \"web-1", 1).into_bytes() },
-    Case { name: "unclosed section header", backup: true, class: IssueClass::Syntax, level: 1,
-        corrupt: |t| t.replacen("[compute]", "[compute", 1).into_bytes() },
-    Case { name: "control bytes", backup: true, class: IssueClass::Syntax, level: 1,
-        corrupt: |t| t.replacen("[memory]", "\u{0}\u{0}[memory]", 1).into_bytes() },
-    Case { name: "bad metadata, no backup", backup: false, class: IssueClass::Schema, level: 1,
-        corrupt: |t| t.replacen("kind = \"host\"", "kind = \"toaster\"", 1).replacen("health = \"healthy\"\n", "", 1).into_bytes() },
-    Case { name: "torn write (truncated) with a backup", backup: true, class: IssueClass::Checksum, level: 2,
-        corrupt: |t| { let cut = t.find("used_percent").unwrap() + 16; t.as_bytes()[..cut].to_vec() } },
-    Case { name: "edited value: checksum mismatch", backup: true, class: IssueClass::Checksum, level: 2,
-        corrupt: |t| t.replacen("cpu_percent = 11.0", "cpu_percent = 99.0", 1).into_bytes() },
-    Case { name: "torn write mid-string with a backup", backup: true, class: IssueClass::Syntax, level: 2,
-        corrupt: |t| { let cut = t.find("name = \"web").unwrap() + 9; t.as_bytes()[..cut].to_vec() } },
-    Case { name: "binary garbage with a backup", backup: true, class: IssueClass::Syntax, level: 2,
-        corrupt: |_| vec![0xff, 0xfe, 0x00, 0x13, 0x37] },
-    Case { name: "empty file with a backup", backup: true, class: IssueClass::Schema, level: 2,
-        corrupt: |_| Vec::new() },
-    Case { name: "one section beyond repair, no backup", backup: false, class: IssueClass::Syntax, level: 3,
-        corrupt: |t| t.replacen("used_percent = 40.0", "used_percent = 4@.0 ]]", 1).into_bytes() },
-    Case { name: "checksum mismatch, no backup", backup: false, class: IssueClass::Checksum, level: 3,
-        corrupt: |t| t.replacen("cpu_percent = 10.0", "cpu_percent = 99.0", 1).into_bytes() },
-    Case { name: "nothing recoverable, no backup", backup: false, class: IssueClass::Syntax, level: 4,
-        corrupt: |_| b"\x01\x02 = = [[[ \n ]]] garbage".to_vec() },
+    Case {
+        name: "unterminated string",
+        backup: true,
+        class: IssueClass::Syntax,
+        level: 1,
+        corrupt: |t| {
+            t.replacen("name = \"web-1\"", "name = \"web-1", 1)
+                .into_bytes()
+        },
+    },
+    Case {
+        name: "unclosed section header",
+        backup: true,
+        class: IssueClass::Syntax,
+        level: 1,
+        corrupt: |t| t.replacen("[compute]", "[compute", 1).into_bytes(),
+    },
+    Case {
+        name: "control bytes",
+        backup: true,
+        class: IssueClass::Syntax,
+        level: 1,
+        corrupt: |t| t.replacen("[memory]", "\u{0}\u{0}[memory]", 1).into_bytes(),
+    },
+    Case {
+        name: "bad metadata, no backup",
+        backup: false,
+        class: IssueClass::Schema,
+        level: 1,
+        corrupt: |t| {
+            t.replacen("kind = \"host\"", "kind = \"toaster\"", 1)
+                .replacen("health = \"healthy\"\n", "", 1)
+                .into_bytes()
+        },
+    },
+    Case {
+        name: "torn write (truncated) with a backup",
+        backup: true,
+        class: IssueClass::Checksum,
+        level: 2,
+        corrupt: |t| {
+            let cut = t.find("used_percent").unwrap() + 16;
+            t.as_bytes()[..cut].to_vec()
+        },
+    },
+    Case {
+        name: "edited value: checksum mismatch",
+        backup: true,
+        class: IssueClass::Checksum,
+        level: 2,
+        corrupt: |t| {
+            t.replacen("cpu_percent = 11.0", "cpu_percent = 99.0", 1)
+                .into_bytes()
+        },
+    },
+    Case {
+        name: "torn write mid-string with a backup",
+        backup: true,
+        class: IssueClass::Syntax,
+        level: 2,
+        corrupt: |t| {
+            let cut = t.find("name = \"web").unwrap() + 9;
+            t.as_bytes()[..cut].to_vec()
+        },
+    },
+    Case {
+        name: "binary garbage with a backup",
+        backup: true,
+        class: IssueClass::Syntax,
+        level: 2,
+        corrupt: |_| vec![0xff, 0xfe, 0x00, 0x13, 0x37],
+    },
+    Case {
+        name: "empty file with a backup",
+        backup: true,
+        class: IssueClass::Schema,
+        level: 2,
+        corrupt: |_| Vec::new(),
+    },
+    Case {
+        name: "one section beyond repair, no backup",
+        backup: false,
+        class: IssueClass::Syntax,
+        level: 3,
+        corrupt: |t| {
+            t.replacen("used_percent = 40.0", "used_percent = 4@.0 ]]", 1)
+                .into_bytes()
+        },
+    },
+    Case {
+        name: "checksum mismatch, no backup",
+        backup: false,
+        class: IssueClass::Checksum,
+        level: 3,
+        corrupt: |t| {
+            t.replacen("cpu_percent = 10.0", "cpu_percent = 99.0", 1)
+                .into_bytes()
+        },
+    },
+    Case {
+        name: "nothing recoverable, no backup",
+        backup: false,
+        class: IssueClass::Syntax,
+        level: 4,
+        corrupt: |_| b"\x01\x02 = = [[[ \n ]]] garbage".to_vec(),
+    },
 ];
 
 #[test]
@@ -93,20 +185,31 @@ fn every_corruption_class_is_detected_and_repaired_at_its_level() {
         std::fs::write(&path, (case.corrupt)(&text)).unwrap();
         let report = guardian::validate_file(&path, &opts(), now);
         if report.valid() || !report.issues.iter().any(|i| i.class == case.class) {
-            failures.push(format!("{}: expected {:?}, got {:?}", case.name, case.class, report.issues));
+            failures.push(format!(
+                "{}: expected {:?}, got {:?}",
+                case.name, case.class, report.issues
+            ));
             continue;
         }
         let records = guardian::repair(&report, &opts(), 4, None, now);
         let last = records.last();
         if last.map(|r| (r.level, r.ok)) != Some((case.level, true)) {
-            failures.push(format!("{}: expected a level {} repair, got {records:#?}", case.name, case.level));
+            failures.push(format!(
+                "{}: expected a level {} repair, got {records:#?}",
+                case.name, case.level
+            ));
             continue;
         }
         let after = guardian::validate_file(&path, &opts(), now);
         if !after.valid() {
-            failures.push(format!("{}: still invalid after repair: {:?}", case.name, after.issues));
+            failures.push(format!(
+                "{}: still invalid after repair: {:?}",
+                case.name, after.issues
+            ));
         }
-        let q = std::fs::read_dir(dir.path().join(".quarantine")).map(|d| d.count()).unwrap_or(0);
+        let q = std::fs::read_dir(dir.path().join(".quarantine"))
+            .map(|d| d.count())
+            .unwrap_or(0);
         if q == 0 {
             failures.push(format!("{}: the original was not kept", case.name));
         }
@@ -120,18 +223,32 @@ fn level_one_repairs_are_faithful_and_level_three_keeps_what_parses() {
     let dir = tempfile::tempdir().unwrap();
     let text = valid(dir.path(), false);
     let path = dir.path().join("web-1.aav");
-    std::fs::write(&path, text.replacen("name = \"web-1\"", "name = \"web-1", 1)).unwrap();
+    std::fs::write(
+        &path,
+        text.replacen("name = \"web-1\"", "name = \"web-1", 1),
+    )
+    .unwrap();
     let report = guardian::validate_file(&path, &opts(), now);
     guardian::repair(&report, &opts(), 5, None, now);
     // The fixed file is exactly the original (same checksum).
     assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
 
-    std::fs::write(&path, text.replacen("used_percent = 40.0", "used_percent = 4@.0 ]]", 1)).unwrap();
+    std::fs::write(
+        &path,
+        text.replacen("used_percent = 40.0", "used_percent = 4@.0 ]]", 1),
+    )
+    .unwrap();
     let report = guardian::validate_file(&path, &opts(), now);
     let records = guardian::repair(&report, &opts(), 5, None, now);
-    assert!(records.last().unwrap().detail.contains("lost [memory]"), "{records:?}");
+    assert!(
+        records.last().unwrap().detail.contains("lost [memory]"),
+        "{records:?}"
+    );
     let doc = aura_context::aav::Document::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    assert_eq!(doc.get("compute.cpu_percent").and_then(|v| v.as_float()), Some(10.0));
+    assert_eq!(
+        doc.get("compute.cpu_percent").and_then(|v| v.as_float()),
+        Some(10.0)
+    );
 }
 
 #[test]
@@ -139,7 +256,10 @@ fn stale_files_need_a_sensor_restart() {
     let dir = tempfile::tempdir().unwrap();
     valid(dir.path(), false);
     let path = dir.path().join("web-1.aav");
-    let stale = GuardianOptions { stale_after_ms: 60_000, leftover_after_ms: 0 };
+    let stale = GuardianOptions {
+        stale_after_ms: 60_000,
+        leftover_after_ms: 0,
+    };
     let now = Timestamp::from_millis(T0 + 3_600_000);
     let report = guardian::validate_file(&path, &stale, now);
     assert_eq!(report.issues[0].class, IssueClass::Stale);
@@ -152,7 +272,10 @@ fn stale_files_need_a_sensor_restart() {
     // Level 4 then 5: a skeleton, then the sensor rebuilds it.
     std::fs::write(&path, "garbage = = =").unwrap();
     let report = guardian::validate_file(&path, &opts(), now);
-    let levels: Vec<u8> = guardian::repair(&report, &opts(), 5, Some(&restarter), now).iter().map(|r| r.level).collect();
+    let levels: Vec<u8> = guardian::repair(&report, &opts(), 5, Some(&restarter), now)
+        .iter()
+        .map(|r| r.level)
+        .collect();
     assert_eq!(levels.last(), Some(&5));
     assert!(levels.contains(&4));
 }
@@ -165,10 +288,21 @@ fn leftovers_and_orphans_are_found_and_removed() {
     std::fs::write(dir.path().join(".web-1.aav.tmp.999.0"), "[meta").unwrap();
     std::fs::write(dir.path().join(".gone.aav.lock"), "").unwrap();
     std::fs::create_dir_all(dir.path().join(".backups/gone")).unwrap();
-    std::fs::write(dir.path().join("mismatch.aav"), std::fs::read(dir.path().join("web-1.aav")).unwrap()).unwrap();
+    std::fs::write(
+        dir.path().join("mismatch.aav"),
+        std::fs::read(dir.path().join("web-1.aav")).unwrap(),
+    )
+    .unwrap();
     let reports = guardian::scan(dir.path(), &opts(), now).unwrap();
-    let classes: Vec<IssueClass> = reports.iter().flat_map(|r| r.issues.iter().map(|i| i.class)).collect();
-    for c in [IssueClass::LeftoverTemp, IssueClass::LeftoverLock, IssueClass::Orphan] {
+    let classes: Vec<IssueClass> = reports
+        .iter()
+        .flat_map(|r| r.issues.iter().map(|i| i.class))
+        .collect();
+    for c in [
+        IssueClass::LeftoverTemp,
+        IssueClass::LeftoverLock,
+        IssueClass::Orphan,
+    ] {
         assert!(classes.contains(&c), "{c:?} not found in {classes:?}");
     }
     // The live asset's own lock file is not a leftover.

@@ -30,10 +30,14 @@ pub enum AavError {
         message: String,
     },
     /// An asset id that cannot name a file.
-    #[error("invalid asset id `{0}`: use 1 to 200 letters, digits, `.`, `_` or `-`, not starting with `.`")]
+    #[error(
+        "invalid asset id `{0}`: use 1 to 200 letters, digits, `.`, `_` or `-`, not starting with `.`"
+    )]
     AssetId(String),
     /// A section name that is not a bare TOML key, or is `meta`.
-    #[error("invalid section name `{0}`: use letters, digits, `_` or `-`; `meta` is written by the writer")]
+    #[error(
+        "invalid section name `{0}`: use letters, digits, `_` or `-`; `meta` is written by the writer"
+    )]
     Section(String),
     /// Serialising the document failed.
     #[error("cannot serialise `{path}`: {message}")]

@@ -384,7 +384,10 @@ impl Document {
                     Expect::Percent => as_f64(value).is_some_and(|v| (0.0..=100.0).contains(&v)),
                 };
                 if !ok {
-                    problems.push(format!("`{path}` must be {}, found `{value}`", expect.noun()));
+                    problems.push(format!(
+                        "`{path}` must be {}, found `{value}`",
+                        expect.noun()
+                    ));
                 }
             }
         }
@@ -443,7 +446,10 @@ fn is_checksum_text(text: &str) -> bool {
 #[must_use]
 pub fn checksum_of(table: &Table) -> String {
     let mut json = to_json(&Value::Table(table.clone()));
-    if let Some(meta) = json.get_mut("meta").and_then(serde_json::Value::as_object_mut) {
+    if let Some(meta) = json
+        .get_mut("meta")
+        .and_then(serde_json::Value::as_object_mut)
+    {
         meta.remove("checksum");
     }
     let sorted = sort_keys(json);
@@ -456,7 +462,12 @@ fn sort_keys(value: serde_json::Value) -> serde_json::Value {
         serde_json::Value::Object(map) => {
             let mut entries: Vec<_> = map.into_iter().collect();
             entries.sort_by(|a, b| a.0.cmp(&b.0));
-            serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, sort_keys(v))).collect())
+            serde_json::Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, sort_keys(v)))
+                    .collect(),
+            )
         }
         serde_json::Value::Array(items) => {
             serde_json::Value::Array(items.into_iter().map(sort_keys).collect())
@@ -475,9 +486,9 @@ fn to_json(value: &Value) -> serde_json::Value {
         Value::Boolean(b) => serde_json::Value::Bool(*b),
         Value::Datetime(d) => serde_json::Value::String(d.to_string()),
         Value::Array(a) => serde_json::Value::Array(a.iter().map(to_json).collect()),
-        Value::Table(t) => serde_json::Value::Object(
-            t.iter().map(|(k, v)| (k.clone(), to_json(v))).collect(),
-        ),
+        Value::Table(t) => {
+            serde_json::Value::Object(t.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
+        }
     }
 }
 
@@ -612,12 +623,21 @@ top_processes = [{ pid = 1, name = "init" }]
     fn schema_problems_name_the_key() {
         let mut d = doc();
         assert!(d.schema_problems().is_empty(), "{:?}", d.schema_problems());
-        let meta = d.table_mut().get_mut("meta").unwrap().as_table_mut().unwrap();
+        let meta = d
+            .table_mut()
+            .get_mut("meta")
+            .unwrap()
+            .as_table_mut()
+            .unwrap();
         meta.insert("kind".into(), "toaster".into());
         meta.remove("health");
         let problems = d.schema_problems();
         assert!(problems.iter().any(|p| p.contains("`meta.kind` `toaster`")));
-        assert!(problems.iter().any(|p| p.contains("`meta.health` is missing")));
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("`meta.health` is missing"))
+        );
     }
 
     #[test]

@@ -82,10 +82,13 @@ impl Reader {
         let doc = Arc::new(Document::from_table(table));
         // Re-stat: if the file changed while we read it, do not cache what we parsed.
         if fs::metadata(path).map(|m| Stamp::of(&m)).ok() == Some(stamp) {
-            self.insert(path.to_owned(), Entry {
-                stamp,
-                doc: doc.clone(),
-            });
+            self.insert(
+                path.to_owned(),
+                Entry {
+                    stamp,
+                    doc: doc.clone(),
+                },
+            );
         }
         Ok(doc)
     }
@@ -128,10 +131,13 @@ impl Reader {
     /// Records a document the caller has just written to `path`.
     pub(crate) fn store(&self, path: &Path, doc: Arc<Document>) {
         if let Ok(meta) = fs::metadata(path) {
-            self.insert(path.to_owned(), Entry {
-                stamp: Stamp::of(&meta),
-                doc,
-            });
+            self.insert(
+                path.to_owned(),
+                Entry {
+                    stamp: Stamp::of(&meta),
+                    doc,
+                },
+            );
         }
     }
 
@@ -139,11 +145,7 @@ impl Reader {
         if let Ok(mut cache) = self.inner.cache.lock() {
             if cache.len() >= self.inner.capacity && !cache.contains_key(&path) {
                 // Evict an arbitrary half: cheap, and a working set that fits never pays it.
-                let drop: Vec<PathBuf> = cache
-                    .keys()
-                    .take(cache.len() / 2 + 1)
-                    .cloned()
-                    .collect();
+                let drop: Vec<PathBuf> = cache.keys().take(cache.len() / 2 + 1).cloned().collect();
                 for k in drop {
                     cache.remove(&k);
                 }
@@ -170,12 +172,17 @@ mod tests {
         let r = Reader::new(8);
         let first = r.read(&out.path).unwrap();
         let again = r.read(&out.path).unwrap();
-        assert!(Arc::ptr_eq(&first, &again), "second read must come from the cache");
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "second read must come from the cache"
+        );
         t.insert("cpu_percent".into(), 2.0.into());
         w.update(&SectionUpdate::new("a", AssetKind::Host, "a").section("compute", t))
             .unwrap();
         assert_eq!(
-            r.query(&out.path, "compute.cpu_percent").unwrap().and_then(|v| v.as_float()),
+            r.query(&out.path, "compute.cpu_percent")
+                .unwrap()
+                .and_then(|v| v.as_float()),
             Some(2.0)
         );
         assert_eq!(Reader::list(dir.path()).unwrap(), vec![out.path.clone()]);

@@ -226,10 +226,11 @@ impl Writer {
                 Err(_) => {
                     // Keep the evidence for the Guardian, then start over from this update.
                     replaced_corrupt = true;
-                    let aside = self
-                        .dir
-                        .join(".quarantine")
-                        .join(format!("{}.{}.aav", update.asset_id, at.as_millis()));
+                    let aside = self.dir.join(".quarantine").join(format!(
+                        "{}.{}.aav",
+                        update.asset_id,
+                        at.as_millis()
+                    ));
                     if let Some(parent) = aside.parent() {
                         fs::create_dir_all(parent).map_err(AavError::io(parent))?;
                     }
@@ -435,7 +436,10 @@ fn merge(table: &mut Table, update: &SectionUpdate, at: Timestamp) {
         }
     };
     meta.insert("asset_id".into(), Value::String(update.asset_id.clone()));
-    meta.insert("kind".into(), Value::String(update.kind.as_str().to_owned()));
+    meta.insert(
+        "kind".into(),
+        Value::String(update.kind.as_str().to_owned()),
+    );
     meta.insert("name".into(), Value::String(update.name.clone()));
     meta.insert("schema_version".into(), Value::Integer(SCHEMA_VERSION));
     meta.insert("updated_at".into(), Value::String(at.to_rfc3339()));
@@ -502,10 +506,23 @@ mod tests {
             .unwrap();
         let text = fs::read_to_string(&out.path).unwrap();
         let doc = Document::parse(&text).unwrap();
-        assert!(doc.schema_problems().is_empty(), "{:?}", doc.schema_problems());
-        assert_eq!(doc.get("compute.cpu_percent").unwrap().as_float(), Some(10.0));
-        assert_eq!(doc.get("memory.used_percent").unwrap().as_float(), Some(40.0));
-        assert_eq!(doc.stored_checksum(), Some(doc.computed_checksum().as_str()));
+        assert!(
+            doc.schema_problems().is_empty(),
+            "{:?}",
+            doc.schema_problems()
+        );
+        assert_eq!(
+            doc.get("compute.cpu_percent").unwrap().as_float(),
+            Some(10.0)
+        );
+        assert_eq!(
+            doc.get("memory.used_percent").unwrap().as_float(),
+            Some(40.0)
+        );
+        assert_eq!(
+            doc.stored_checksum(),
+            Some(doc.computed_checksum().as_str())
+        );
         assert_eq!(doc.sensor_status().len(), 2);
         assert_eq!(doc.health(), Some(Health::Healthy));
         // The first write had no previous file; the second backed the first up.
@@ -561,10 +578,15 @@ mod tests {
         let w = Writer::new(dir.path(), WriterOptions::default()).unwrap();
         fs::write(dir.path().join("h1.aav"), "[meta\nbroken = ").unwrap();
         let out = w
-            .update(&SectionUpdate::new("h1", AssetKind::Host, "h1").section("compute", section("cpu_percent", 1.0)))
+            .update(
+                &SectionUpdate::new("h1", AssetKind::Host, "h1")
+                    .section("compute", section("cpu_percent", 1.0)),
+            )
             .unwrap();
         assert!(out.replaced_corrupt);
-        let q: Vec<_> = fs::read_dir(dir.path().join(".quarantine")).unwrap().collect();
+        let q: Vec<_> = fs::read_dir(dir.path().join(".quarantine"))
+            .unwrap()
+            .collect();
         assert_eq!(q.len(), 1);
     }
 }

@@ -106,13 +106,20 @@ impl Sensor for ComputeSensor {
 
     async fn sample(&mut self) -> Result<Sample, SensorError> {
         let now = Instant::now();
-        let elapsed = self.last.map(|l| now.duration_since(l).as_secs_f64()).unwrap_or(0.0);
+        let elapsed = self
+            .last
+            .map(|l| now.duration_since(l).as_secs_f64())
+            .unwrap_or(0.0);
         self.last = Some(now);
         let (times, running, blocked) = self.read_times()?;
         let prev = self.previous.replace(times.clone()).unwrap_or_default();
         let first = prev.cores.is_empty();
         let mut s = Table::new();
-        let cpu = if first { 0.0 } else { percent(times.total, prev.total) };
+        let cpu = if first {
+            0.0
+        } else {
+            percent(times.total, prev.total)
+        };
         s.insert("cpu_percent".into(), Value::Float(cpu));
         s.insert("cores".into(), Value::Integer(times.cores.len() as i64));
         let per_core: Vec<Value> = times
@@ -129,7 +136,9 @@ impl Sensor for ComputeSensor {
             .loadavg
             .read(&self.loadavg_path)
             .map_err(SensorError::read(&self.loadavg_path))?;
-        let mut loads = text.split_whitespace().map(|t| t.parse::<f64>().unwrap_or(0.0));
+        let mut loads = text
+            .split_whitespace()
+            .map(|t| t.parse::<f64>().unwrap_or(0.0));
         let (l1, l5, l15) = (
             loads.next().unwrap_or(0.0),
             loads.next().unwrap_or(0.0),
@@ -145,15 +154,24 @@ impl Sensor for ComputeSensor {
                 round2(now.saturating_sub(before) as f64 / elapsed)
             }
         };
-        s.insert("context_switches_per_second".into(), Value::Float(per_sec(times.ctxt, prev.ctxt)));
-        s.insert("forks_per_second".into(), Value::Float(per_sec(times.forks, prev.forks)));
+        s.insert(
+            "context_switches_per_second".into(),
+            Value::Float(per_sec(times.ctxt, prev.ctxt)),
+        );
+        s.insert(
+            "forks_per_second".into(),
+            Value::Float(per_sec(times.forks, prev.forks)),
+        );
         s.insert("procs_running".into(), Value::Integer(int(running)));
         s.insert("procs_blocked".into(), Value::Integer(int(blocked)));
         let root = proc_root();
         self.sweeper
             .sweep(elapsed * USER_HZ)
             .map_err(SensorError::read(&root))?;
-        s.insert("process_count".into(), Value::Integer(self.sweeper.procs.len() as i64));
+        s.insert(
+            "process_count".into(),
+            Value::Integer(self.sweeper.procs.len() as i64),
+        );
         let threads: u64 = self.sweeper.procs.iter().map(|p| p.threads).sum();
         s.insert("thread_count".into(), Value::Integer(int(threads)));
         let top: Vec<Value> = self

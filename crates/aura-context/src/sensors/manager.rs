@@ -68,8 +68,10 @@ pub struct Pacing {
 impl Pacing {
     /// Sets the host load per core (from the compute sensor).
     pub fn set_load(&self, load_per_core: f64) {
-        self.load_per_core_milli
-            .store((load_per_core * 1000.0).clamp(0.0, 1e9) as u32, Ordering::Relaxed);
+        self.load_per_core_milli.store(
+            (load_per_core * 1000.0).clamp(0.0, 1e9) as u32,
+            Ordering::Relaxed,
+        );
     }
 
     /// Sets the watchdog's slowdown factor (1.0 = none).
@@ -122,7 +124,10 @@ pub struct Manager {
 impl std::fmt::Debug for Manager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Manager")
-            .field("components", &self.components.iter().map(|c| &c.0).collect::<Vec<_>>())
+            .field(
+                "components",
+                &self.components.iter().map(|c| &c.0).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -181,7 +186,9 @@ impl Manager {
             restart: restart_tx,
             pacing: pacing.clone(),
         };
-        tracker.spawn(supervise(self, statuses, restart_rx, pacing, cancel, reports));
+        tracker.spawn(supervise(
+            self, statuses, restart_rx, pacing, cancel, reports,
+        ));
         handle
     }
 }
@@ -244,7 +251,12 @@ async fn supervise(
         c.generation += 1;
         let gen_ = c.generation;
         set_status(&statuses, &c.name, |s| {
-            s.state = if c.total_restarts == 0 { "starting" } else { "restarting" }.into();
+            s.state = if c.total_restarts == 0 {
+                "starting"
+            } else {
+                "restarting"
+            }
+            .into();
             s.restarts = c.total_restarts;
         });
         let run = run_component(
@@ -445,7 +457,10 @@ mod tests {
             "flaky",
             Arc::new(move || {
                 mk.fetch_add(1, Ordering::SeqCst);
-                Ok(Box::new(Flaky { calls: c.clone(), fail: true }) as Box<dyn Sensor>)
+                Ok(Box::new(Flaky {
+                    calls: c.clone(),
+                    fail: true,
+                }) as Box<dyn Sensor>)
             }),
         );
         let tracker = TaskTracker::new();
@@ -481,7 +496,10 @@ mod tests {
             "ok",
             Arc::new(move || {
                 mk.fetch_add(1, Ordering::SeqCst);
-                Ok(Box::new(Flaky { calls: c.clone(), fail: false }) as Box<dyn Sensor>)
+                Ok(Box::new(Flaky {
+                    calls: c.clone(),
+                    fail: false,
+                }) as Box<dyn Sensor>)
             }),
         );
         let tracker = TaskTracker::new();

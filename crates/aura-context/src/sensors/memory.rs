@@ -33,7 +33,11 @@ pub fn linear_fit(points: &[(f64, f64)]) -> Option<(f64, f64)> {
         return None;
     }
     let slope = sxy / sxx;
-    let r2 = if syy == 0.0 { 0.0 } else { (sxy * sxy) / (sxx * syy) };
+    let r2 = if syy == 0.0 {
+        0.0
+    } else {
+        (sxy * sxy) / (sxx * syy)
+    };
     Some((slope, r2))
 }
 
@@ -178,7 +182,11 @@ impl Sensor for MemorySensor {
         let swap_free = kib("SwapFree").unwrap_or(0);
         let cached = kib("Cached").unwrap_or(0);
         let used = total.saturating_sub(available);
-        let used_percent = if total == 0 { 0.0 } else { round2(used as f64 * 100.0 / total as f64) };
+        let used_percent = if total == 0 {
+            0.0
+        } else {
+            round2(used as f64 * 100.0 / total as f64)
+        };
         let mut s = Table::new();
         s.insert("total_bytes".into(), Value::Integer(int(total)));
         s.insert("used_bytes".into(), Value::Integer(int(used)));
@@ -186,7 +194,10 @@ impl Sensor for MemorySensor {
         s.insert("cached_bytes".into(), Value::Integer(int(cached)));
         s.insert("used_percent".into(), Value::Float(used_percent));
         s.insert("swap_total_bytes".into(), Value::Integer(int(swap_total)));
-        s.insert("swap_used_bytes".into(), Value::Integer(int(swap_total.saturating_sub(swap_free))));
+        s.insert(
+            "swap_used_bytes".into(),
+            Value::Integer(int(swap_total.saturating_sub(swap_free))),
+        );
         s.insert(
             "swap_used_percent".into(),
             Value::Float(if swap_total == 0 {
@@ -208,8 +219,12 @@ impl Sensor for MemorySensor {
         }
         let t = self.started.elapsed().as_secs_f64();
         let system = self.leak.observe(&mut self.system, t, used as f64);
-        self.sweeper.sweep(0.0).map_err(SensorError::read(&proc_root()))?;
-        let top = self.sweeper.top_by(self.top.max(TRACKED), |p| p.rss_bytes as f64);
+        self.sweeper
+            .sweep(0.0)
+            .map_err(SensorError::read(&proc_root()))?;
+        let top = self
+            .sweeper
+            .top_by(self.top.max(TRACKED), |p| p.rss_bytes as f64);
         let mut suspects = Vec::new();
         let mut keep = HashMap::with_capacity(TRACKED);
         for p in top.iter().take(TRACKED) {
@@ -224,7 +239,10 @@ impl Sensor for MemorySensor {
                 let mut row = Table::new();
                 row.insert("pid".into(), Value::Integer(i64::from(p.pid)));
                 row.insert("name".into(), Value::String(name.clone()));
-                row.insert("slope_bytes_per_second".into(), Value::Float(round2(v.slope)));
+                row.insert(
+                    "slope_bytes_per_second".into(),
+                    Value::Float(round2(v.slope)),
+                );
                 row.insert("r2".into(), Value::Float(round2(v.r2)));
                 suspects.push(Value::Table(row));
             }
@@ -245,17 +263,31 @@ impl Sensor for MemorySensor {
         s.insert("top_processes".into(), Value::Array(rows));
         let mut leak = Table::new();
         let growth = system.map(|v| v.slope).unwrap_or(0.0);
-        leak.insert("suspected".into(), Value::Boolean(system.is_some_and(|v| v.suspected) || !suspects.is_empty()));
-        leak.insert("system_slope_bytes_per_second".into(), Value::Float(round2(growth)));
-        leak.insert("system_r2".into(), Value::Float(round2(system.map(|v| v.r2).unwrap_or(0.0))));
+        leak.insert(
+            "suspected".into(),
+            Value::Boolean(system.is_some_and(|v| v.suspected) || !suspects.is_empty()),
+        );
+        leak.insert(
+            "system_slope_bytes_per_second".into(),
+            Value::Float(round2(growth)),
+        );
+        leak.insert(
+            "system_r2".into(),
+            Value::Float(round2(system.map(|v| v.r2).unwrap_or(0.0))),
+        );
         leak.insert("processes".into(), Value::Array(suspects));
         s.insert("leak".into(), Value::Table(leak));
-        let free_ratio = if total == 0 { 1.0 } else { available as f64 / total as f64 };
-        let seconds_to_exhaustion = if growth > 0.0 && system.is_some_and(|v| v.r2 >= self.leak.min_r2) {
-            Some(available as f64 / growth)
+        let free_ratio = if total == 0 {
+            1.0
         } else {
-            None
+            available as f64 / total as f64
         };
+        let seconds_to_exhaustion =
+            if growth > 0.0 && system.is_some_and(|v| v.r2 >= self.leak.min_r2) {
+                Some(available as f64 / growth)
+            } else {
+                None
+            };
         let risk = if free_ratio < 0.05 || seconds_to_exhaustion.is_some_and(|s| s < 600.0) {
             "high"
         } else if free_ratio < 0.10 || seconds_to_exhaustion.is_some_and(|s| s < 3600.0) {
@@ -299,7 +331,9 @@ mod tests {
             min_slope_bytes_per_second: 1000.0,
             min_r2: 0.8,
         };
-        let leak: Vec<_> = (0..40).map(|i| (i as f64, 1e8 + 5000.0 * i as f64)).collect();
+        let leak: Vec<_> = (0..40)
+            .map(|i| (i as f64, 1e8 + 5000.0 * i as f64))
+            .collect();
         assert!(d.judge(&leak).unwrap().suspected);
         let saw: Vec<_> = (0..40)
             .map(|i| (i as f64, 1e8 + if i % 4 < 2 { 0.0 } else { 4e6 }))

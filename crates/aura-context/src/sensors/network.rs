@@ -67,16 +67,24 @@ impl Sensor for NetworkSensor {
 
     async fn sample(&mut self) -> Result<Sample, SensorError> {
         let now = Instant::now();
-        let elapsed = self.last.map(|l| now.duration_since(l).as_secs_f64()).filter(|s| *s > 0.0);
+        let elapsed = self
+            .last
+            .map(|l| now.duration_since(l).as_secs_f64())
+            .filter(|s| *s > 0.0);
         self.last = Some(now);
         let path = self.root.join("net/dev");
         let text = self.file.read(&path).map_err(SensorError::read(&path))?;
         let mut interfaces = Table::new();
         let mut current = HashMap::new();
         for line in text.lines().skip(2) {
-            let Some((name, rest)) = line.split_once(':') else { continue };
+            let Some((name, rest)) = line.split_once(':') else {
+                continue;
+            };
             let name = name.trim();
-            let v: Vec<u64> = rest.split_whitespace().map(|t| t.parse().unwrap_or(0)).collect();
+            let v: Vec<u64> = rest
+                .split_whitespace()
+                .map(|t| t.parse().unwrap_or(0))
+                .collect();
             if v.len() < 16 {
                 continue;
             }
@@ -101,10 +109,14 @@ impl Sensor for NetworkSensor {
         let mut listening = BTreeSet::new();
         for file in ["net/tcp", "net/tcp6"] {
             let path = self.root.join(file);
-            let Ok(text) = self.file.read(&path) else { continue };
+            let Ok(text) = self.file.read(&path) else {
+                continue;
+            };
             for line in text.lines().skip(1) {
                 let mut f = line.split_whitespace();
-                let (Some(_), Some(local), Some(_), Some(st)) = (f.next(), f.next(), f.next(), f.next()) else {
+                let (Some(_), Some(local), Some(_), Some(st)) =
+                    (f.next(), f.next(), f.next(), f.next())
+                else {
                     continue;
                 };
                 let Some((_, name)) = STATES.iter().find(|(code, _)| *code == st) else {
@@ -112,7 +124,10 @@ impl Sensor for NetworkSensor {
                 };
                 *by_state.entry(name).or_default() += 1;
                 if *name == "listen"
-                    && let Some(port) = local.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok())
+                    && let Some(port) = local
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| u16::from_str_radix(p, 16).ok())
                 {
                     listening.insert(port);
                 }
@@ -139,7 +154,11 @@ impl Sensor for NetworkSensor {
         };
         let (failed, resets, retrans) = (delta(0), delta(1), delta(2));
         self.previous_tcp = Some(counters);
-        let connections: i64 = by_state.iter().filter(|(k, _)| **k != "listen").map(|(_, v)| *v).sum();
+        let connections: i64 = by_state
+            .iter()
+            .filter(|(k, _)| **k != "listen")
+            .map(|(_, v)| *v)
+            .sum();
         let mut s = Table::new();
         s.insert("connections".into(), Value::Integer(connections));
         let mut states = Table::new();
@@ -149,13 +168,23 @@ impl Sensor for NetworkSensor {
         s.insert("connections_by_state".into(), Value::Table(states));
         s.insert(
             "listening_ports".into(),
-            Value::Array(listening.iter().take(MAX_PORTS).map(|p| Value::Integer(i64::from(*p))).collect()),
+            Value::Array(
+                listening
+                    .iter()
+                    .take(MAX_PORTS)
+                    .map(|p| Value::Integer(i64::from(*p)))
+                    .collect(),
+            ),
         );
         s.insert("failed_connections".into(), Value::Integer(failed));
         s.insert("connection_resets".into(), Value::Integer(resets));
         s.insert("retransmitted_segments".into(), Value::Integer(retrans));
         s.insert("interfaces".into(), Value::Table(interfaces));
-        let health = if failed > 100 { Health::Degraded } else { Health::Healthy };
+        let health = if failed > 100 {
+            Health::Degraded
+        } else {
+            Health::Healthy
+        };
         Ok(Sample { section: s, health })
     }
 }
@@ -176,7 +205,10 @@ mod tests {
             .iter()
             .filter_map(|v| v.as_integer())
             .collect();
-        assert!(ports.contains(&port) || ports.len() == MAX_PORTS, "{port} not in {ports:?}");
+        assert!(
+            ports.contains(&port) || ports.len() == MAX_PORTS,
+            "{port} not in {ports:?}"
+        );
         assert!(s["interfaces"].as_table().unwrap().contains_key("lo"));
     }
 }

@@ -136,7 +136,12 @@ impl Sensor for ServicesSensor {
         }
         let mut checks = Table::new();
         let (mut up_count, mut down_count) = (0, 0);
-        for ((c, h), o) in self.checks.iter().zip(self.history.iter_mut()).zip(outcomes) {
+        for ((c, h), o) in self
+            .checks
+            .iter()
+            .zip(self.history.iter_mut())
+            .zip(outcomes)
+        {
             let o = o.unwrap_or(Outcome {
                 up: false,
                 http_status: None,
@@ -244,7 +249,10 @@ mod tests {
         let api = &sample.section["checks"]["api"];
         assert_eq!(api["status"].as_str(), Some("up"));
         assert_eq!(api["version"].as_str(), Some("1.2.3"));
-        assert_eq!(sample.section["checks"]["gone"]["status"].as_str(), Some("down"));
+        assert_eq!(
+            sample.section["checks"]["gone"]["status"].as_str(),
+            Some("down")
+        );
         assert_eq!(sample.health, Health::Degraded);
         server.abort();
     }

@@ -14,9 +14,31 @@ use crate::aav::Health;
 
 /// Filesystem types that hold no user data.
 const VIRTUAL_FS: &[&str] = &[
-    "proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "securityfs", "pstore", "debugfs",
-    "tracefs", "configfs", "fusectl", "mqueue", "hugetlbfs", "bpf", "binfmt_misc", "autofs",
-    "rpc_pipefs", "nsfs", "squashfs", "ramfs", "efivarfs", "selinuxfs", "fuse.lxcfs", "tmpfs",
+    "proc",
+    "sysfs",
+    "devtmpfs",
+    "devpts",
+    "cgroup",
+    "cgroup2",
+    "securityfs",
+    "pstore",
+    "debugfs",
+    "tracefs",
+    "configfs",
+    "fusectl",
+    "mqueue",
+    "hugetlbfs",
+    "bpf",
+    "binfmt_misc",
+    "autofs",
+    "rpc_pipefs",
+    "nsfs",
+    "squashfs",
+    "ramfs",
+    "efivarfs",
+    "selinuxfs",
+    "fuse.lxcfs",
+    "tmpfs",
 ];
 
 /// Reads filesystem usage and disk I/O.
@@ -144,13 +166,23 @@ impl Sensor for StorageSensor {
                 let d = |i: usize| now_v[i].saturating_sub(prev[i]) as f64;
                 let ops = d(0) + d(3);
                 let mut t = Table::new();
-                t.insert("read_bytes_per_second".into(), Value::Float(round2(d(1) * 512.0 / secs)));
-                t.insert("write_bytes_per_second".into(), Value::Float(round2(d(4) * 512.0 / secs)));
+                t.insert(
+                    "read_bytes_per_second".into(),
+                    Value::Float(round2(d(1) * 512.0 / secs)),
+                );
+                t.insert(
+                    "write_bytes_per_second".into(),
+                    Value::Float(round2(d(4) * 512.0 / secs)),
+                );
                 t.insert("read_iops".into(), Value::Float(round2(d(0) / secs)));
                 t.insert("write_iops".into(), Value::Float(round2(d(3) / secs)));
                 t.insert(
                     "latency_ms".into(),
-                    Value::Float(if ops == 0.0 { 0.0 } else { round2((d(2) + d(5)) / ops) }),
+                    Value::Float(if ops == 0.0 {
+                        0.0
+                    } else {
+                        round2((d(2) + d(5)) / ops)
+                    }),
                 );
                 disks.insert((*name).to_owned(), Value::Table(t));
             }

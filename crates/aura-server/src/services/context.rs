@@ -32,11 +32,21 @@ pub fn local_asset_id(config: &Config) -> String {
     let id: String = raw
         .trim()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(200)
         .collect();
     let id = id.trim_start_matches('.').to_owned();
-    if valid_asset_id(&id) { id } else { "localhost".to_owned() }
+    if valid_asset_id(&id) {
+        id
+    } else {
+        "localhost".to_owned()
+    }
 }
 
 /// `<data-dir>/assets`.
@@ -75,12 +85,14 @@ pub fn pipeline_config(config: &Config, dir: PathBuf, asset_id: &str) -> Pipelin
             connections: c.changes.connections as f64,
         },
         min_write_interval_ms: i64::try_from(c.changes.min_write_interval_ms).unwrap_or(1000),
-        heartbeat_ms: i64::try_from(c.changes.heartbeat_seconds.saturating_mul(1000)).unwrap_or(60_000),
+        heartbeat_ms: i64::try_from(c.changes.heartbeat_seconds.saturating_mul(1000))
+            .unwrap_or(60_000),
         ..DetectorOptions::default()
     };
     p.writer = WriterOptions {
         backups: usize::try_from(c.files.backups).unwrap_or(5),
-        backup_interval_ms: i64::try_from(c.files.backup_interval_seconds.saturating_mul(1000)).unwrap_or(60_000),
+        backup_interval_ms: i64::try_from(c.files.backup_interval_seconds.saturating_mul(1000))
+            .unwrap_or(60_000),
         history: c.files.history,
         ..WriterOptions::default()
     };
@@ -96,8 +108,14 @@ pub fn pipeline_config(config: &Config, dir: PathBuf, asset_id: &str) -> Pipelin
 #[must_use]
 pub fn guardian_options(config: &Config) -> GuardianOptions {
     GuardianOptions {
-        stale_after_ms: i64::try_from(config.context.guardian.stale_after_seconds.saturating_mul(1000))
-            .unwrap_or(i64::MAX),
+        stale_after_ms: i64::try_from(
+            config
+                .context
+                .guardian
+                .stale_after_seconds
+                .saturating_mul(1000),
+        )
+        .unwrap_or(i64::MAX),
         ..GuardianOptions::default()
     }
 }
@@ -134,14 +152,23 @@ impl SensorRestarter for LocalRestarter {
 }
 
 /// Audits repair records as `guardian.repair` events (one per attempt).
-pub async fn audit_repairs(trail: &AuditTrail, clock: &dyn Clock, actor: aura_audit::Actor, records: &[RepairRecord]) {
+pub async fn audit_repairs(
+    trail: &AuditTrail,
+    clock: &dyn Clock,
+    actor: aura_audit::Actor,
+    records: &[RepairRecord],
+) {
     for r in records {
         let entry = audit::event(
             clock.now(),
             actor.clone(),
             ("asset", r.asset_id.as_deref().unwrap_or("-")),
             "guardian.repair",
-            if r.level >= 4 { aura_audit::RiskLevel::Medium } else { aura_audit::RiskLevel::Low },
+            if r.level >= 4 {
+                aura_audit::RiskLevel::Medium
+            } else {
+                aura_audit::RiskLevel::Low
+            },
             serde_json::json!({
                 "path": r.path.display().to_string(),
                 "level": r.level,
@@ -168,7 +195,12 @@ pub fn start(
     let dir = assets_dir(config);
     let pipeline = if config.context.sensor.enabled {
         let id = local_asset_id(config);
-        match pipeline::spawn(pipeline_config(config, dir.clone(), &id), clock.clone(), tasks, cancel.clone()) {
+        match pipeline::spawn(
+            pipeline_config(config, dir.clone(), &id),
+            clock.clone(),
+            tasks,
+            cancel.clone(),
+        ) {
             Ok(p) => {
                 tracing::info!(asset = %id, path = %p.path.display(), "local host sensor started");
                 Some(p)
@@ -197,10 +229,22 @@ pub fn start(
                     () = cancel.cancelled() => break,
                     _ = tick.tick() => {}
                 }
-                let (dir, options, restarter, clock2) = (dir.clone(), options.clone(), restarter.clone(), clock.clone());
+                let (dir, options, restarter, clock2) = (
+                    dir.clone(),
+                    options.clone(),
+                    restarter.clone(),
+                    clock.clone(),
+                );
                 let (repair, level) = (g.repair, u8::try_from(g.max_repair_level).unwrap_or(5));
                 let run = tokio::task::spawn_blocking(move || {
-                    run_once(&dir, &options, repair, level, Some(restarter.as_ref()), clock2.as_ref())
+                    run_once(
+                        &dir,
+                        &options,
+                        repair,
+                        level,
+                        Some(restarter.as_ref()),
+                        clock2.as_ref(),
+                    )
                 })
                 .await;
                 let Ok(run) = run else { continue };
