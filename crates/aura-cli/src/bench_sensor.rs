@@ -198,10 +198,10 @@ pub(crate) async fn sensor(args: &BenchSensorArgs) -> anyhow::Result<ExitCode> {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     while Instant::now() < end {
         tick.tick().await;
-        if let Some(url) = &scrape_url {
-            if let Ok(r) = client.get(url).send().await {
-                let _ = r.bytes().await;
-            }
+        if let Some(url) = &scrape_url
+            && let Ok(r) = client.get(url).send().await
+        {
+            let _ = r.bytes().await;
         }
         sensor.observe();
         if let Some(e) = exporter.as_mut() {

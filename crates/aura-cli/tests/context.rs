@@ -2,6 +2,8 @@
 //! current and its Guardian repairs (and audits) a corrupted file; `aura sensor --once`,
 //! `aura validate` and `aura guardian` work offline.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::path::Path;

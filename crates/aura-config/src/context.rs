@@ -9,7 +9,7 @@ use serde::de::{Deserialize, Deserializer, Error as _};
 use crate::values::{self, Hint, Key, Range, leaf, show};
 
 /// The `context` section.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ContextConfig {
     /// The local host sensor.
@@ -144,18 +144,6 @@ pub struct ServiceCheckConfig {
 
 fn default_check_timeout() -> u64 {
     5
-}
-
-impl Default for ContextConfig {
-    fn default() -> Self {
-        ContextConfig {
-            sensor: SensorConfig::default(),
-            changes: ChangesConfig::default(),
-            files: FilesConfig::default(),
-            guardian: GuardianConfig::default(),
-            services: Vec::new(),
-        }
-    }
 }
 
 impl Default for SensorConfig {

@@ -380,7 +380,7 @@ fn repair_inner(
     // Leftovers are removed (level 1).
     if let [c @ (IssueClass::LeftoverTemp | IssueClass::LeftoverLock | IssueClass::Orphan)] =
         classes.as_slice()
-        && !path.extension().is_some_and(|e| e == "aav")
+        && path.extension().is_none_or(|e| e != "aav")
     {
         let removed = if path.is_dir() {
             fs::remove_dir_all(path)

@@ -5,6 +5,8 @@
 //! Runs without the libtest harness: the binary re-executes itself (`AAV_CRASH_CHILD=<dir>`) as
 //! the writer it kills.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,5 +1,7 @@
 //! Data-driven change-detector cases from `tests/cases/detect.txt`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use aura_context::detect::{ChangeDetector, DetectorOptions};
 use toml::{Table, Value};
 

@@ -1,6 +1,8 @@
 //! The Guardian against a fixture of corrupted files: one case per corruption class it claims
 //! to repair, each with the class it must report and the level that must repair it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::Path;
 use std::sync::Mutex;
 

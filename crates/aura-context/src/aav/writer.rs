@@ -395,7 +395,7 @@ pub(crate) fn list_backups(dir: &Path, asset_id: &str) -> Result<Vec<PathBuf>, A
         .map(|e| e.path())
         .filter_map(|p| Some((backup_millis(&p)?, p)))
         .collect();
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
     Ok(found.into_iter().map(|(_, p)| p).collect())
 }
 

@@ -108,18 +108,18 @@ impl Sensor for StorageSensor {
             let Ok(st) = nix::sys::statvfs::statvfs(point.as_str()) else {
                 continue;
             };
-            let frsize = st.fragment_size() as u64;
-            let total = st.blocks() as u64 * frsize;
+            let frsize = st.fragment_size();
+            let total = st.blocks() * frsize;
             if total == 0 {
                 continue;
             }
             seen_devices.push(device);
-            let free = st.blocks_available() as u64 * frsize;
-            let used = total.saturating_sub(st.blocks_free() as u64 * frsize);
+            let free = st.blocks_available() * frsize;
+            let used = total.saturating_sub(st.blocks_free() * frsize);
             let used_percent = round2(used as f64 * 100.0 / (used + free).max(1) as f64);
             max_used = max_used.max(used_percent);
-            let inodes = st.files() as u64;
-            let inodes_free = st.files_free() as u64;
+            let inodes = st.files();
+            let inodes_free = st.files_free();
             let mut m = Table::new();
             m.insert("device".into(), Value::String(device.to_owned()));
             m.insert("fstype".into(), Value::String(fstype.to_owned()));
