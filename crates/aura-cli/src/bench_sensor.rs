@@ -32,6 +32,8 @@ pub(crate) struct BenchSensorArgs {
 #[derive(Debug, Serialize)]
 struct Footprint {
     rss_mb: f64,
+    /// Anonymous (heap, stacks) part of the RSS: what the process allocated, without its mapped binary.
+    rss_anon_mb: f64,
     rss_max_mb: f64,
     cpu_percent: f64,
 }
@@ -42,6 +44,7 @@ struct Report {
     sampling_interval_seconds: u64,
     rss_mb: f64,
     rss_max_mb: f64,
+    rss_anon_mb: f64,
     cpu_percent: f64,
     node_exporter: Option<Footprint>,
     rss_ratio: Option<f64>,
@@ -68,6 +71,22 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn round(v: f64, digits: i32) -> f64 {
     let f = 10f64.powi(digits);
     (v * f).round() / f
+}
+
+/// Anonymous RSS of a process, bytes.
+fn rss_anon(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("RssAnon:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0)
+        * 1024
 }
 
 /// (cpu ticks, rss bytes) of a process.
@@ -122,6 +141,7 @@ impl Watched {
 
     fn finish(mut self) -> Footprint {
         self.observe();
+        let anon = rss_anon(self.child.id());
         let cpu = match (self.start, proc_usage(self.child.id())) {
             (Some((t, before)), Some((after, _))) => {
                 after.saturating_sub(before) as f64 / 100.0 / t.elapsed().as_secs_f64() * 100.0
@@ -133,6 +153,7 @@ impl Watched {
         Footprint {
             rss_mb: round(self.last_rss as f64 / 1_048_576.0, 2),
             rss_max_mb: round(self.rss_max as f64 / 1_048_576.0, 2),
+            rss_anon_mb: round(anon as f64 / 1_048_576.0, 2),
             cpu_percent: round(cpu, 3),
         }
     }
@@ -223,6 +244,7 @@ pub(crate) async fn sensor(args: &BenchSensorArgs) -> anyhow::Result<ExitCode> {
         sampling_interval_seconds: 1,
         rss_mb: ours.rss_mb,
         rss_max_mb: ours.rss_max_mb,
+        rss_anon_mb: ours.rss_anon_mb,
         cpu_percent: ours.cpu_percent,
         rss_ratio: theirs
             .as_ref()
@@ -250,9 +272,10 @@ pub(crate) async fn sensor(args: &BenchSensorArgs) -> anyhow::Result<ExitCode> {
         );
         if let Some(t) = &report.node_exporter {
             println!(
-                "node_exporter scraped every 1 s:   rss {} MB (max {}), cpu {} %  → ratios rss {:.3}, cpu {:.3}",
+                "node_exporter scraped every 1 s:   rss {} MB (max {}, anonymous {}), cpu {} %  → ratios rss {:.3}, cpu {:.3}",
                 t.rss_mb,
                 t.rss_max_mb,
+                t.rss_anon_mb,
                 t.cpu_percent,
                 report.rss_ratio.unwrap_or(0.0),
                 report.cpu_ratio.unwrap_or(0.0)
