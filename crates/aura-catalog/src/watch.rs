@@ -249,5 +249,7 @@ fn diff(catalog: &Catalog, old: &Entry, new: &Entry) -> Vec<FieldChange> {
             (None, None) => break,
         }
     }
+    // The checksum follows every content change; it is noise in a diff.
+    out.retain(|c| &*c.path != "meta.checksum");
     out
 }
