@@ -243,6 +243,13 @@ impl Asset {
         let opt = |key: &str| meta.get(key).and_then(Value::as_str).map(str::to_owned);
         let host = opt("host").or_else(|| (kind == AssetKind::Host).then(|| name.clone()));
         let parent = opt("parent");
+        let mut doc = doc;
+        if let (Some(h), Some(meta)) = (&host, doc.get_mut("meta").and_then(Value::as_object_mut))
+            && !meta.contains_key("host")
+        {
+            // A host is its own host: make it visible to queries and projections.
+            meta.insert("host".into(), Value::from(h.as_str()));
+        }
         Ok(Asset {
             id: Arc::from(id.as_str()),
             kind,

@@ -221,6 +221,21 @@ pub async fn follow(
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Ok(event) = res {
+            use notify::EventKind;
+            use notify::event::{AccessKind, AccessMode, ModifyKind};
+            // React when a file is complete: created, renamed into place, closed after writing, removed.
+            // Data modifications in between would read half-written files.
+            let complete = matches!(
+                event.kind,
+                EventKind::Create(_)
+                    | EventKind::Remove(_)
+                    | EventKind::Modify(ModifyKind::Name(_) | ModifyKind::Any)
+                    | EventKind::Access(AccessKind::Close(AccessMode::Write))
+                    | EventKind::Any
+            );
+            if !complete {
+                return;
+            }
             for p in event.paths {
                 if is_asset_file(&p) {
                     let _ = tx.send(p);

@@ -2,11 +2,15 @@
 
 mod audit_cmd;
 mod bench;
+mod bench_catalog;
+mod catalog_cmd;
 mod cli;
 mod commands;
 mod govern_cmd;
 mod output;
 mod report_cmd;
+mod instrument;
+mod watch_view;
 
 use std::process::ExitCode;
 
