@@ -80,12 +80,15 @@ impl HotCache {
 
     /// Drops the assets whose id matches `pattern` (`*` and `?` globs).
     pub fn flush_pattern(&self, pattern: &str) {
-        let pattern = pattern.to_owned();
-        // moka runs this predicate lazily; `run_pending_tasks` applies it now.
-        let _ = self
+        let doomed: Vec<Arc<str>> = self
             .inner
-            .invalidate_entries_if(move |k, _| glob_match(&pattern, k));
-        self.inner.run_pending_tasks();
+            .iter()
+            .filter(|(k, _)| glob_match(pattern, k))
+            .map(|(k, _)| (*k).clone())
+            .collect();
+        for k in doomed {
+            self.inner.invalidate(&k);
+        }
     }
 
     /// Entries, hits and misses.
