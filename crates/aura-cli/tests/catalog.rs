@@ -79,6 +79,17 @@ async fn query_routes_status_and_errors() {
         .unwrap();
     assert_eq!(missing.status(), 404);
 
+    let (code, advice) = common::post(
+        &aura.url("/api/v1/advise"),
+        &aura.admin_token(),
+        serde_json::json!({"helper": "is_safe_to_deploy", "service": "api-1"}),
+    )
+    .await;
+    assert_eq!(code, 200, "{advice}");
+    assert_eq!(advice["verdict"], "unsafe");
+    assert!(!advice["evidence"].as_array().unwrap().is_empty());
+    assert!(!advice["blind_spots"].as_array().unwrap().is_empty());
+
     let status = aura.cli(&["status", "-o", "json"]).code(0).json();
     assert_eq!(status["assets"]["total"], 3);
 }

@@ -275,3 +275,62 @@ async fn stream(
     }
     metrics::gauge!("aura_catalog_watchers").decrement(1.0);
 }
+
+/// A decision helper to run (seed 001 §7.2).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(tag = "helper", rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum AdviseRequest {
+    /// Instances, dependencies, host headroom and neighbours of a service.
+    IsSafeToDeploy {
+        /// Asset name, id or `labels.app` of the service.
+        service: String,
+    },
+    /// Hosts with enough free CPU and memory.
+    CheckResourceAvailability {
+        /// What the workload needs.
+        #[schema(value_type = Object)]
+        requirements: aura_catalog::helpers::Requirements,
+    },
+    /// The best host for a workload.
+    FindOptimalPlacement {
+        /// What the workload needs and where it may go.
+        #[schema(value_type = Object)]
+        constraints: aura_catalog::helpers::Requirements,
+    },
+    /// Idle, under-used and stopped assets.
+    AnalyzeCostOptimization,
+    /// Outliers, overloads and assets not updated since `stale_before` (RFC 3339).
+    DetectAnomalies {
+        /// Assets last updated before this time are stale.
+        stale_before: String,
+    },
+}
+
+/// Runs a decision helper; the answer carries the evidence used and the blind spots.
+#[utoipa::path(post, path = "/api/v1/advise", tag = "catalog", request_body = AdviseRequest,
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub(super) async fn advise(
+    State(state): State<AppState>,
+    body: Result<Json<AdviseRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    use aura_catalog::helpers;
+    let Json(req) = body.map_err(ApiError::from_json)?;
+    let c = state.catalog.catalog();
+    let report = match req {
+        AdviseRequest::IsSafeToDeploy { service } => helpers::is_safe_to_deploy(c, &service),
+        AdviseRequest::CheckResourceAvailability { requirements } => {
+            helpers::check_resource_availability(c, &requirements)
+        }
+        AdviseRequest::FindOptimalPlacement { constraints } => {
+            helpers::find_optimal_placement(c, &constraints)
+        }
+        AdviseRequest::AnalyzeCostOptimization => helpers::analyze_cost_optimization(c),
+        AdviseRequest::DetectAnomalies { stale_before } => {
+            helpers::detect_anomalies(c, &stale_before)
+        }
+    };
+    serde_json::to_value(report)
+        .map(Json)
+        .map_err(ApiError::internal)
+}

@@ -131,7 +131,8 @@ fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
                 .routes(routes!(catalog::unhealthy))
                 .routes(routes!(catalog::system_metrics))
                 .routes(routes!(catalog::query))
-                .routes(routes!(catalog::watch)),
+                .routes(routes!(catalog::watch))
+                .routes(routes!(catalog::advise)),
         ))
         .merge(group(
             Permission::ManageTokens,
