@@ -9,7 +9,9 @@ use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
 /// The kinds of asset the catalog knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum AssetKind {
     /// A physical or virtual machine running an operating system.
@@ -60,13 +62,17 @@ impl FromStr for AssetKind {
             .find(|k| k.as_str() == s)
             .ok_or_else(|| AssetError::Invalid {
                 field: "meta.kind",
-                message: format!("unknown kind `{s}` (expected host, container, pod, service or vm)"),
+                message: format!(
+                    "unknown kind `{s}` (expected host, container, pod, service or vm)"
+                ),
             })
     }
 }
 
 /// The health an asset reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
     /// Everything within bounds.
@@ -237,7 +243,9 @@ impl Asset {
         {
             return Err(AssetError::Invalid {
                 field: "meta.schema_version",
-                message: format!("unsupported schema version `{v}` (this build reads {SCHEMA_VERSION})"),
+                message: format!(
+                    "unsupported schema version `{v}` (this build reads {SCHEMA_VERSION})"
+                ),
             });
         }
         let opt = |key: &str| meta.get(key).and_then(Value::as_str).map(str::to_owned);
@@ -476,12 +484,22 @@ env = "prod"
 
     #[test]
     fn rejects_bad_headers() {
-        let bad = "[meta]\nasset_id = \"../x\"\nkind = \"host\"\nname = \"x\"\nupdated_at = \"t\"\n";
+        let bad =
+            "[meta]\nasset_id = \"../x\"\nkind = \"host\"\nname = \"x\"\nupdated_at = \"t\"\n";
         assert!(matches!(
             Asset::from_toml(bad),
-            Err(AssetError::Invalid { field: "meta.asset_id", .. })
+            Err(AssetError::Invalid {
+                field: "meta.asset_id",
+                ..
+            })
         ));
-        let bad = "[meta]\nasset_id = \"x\"\nkind = \"toaster\"\nname = \"x\"\nupdated_at = \"t\"\n";
-        assert!(Asset::from_toml(bad).unwrap_err().to_string().contains("toaster"));
+        let bad =
+            "[meta]\nasset_id = \"x\"\nkind = \"toaster\"\nname = \"x\"\nupdated_at = \"t\"\n";
+        assert!(
+            Asset::from_toml(bad)
+                .unwrap_err()
+                .to_string()
+                .contains("toaster")
+        );
     }
 }

@@ -63,7 +63,11 @@ impl HotCache {
     /// An asset, when cached.
     pub fn get(&self, id: &str) -> Option<Arc<Asset>> {
         let found = self.inner.get(id);
-        let counter = if found.is_some() { &self.hits } else { &self.misses };
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
         counter.fetch_add(1, Ordering::Relaxed);
         found
     }
@@ -187,7 +191,8 @@ impl RedisTier {
         }
         let mut conn = self.conn.clone();
         let keys: Vec<String> = ids.iter().map(|id| self.key(id)).collect();
-        let raws: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
+        let raws: Vec<Option<String>> =
+            redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
         raws.into_iter()
             .zip(ids)
             .map(|(raw, id)| {
@@ -347,7 +352,9 @@ pub mod cold {
             if let Some(e) = &settings.endpoint {
                 b = b.with_endpoint(e);
             }
-            let store = b.build().map_err(|e| CacheError::Redis(format!("s3: {e}")))?;
+            let store = b
+                .build()
+                .map_err(|e| CacheError::Redis(format!("s3: {e}")))?;
             Ok(ColdArchive {
                 store: Box::new(store),
                 prefix: settings.prefix.trim_matches('/').to_owned(),
@@ -356,7 +363,9 @@ pub mod cold {
 
         /// Archives one version of an asset; returns its key.
         pub async fn archive(&self, asset: &Asset) -> Result<String, CacheError> {
-            let text = asset.to_toml().map_err(|e| CacheError::Redis(format!("s3: {e}")))?;
+            let text = asset
+                .to_toml()
+                .map_err(|e| CacheError::Redis(format!("s3: {e}")))?;
             let key = format!(
                 "{}/{}/{}.aav",
                 self.prefix,

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use tokio::sync::broadcast;
 
 use crate::asset::{Asset, AssetKind, Health};
-use crate::index::{Compiled, EqKey, Entry, Index, Names};
+use crate::index::{Compiled, Entry, EqKey, Index, Names};
 use crate::query::ast::{AggFn, Aggregate, Query, SortKey, SortTarget};
 use crate::query::parse::{ParseError, parse, suggest};
 use crate::value::{Scalar, num_json};
@@ -130,7 +130,10 @@ impl GroupRow {
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();
         for (k, v) in &self.key {
-            m.insert(k.to_string(), v.as_ref().map_or(Value::Null, Scalar::to_json));
+            m.insert(
+                k.to_string(),
+                v.as_ref().map_or(Value::Null, Scalar::to_json),
+            );
         }
         for (k, v) in &self.values {
             m.insert(k.clone(), v.map_or(Value::Null, num_json));
@@ -405,7 +408,9 @@ impl Catalog {
         // Fast path: `count() by F` without a filter on a string/bool field reads the equality buckets.
         if filter.is_none()
             && q.group_by.len() == 1
-            && q.aggregates.iter().all(|a| a.func == AggFn::Count && a.path.is_none())
+            && q.aggregates
+                .iter()
+                .all(|a| a.func == AggFn::Count && a.path.is_none())
             && let Some(field) = index.field(&q.group_by[0])
             && index.has_only_scalar_keys(field)
             && let Some(buckets) = index.buckets(field)
@@ -444,12 +449,18 @@ impl Catalog {
             .iter()
             .map(|a| a.path.as_ref().and_then(|p| index.field(p)))
             .collect();
-        let mut groups: HashMap<Vec<GroupKey>, (Vec<Option<Scalar>>, Vec<Acc>)> = HashMap::new();
+        let mut groups: HashMap<Vec<GroupKey>, Group> = HashMap::new();
         let mut key = Vec::with_capacity(group_fields.len());
         for slot in slots {
-            let Some(entry) = index.entry_at(slot) else { continue };
+            let Some(entry) = index.entry_at(slot) else {
+                continue;
+            };
             key.clear();
-            key.extend(group_fields.iter().map(|f| GroupKey::of(f.and_then(|f| entry.get(f)))));
+            key.extend(
+                group_fields
+                    .iter()
+                    .map(|f| GroupKey::of(f.and_then(|f| entry.get(f)))),
+            );
             let (_, accs) = match groups.get_mut(&key) {
                 Some(g) => g,
                 None => groups.entry(key.clone()).or_insert_with(|| {
@@ -553,7 +564,9 @@ impl Catalog {
         }
         for slot in index.all_slots() {
             if let Some(e) = index.entry_at(slot) {
-                *s.by_health.entry(e.asset.health.as_str().to_owned()).or_default() += 1;
+                *s.by_health
+                    .entry(e.asset.health.as_str().to_owned())
+                    .or_default() += 1;
                 *s.by_kind
                     .entry(e.asset.kind.as_str().to_owned())
                     .or_default()
@@ -611,7 +624,11 @@ impl Catalog {
             }
             _ => None,
         };
-        Ok(Watch::new(self.clone(), query, self.inner.changes.subscribe()))
+        Ok(Watch::new(
+            self.clone(),
+            query,
+            self.inner.changes.subscribe(),
+        ))
     }
 
     /// A stream of diffs for one asset.
@@ -665,6 +682,9 @@ fn project(asset: &Asset, fields: &[Arc<str>]) -> Value {
     }
     Value::Object(m)
 }
+
+/// A group's key values and its accumulators.
+type Group = (Vec<Option<Scalar>>, Vec<Acc>);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum GroupKey {
@@ -744,13 +764,33 @@ fn group_cmp(a: &GroupRow, b: &GroupRow, sort: &[SortKey]) -> Ordering {
         let o = match &k.target {
             SortTarget::Aggregate(agg) => {
                 let label = agg_label(agg);
-                let va = a.values.iter().find(|(l, _)| *l == label).and_then(|(_, v)| *v);
-                let vb = b.values.iter().find(|(l, _)| *l == label).and_then(|(_, v)| *v);
-                cmp_opt(va.map(Scalar::Num).as_ref(), vb.map(Scalar::Num).as_ref(), k.descending)
+                let va = a
+                    .values
+                    .iter()
+                    .find(|(l, _)| *l == label)
+                    .and_then(|(_, v)| *v);
+                let vb = b
+                    .values
+                    .iter()
+                    .find(|(l, _)| *l == label)
+                    .and_then(|(_, v)| *v);
+                cmp_opt(
+                    va.map(Scalar::Num).as_ref(),
+                    vb.map(Scalar::Num).as_ref(),
+                    k.descending,
+                )
             }
             SortTarget::Field(p) => {
-                let va = a.key.iter().find(|(f, _)| f == p).and_then(|(_, v)| v.as_ref());
-                let vb = b.key.iter().find(|(f, _)| f == p).and_then(|(_, v)| v.as_ref());
+                let va = a
+                    .key
+                    .iter()
+                    .find(|(f, _)| f == p)
+                    .and_then(|(_, v)| v.as_ref());
+                let vb = b
+                    .key
+                    .iter()
+                    .find(|(f, _)| f == p)
+                    .and_then(|(_, v)| v.as_ref());
                 cmp_opt(va, vb, k.descending)
             }
         };

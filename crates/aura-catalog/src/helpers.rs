@@ -54,7 +54,12 @@ pub struct Requirements {
     pub avoid_hosts: Vec<String>,
 }
 
-fn assets(catalog: &Catalog, query: &str, evidence: &mut Vec<Evidence>, what: &str) -> Vec<Arc<Asset>> {
+fn assets(
+    catalog: &Catalog,
+    query: &str,
+    evidence: &mut Vec<Evidence>,
+    what: &str,
+) -> Vec<Arc<Asset>> {
     let found = match catalog.query(query).map(|a| a.rows) {
         Ok(Rows::Assets(v)) => v,
         _ => vec![],
@@ -87,11 +92,14 @@ pub fn is_safe_to_deploy(catalog: &Catalog, service: &str) -> Report {
     );
     let mut problems = Vec::new();
     let mut blind = vec![
-        "change history (recent deploys) is not in the catalog; only the current state was checked".to_owned(),
+        "change history (recent deploys) is not in the catalog; only the current state was checked"
+            .to_owned(),
         "no incident tracker is connected: open incidents were not checked".to_owned(),
     ];
     if instances.is_empty() {
-        blind.push(format!("no asset is named `{service}` or labelled app={service}"));
+        blind.push(format!(
+            "no asset is named `{service}` or labelled app={service}"
+        ));
     }
     for a in &instances {
         if matches!(a.health, Health::Unhealthy | Health::Degraded) {
@@ -100,7 +108,13 @@ pub fn is_safe_to_deploy(catalog: &Catalog, service: &str) -> Report {
     }
     let mut deps: Vec<String> = instances
         .iter()
-        .filter_map(|a| a.doc.get("dependencies")?.get("depends_on")?.as_array().cloned())
+        .filter_map(|a| {
+            a.doc
+                .get("dependencies")?
+                .get("depends_on")?
+                .as_array()
+                .cloned()
+        })
         .flatten()
         .filter_map(|v| v.as_str().map(str::to_owned))
         .collect();
@@ -110,7 +124,12 @@ pub fn is_safe_to_deploy(catalog: &Catalog, service: &str) -> Report {
         blind.push("no dependencies are declared (`dependencies.depends_on`)".to_owned());
     } else {
         let list = deps.iter().map(|d| quote(d)).collect::<Vec<_>>().join(", ");
-        let found = assets(catalog, &format!("id in ({list}) limit 1000"), &mut ev, "dependencies found");
+        let found = assets(
+            catalog,
+            &format!("id in ({list}) limit 1000"),
+            &mut ev,
+            "dependencies found",
+        );
         for d in &deps {
             match found.iter().find(|a| &*a.id == d) {
                 Some(a) if a.health == Health::Healthy => {}
@@ -123,8 +142,17 @@ pub fn is_safe_to_deploy(catalog: &Catalog, service: &str) -> Report {
     hosts.sort();
     hosts.dedup();
     if !hosts.is_empty() {
-        let list = hosts.iter().map(|h| quote(h)).collect::<Vec<_>>().join(", ");
-        for h in assets(catalog, &format!("kind = host and name in ({list}) limit 1000"), &mut ev, "hosts running it") {
+        let list = hosts
+            .iter()
+            .map(|h| quote(h))
+            .collect::<Vec<_>>()
+            .join(", ");
+        for h in assets(
+            catalog,
+            &format!("kind = host and name in ({list}) limit 1000"),
+            &mut ev,
+            "hosts running it",
+        ) {
             if num(&h, "compute", "cpu_percent").is_some_and(|c| c >= 85.0) {
                 problems.push(format!("host `{}` has no CPU headroom", h.id));
             }
@@ -138,16 +166,29 @@ pub fn is_safe_to_deploy(catalog: &Catalog, service: &str) -> Report {
             &mut ev,
             "unhealthy assets on those hosts",
         );
-        for s in sick.iter().filter(|s| !instances.iter().any(|i| i.id == s.id)) {
+        for s in sick
+            .iter()
+            .filter(|s| !instances.iter().any(|i| i.id == s.id))
+        {
             problems.push(format!("`{}` on the same host is unhealthy", s.id));
         }
     }
     let safe = problems.is_empty() && !instances.is_empty();
     Report {
         helper: "is_safe_to_deploy",
-        verdict: if safe { "safe" } else if instances.is_empty() { "unknown" } else { "unsafe" }.to_owned(),
+        verdict: if safe {
+            "safe"
+        } else if instances.is_empty() {
+            "unknown"
+        } else {
+            "unsafe"
+        }
+        .to_owned(),
         summary: if safe {
-            format!("{} instances healthy, dependencies healthy, hosts have headroom", instances.len())
+            format!(
+                "{} instances healthy, dependencies healthy, hosts have headroom",
+                instances.len()
+            )
         } else if instances.is_empty() {
             format!("`{service}` is not in the catalog")
         } else {
@@ -167,7 +208,12 @@ fn free(h: &Asset) -> (Option<f64>, Option<f64>) {
     (cores, mem)
 }
 
-fn host_candidates(catalog: &Catalog, req: &Requirements, ev: &mut Vec<Evidence>, blind: &mut Vec<String>) -> Vec<Value> {
+fn host_candidates(
+    catalog: &Catalog,
+    req: &Requirements,
+    ev: &mut Vec<Evidence>,
+    blind: &mut Vec<String>,
+) -> Vec<Value> {
     let mut q = "kind = host".to_owned();
     for (k, v) in &req.labels {
         q.push_str(&format!(" and labels.{k} = {}", quote(v)));
@@ -176,7 +222,9 @@ fn host_candidates(catalog: &Catalog, req: &Requirements, ev: &mut Vec<Evidence>
     let mut unknown = 0;
     let mut out: Vec<(f64, Value)> = Vec::new();
     for h in hosts {
-        if req.avoid_hosts.iter().any(|a| a == &*h.id || a == &h.name) || h.health == Health::Unhealthy {
+        if req.avoid_hosts.iter().any(|a| a == &*h.id || a == &h.name)
+            || h.health == Health::Unhealthy
+        {
             continue;
         }
         let (cores, mem) = free(&h);
@@ -188,12 +236,15 @@ fn host_candidates(catalog: &Catalog, req: &Requirements, ev: &mut Vec<Evidence>
             // Score: the smaller relative headroom left after placing the workload (higher is better).
             let total_cores = num(&h, "compute", "cpu_count").unwrap_or(1.0);
             let total_mem = num(&h, "memory", "total_bytes").unwrap_or(mem.max(1.0));
-            let score = ((cores - req.cpu_cores) / total_cores).min((mem - req.memory_bytes as f64) / total_mem);
+            let score = ((cores - req.cpu_cores) / total_cores)
+                .min((mem - req.memory_bytes as f64) / total_mem);
             out.push((score, json!({"host": &*h.id, "free_cores": (cores * 100.0).round() / 100.0, "free_memory_bytes": mem as u64, "health": h.health, "score": (score * 1000.0).round() / 1000.0})));
         }
     }
     if unknown > 0 {
-        blind.push(format!("{unknown} hosts report no CPU count/utilisation or available memory"));
+        blind.push(format!(
+            "{unknown} hosts report no CPU count/utilisation or available memory"
+        ));
     }
     out.sort_by(|a, b| b.0.total_cmp(&a.0));
     out.into_iter().map(|(_, v)| v).collect()
@@ -202,12 +253,23 @@ fn host_candidates(catalog: &Catalog, req: &Requirements, ev: &mut Vec<Evidence>
 /// Hosts with enough free CPU and memory (and the requested labels) for `req`.
 pub fn check_resource_availability(catalog: &Catalog, req: &Requirements) -> Report {
     let mut ev = Vec::new();
-    let mut blind = vec!["free capacity is derived from the last sensor reading, not reservations".to_owned()];
+    let mut blind =
+        vec!["free capacity is derived from the last sensor reading, not reservations".to_owned()];
     let candidates = host_candidates(catalog, req, &mut ev, &mut blind);
     Report {
         helper: "check_resource_availability",
-        verdict: if candidates.is_empty() { "unavailable" } else { "available" }.to_owned(),
-        summary: format!("{} hosts can take {} cores and {} bytes", candidates.len(), req.cpu_cores, req.memory_bytes),
+        verdict: if candidates.is_empty() {
+            "unavailable"
+        } else {
+            "available"
+        }
+        .to_owned(),
+        summary: format!(
+            "{} hosts can take {} cores and {} bytes",
+            candidates.len(),
+            req.cpu_cores,
+            req.memory_bytes
+        ),
         details: json!({"requirements": req, "hosts": candidates}),
         evidence: ev,
         blind_spots: blind,
@@ -225,9 +287,15 @@ pub fn find_optimal_placement(catalog: &Catalog, req: &Requirements) -> Report {
     let best = candidates.first().cloned();
     Report {
         helper: "find_optimal_placement",
-        verdict: best.as_ref().map_or("none".to_owned(), |b| b["host"].as_str().unwrap_or("").to_owned()),
+        verdict: best.as_ref().map_or("none".to_owned(), |b| {
+            b["host"].as_str().unwrap_or("").to_owned()
+        }),
         summary: match &best {
-            Some(b) => format!("place on `{}` (most headroom left of {} candidates)", b["host"].as_str().unwrap_or(""), candidates.len()),
+            Some(b) => format!(
+                "place on `{}` (most headroom left of {} candidates)",
+                b["host"].as_str().unwrap_or(""),
+                candidates.len()
+            ),
             None => "no host satisfies the constraints".to_owned(),
         },
         details: json!({"requirements": req, "best": best, "alternatives": candidates.iter().skip(1).take(4).collect::<Vec<_>>()}),
@@ -239,8 +307,18 @@ pub fn find_optimal_placement(catalog: &Catalog, req: &Requirements) -> Report {
 /// Idle and stopped assets that could be downsized or removed.
 pub fn analyze_cost_optimization(catalog: &Catalog) -> Report {
     let mut ev = Vec::new();
-    let idle = assets(catalog, "cpu < 5 and mem < 20 limit 10000", &mut ev, "idle assets (cpu < 5%, memory < 20%)");
-    let under = assets(catalog, "kind = host and cpu < 15 and mem < 40 limit 10000", &mut ev, "under-used hosts");
+    let idle = assets(
+        catalog,
+        "cpu < 5 and mem < 20 limit 10000",
+        &mut ev,
+        "idle assets (cpu < 5%, memory < 20%)",
+    );
+    let under = assets(
+        catalog,
+        "kind = host and cpu < 15 and mem < 40 limit 10000",
+        &mut ev,
+        "under-used hosts",
+    );
     let stopped = assets(
         catalog,
         "container.state in (exited, dead, created) or cloud.state in (stopped, stopping) limit 10000",
@@ -251,8 +329,18 @@ pub fn analyze_cost_optimization(catalog: &Catalog) -> Report {
     let n = idle.len() + under.len() + stopped.len();
     Report {
         helper: "analyze_cost_optimization",
-        verdict: if n == 0 { "nothing_found" } else { "opportunities" }.to_owned(),
-        summary: format!("{} idle, {} under-used hosts, {} stopped", idle.len(), under.len(), stopped.len()),
+        verdict: if n == 0 {
+            "nothing_found"
+        } else {
+            "opportunities"
+        }
+        .to_owned(),
+        summary: format!(
+            "{} idle, {} under-used hosts, {} stopped",
+            idle.len(),
+            under.len(),
+            stopped.len()
+        ),
         details: json!({"idle": ids(&idle), "underused_hosts": ids(&under), "stopped": ids(&stopped)}),
         evidence: ev,
         blind_spots: vec![
@@ -268,14 +356,23 @@ pub fn detect_anomalies(catalog: &Catalog, stale_before: &str) -> Report {
     let mut ev = Vec::new();
     let mut findings = Vec::new();
     for kind in AssetKind::ALL {
-        let all = assets(catalog, &format!("kind = {kind} limit 10000"), &mut ev, &format!("{kind} assets"));
-        for (section, key, label) in [("compute", "cpu_percent", "cpu"), ("memory", "used_percent", "memory")] {
+        let all = assets(
+            catalog,
+            &format!("kind = {kind} limit 10000"),
+            &mut ev,
+            &format!("{kind} assets"),
+        );
+        for (section, key, label) in [
+            ("compute", "cpu_percent", "cpu"),
+            ("memory", "used_percent", "memory"),
+        ] {
             let vals: Vec<f64> = all.iter().filter_map(|a| num(a, section, key)).collect();
             if vals.len() < 5 {
                 continue;
             }
             let mean = vals.iter().sum::<f64>() / vals.len() as f64;
-            let sd = (vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / vals.len() as f64).sqrt();
+            let sd =
+                (vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / vals.len() as f64).sqrt();
             if sd < 1e-9 {
                 continue;
             }
@@ -288,14 +385,27 @@ pub fn detect_anomalies(catalog: &Catalog, stale_before: &str) -> Report {
             }
         }
     }
-    for a in assets(catalog, "exists load and exists cpu.count limit 10000", &mut ev, "assets with load and core count") {
-        if let (Some(l), Some(c)) = (num(&a, "compute", "load_1"), num(&a, "compute", "cpu_count"))
-            && l > 2.0 * c
+    for a in assets(
+        catalog,
+        "exists load and exists cpu.count limit 10000",
+        &mut ev,
+        "assets with load and core count",
+    ) {
+        if let (Some(l), Some(c)) = (
+            num(&a, "compute", "load_1"),
+            num(&a, "compute", "cpu_count"),
+        ) && l > 2.0 * c
         {
-            findings.push(json!({"asset": &*a.id, "kind": "overload", "load_1": l, "cpu_count": c}));
+            findings
+                .push(json!({"asset": &*a.id, "kind": "overload", "load_1": l, "cpu_count": c}));
         }
     }
-    for a in assets(catalog, &format!("updated_at < {} limit 10000", quote(stale_before)), &mut ev, "stale assets") {
+    for a in assets(
+        catalog,
+        &format!("updated_at < {} limit 10000", quote(stale_before)),
+        &mut ev,
+        "stale assets",
+    ) {
         findings.push(json!({"asset": &*a.id, "kind": "stale", "updated_at": a.updated_at}));
     }
     Report {

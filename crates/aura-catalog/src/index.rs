@@ -351,7 +351,9 @@ impl Index {
     pub(crate) fn compile(&self, f: &Filter) -> Compiled {
         let id = |p: &Arc<str>| self.field(p);
         match f {
-            Filter::And(a, b) => Compiled::And(Box::new(self.compile(a)), Box::new(self.compile(b))),
+            Filter::And(a, b) => {
+                Compiled::And(Box::new(self.compile(a)), Box::new(self.compile(b)))
+            }
             Filter::Or(a, b) => Compiled::Or(Box::new(self.compile(a)), Box::new(self.compile(b))),
             Filter::Not(a) => Compiled::Not(Box::new(self.compile(a))),
             Filter::Cmp(p, op, v) => Compiled::Cmp(id(p), *op, v.clone()),

@@ -74,7 +74,10 @@ pub fn asset(i: usize, hosts: usize, rng: &mut Rng) -> Asset {
     a.set_section("labels", labels);
     if kind == AssetKind::Container {
         let mut c = Map::new();
-        c.insert("image".into(), Value::from(format!("registry.local/{app}:1.{}", rng.below(5))));
+        c.insert(
+            "image".into(),
+            Value::from(format!("registry.local/{app}:1.{}", rng.below(5))),
+        );
         c.insert("state".into(), Value::from("running"));
         c.insert("ports".into(), json!([80 + rng.below(3) * 1000]));
         a.set_section("container", c);
@@ -98,10 +101,16 @@ pub fn update_metrics(a: &mut Asset, rng: &mut Rng) {
     let mut memory = Map::new();
     memory.insert("used_percent".into(), json!(mem));
     memory.insert("total_bytes".into(), json!(total));
-    memory.insert("available_bytes".into(), json!((total as f64 * (1.0 - mem / 100.0)) as u64));
+    memory.insert(
+        "available_bytes".into(),
+        json!((total as f64 * (1.0 - mem / 100.0)) as u64),
+    );
     a.set_section("memory", memory);
     let mut storage = Map::new();
-    storage.insert("used_percent".into(), json!((rng.unit() * 1000.0).round() / 10.0));
+    storage.insert(
+        "used_percent".into(),
+        json!((rng.unit() * 1000.0).round() / 10.0),
+    );
     a.set_section("storage", storage);
     let mut network = Map::new();
     network.insert("rx_bytes_per_sec".into(), json!(rng.below(10_000_000)));

@@ -82,7 +82,9 @@ impl WatchEvent {
             WatchEvent::Added { seq, asset, .. } => serde_json::json!({
                 "type": "added", "seq": seq, "id": &*asset.id, "asset": asset.doc,
             }),
-            WatchEvent::Changed { seq, id, changes, .. } => serde_json::json!({
+            WatchEvent::Changed {
+                seq, id, changes, ..
+            } => serde_json::json!({
                 "type": "changed", "seq": seq, "id": &**id,
                 "changes": changes.iter().map(|c| {
                     let mut m = Map::new();
@@ -92,10 +94,14 @@ impl WatchEvent {
                     Value::Object(m)
                 }).collect::<Vec<_>>(),
             }),
-            WatchEvent::Removed { seq, id, reason, .. } => serde_json::json!({
+            WatchEvent::Removed {
+                seq, id, reason, ..
+            } => serde_json::json!({
                 "type": "removed", "seq": seq, "id": &**id, "reason": reason,
             }),
-            WatchEvent::Lagged { missed } => serde_json::json!({"type": "lagged", "missed": missed}),
+            WatchEvent::Lagged { missed } => {
+                serde_json::json!({"type": "lagged", "missed": missed})
+            }
         }
     }
 }
@@ -199,7 +205,9 @@ impl Watch {
 
 fn diff(catalog: &Catalog, old: &Entry, new: &Entry) -> Vec<FieldChange> {
     let names = catalog.names();
-    let names = names.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let names = names
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let name = |f: u32| -> Arc<str> {
         names
             .get(f as usize)

@@ -8,7 +8,8 @@ use aura_catalog::helpers::{self, Requirements};
 use aura_catalog::{Catalog, CatalogSettings};
 
 fn catalog() -> Catalog {
-    let dir = AssetDir::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")).unwrap();
+    let dir =
+        AssetDir::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")).unwrap();
     let c = Catalog::new(CatalogSettings::default());
     load_into(&dir, &c).unwrap();
     c
@@ -19,26 +20,50 @@ fn deploy_safety_sees_unhealthy_instances_and_busy_hosts() {
     let c = catalog();
     let r = helpers::is_safe_to_deploy(&c, "api");
     assert_eq!(r.verdict, "unsafe");
-    assert!(r.summary.contains("instance `api-1` is unhealthy"), "{}", r.summary);
+    assert!(
+        r.summary.contains("instance `api-1` is unhealthy"),
+        "{}",
+        r.summary
+    );
     assert!(!r.evidence.is_empty());
     assert!(r.blind_spots.iter().any(|b| b.contains("incident")));
     let r = helpers::is_safe_to_deploy(&c, "postgres");
-    assert_eq!(r.verdict, "unsafe", "db-01 has no CPU headroom: {}", r.summary);
-    assert_eq!(helpers::is_safe_to_deploy(&c, "nothing-here").verdict, "unknown");
+    assert_eq!(
+        r.verdict, "unsafe",
+        "db-01 has no CPU headroom: {}",
+        r.summary
+    );
+    assert_eq!(
+        helpers::is_safe_to_deploy(&c, "nothing-here").verdict,
+        "unknown"
+    );
 }
 
 #[test]
 fn availability_and_placement() {
     let c = catalog();
-    let req = Requirements { cpu_cores: 2.0, memory_bytes: 2 << 30, ..Requirements::default() };
+    let req = Requirements {
+        cpu_cores: 2.0,
+        memory_bytes: 2 << 30,
+        ..Requirements::default()
+    };
     let r = helpers::check_resource_availability(&c, &req);
     assert_eq!(r.verdict, "available");
     assert_eq!(r.details["hosts"][0]["host"], "web-01");
     let r = helpers::find_optimal_placement(&c, &req);
     assert_eq!(r.verdict, "web-01");
-    let too_big = Requirements { cpu_cores: 64.0, ..Requirements::default() };
-    assert_eq!(helpers::find_optimal_placement(&c, &too_big).verdict, "none");
-    let labelled = Requirements { labels: [("role".to_owned(), "db".to_owned())].into(), ..Requirements::default() };
+    let too_big = Requirements {
+        cpu_cores: 64.0,
+        ..Requirements::default()
+    };
+    assert_eq!(
+        helpers::find_optimal_placement(&c, &too_big).verdict,
+        "none"
+    );
+    let labelled = Requirements {
+        labels: [("role".to_owned(), "db".to_owned())].into(),
+        ..Requirements::default()
+    };
     let r = helpers::check_resource_availability(&c, &labelled);
     assert_eq!(r.details["hosts"][0]["host"], "db-01");
 }

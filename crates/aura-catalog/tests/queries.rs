@@ -1,5 +1,6 @@
 //! Data-driven query cases: `tests/cases/queries.txt` holds query text and the expected rendered answer over the
 //! fixture fleet in `tests/fixtures/assets/`. Run with `BLESS=1` to rewrite the expectations after a deliberate change.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
 
@@ -88,5 +89,10 @@ fn query_cases() {
         std::fs::write(&path, rewritten).unwrap();
         return;
     }
-    assert!(failures.is_empty(), "{} of {cases} cases differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {cases} cases differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -31,7 +31,9 @@ async fn get_set_mget_invalidate_flush() {
     assert!(tier.get("nope").await.unwrap().is_none());
     let many = tier.mget(&["db-1", "nope", "web-2"]).await.unwrap();
     assert_eq!(
-        many.iter().map(|a| a.as_ref().map(|a| a.id.to_string())).collect::<Vec<_>>(),
+        many.iter()
+            .map(|a| a.as_ref().map(|a| a.id.to_string()))
+            .collect::<Vec<_>>(),
         [Some("db-1".to_owned()), None, Some("web-2".to_owned())]
     );
     tier.invalidate("db-1").await.unwrap();
@@ -43,8 +45,12 @@ async fn get_set_mget_invalidate_flush() {
 #[tokio::test]
 async fn invalidation_reaches_other_nodes() {
     let p = prefix("pubsub");
-    let node_a = RedisTier::connect(URL, &p, Duration::from_secs(60)).await.unwrap();
-    let node_b = RedisTier::connect(URL, &p, Duration::from_secs(60)).await.unwrap();
+    let node_a = RedisTier::connect(URL, &p, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let node_b = RedisTier::connect(URL, &p, Duration::from_secs(60))
+        .await
+        .unwrap();
     let hot_b = HotCache::new(1000, Duration::from_secs(60));
     hot_b.set(Arc::new(asset("web-1")));
     hot_b.set(Arc::new(asset("web-2")));
@@ -67,11 +73,17 @@ async fn invalidation_reaches_other_nodes() {
     // Poll node B's in-process tier with a deadline until both invalidations have arrived.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let left = ["web-1", "web-2", "db-1"].iter().filter(|id| hot_b.get(id).is_some()).count();
+        let left = ["web-1", "web-2", "db-1"]
+            .iter()
+            .filter(|id| hot_b.get(id).is_some())
+            .count();
         if left == 0 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{left} entries survived the invalidation");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{left} entries survived the invalidation"
+        );
         tokio::task::yield_now().await;
     }
     cancel.cancel();

@@ -1,5 +1,6 @@
 //! Watch streams end to end through the asset directory: a file written by the sink reaches the catalog through
 //! the directory follower, and watchers see diffs (added, changed fields, left the filter, deleted).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -107,9 +108,15 @@ fn index_stays_consistent_under_updates() {
     ] {
         let indexed = catalog.query(&format!("{q} limit 10000")).unwrap();
         // `not not` defeats the planner: a full scan with the same predicate.
-        let scanned = catalog.query(&format!("not not ({q}) limit 10000")).unwrap();
+        let scanned = catalog
+            .query(&format!("not not ({q}) limit 10000"))
+            .unwrap();
         let ids = |a: &aura_catalog::Answer| -> Vec<String> {
-            a.rows.to_json().iter().map(|r| r["meta"]["asset_id"].to_string()).collect()
+            a.rows
+                .to_json()
+                .iter()
+                .map(|r| r["meta"]["asset_id"].to_string())
+                .collect()
         };
         assert_eq!(indexed.total, scanned.total, "{q}");
         assert_eq!(ids(&indexed), ids(&scanned), "{q}");

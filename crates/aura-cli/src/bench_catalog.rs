@@ -133,7 +133,10 @@ pub(crate) async fn catalog(args: &BenchCatalogArgs) -> anyhow::Result<ExitCode>
         for s in &report.shapes {
             rows.push(vec![
                 format!("  {}", s.query),
-                format!("{:.1} / {:.1} µs ({} matched)", s.p50_us, s.p99_us, s.matched),
+                format!(
+                    "{:.1} / {:.1} µs ({} matched)",
+                    s.p50_us, s.p99_us, s.matched
+                ),
             ]);
         }
         rows.push(vec![
@@ -191,7 +194,9 @@ async fn served(
         bail!("aura up did not start: `{}`", line.trim());
     };
     let result = async {
-        let token = std::fs::read_to_string(data.join("admin.token"))?.trim().to_owned();
+        let token = std::fs::read_to_string(data.join("admin.token"))?
+            .trim()
+            .to_owned();
         // HTTP load: each client sends queries back to back for the duration.
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(args.http_clients as usize)
@@ -200,8 +205,13 @@ async fn served(
         let done = Arc::new(AtomicU64::new(0));
         let mut tasks = tokio::task::JoinSet::new();
         for c in 0..args.http_clients {
-            let (client, url, token, stop, done) =
-                (client.clone(), url.clone(), token.clone(), stop.clone(), done.clone());
+            let (client, url, token, stop, done) = (
+                client.clone(),
+                url.clone(),
+                token.clone(),
+                stop.clone(),
+                done.clone(),
+            );
             tasks.spawn(async move {
                 let mut lat = Vec::new();
                 let mut i = c as usize;
@@ -258,7 +268,9 @@ async fn served(
                 let msg = tokio::time::timeout_at(deadline.into(), socket.next())
                     .await
                     .context("no watch event within 10 s")?;
-                let Some(msg) = msg else { bail!("watch stream closed") };
+                let Some(msg) = msg else {
+                    bail!("watch stream closed")
+                };
                 let text = msg?.into_text()?;
                 let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
                 if v["id"].as_str() == Some(&*a.id) {

@@ -140,8 +140,7 @@ fn print_answer(format: Output, answer: &Value) -> Result<(), ExitCode> {
         };
         eprintln!(
             "{returned} of {total} rows, {} assets matched, {} µs{more}",
-            answer["matched"],
-            answer["took_us"]
+            answer["matched"], answer["took_us"]
         );
     }
     Ok(())
@@ -218,8 +217,7 @@ pub(crate) async fn watch(cli: &Cli, args: &WatchArgs) -> anyhow::Result<ExitCod
     loop {
         let msg = tokio::select! {
             msg = socket.next() => msg,
-            key = async { match view.as_mut() { Some(v) => v.quit_requested().await, None => std::future::pending().await } } => {
-                let _ = key;
+            () = async { match view.as_mut() { Some(v) => v.quit_requested().await, None => std::future::pending().await } } => {
                 break;
             }
         };
@@ -516,13 +514,10 @@ pub(crate) async fn cache(cli: &Cli, cmd: &crate::cli::CacheCommand) -> anyhow::
         );
         return Ok(ExitCode::from(EXIT_USAGE));
     };
-    let tier = aura_catalog::cache::RedisTier::connect(
-        &url,
-        "aura:",
-        std::time::Duration::from_secs(300),
-    )
-    .await
-    .with_context(|| format!("connecting to {url}"))?;
+    let tier =
+        aura_catalog::cache::RedisTier::connect(&url, "aura:", std::time::Duration::from_secs(300))
+            .await
+            .with_context(|| format!("connecting to {url}"))?;
     match cmd {
         crate::cli::CacheCommand::Stats(a) => {
             let stats = tier.stats().await?;

@@ -7,9 +7,9 @@ mod catalog_cmd;
 mod cli;
 mod commands;
 mod govern_cmd;
+mod instrument;
 mod output;
 mod report_cmd;
-mod instrument;
 mod watch_view;
 
 use std::process::ExitCode;

@@ -10,10 +10,10 @@ use std::time::Duration;
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyModifiers};
+use ratatui::crossterm::execute;
 use ratatui::crossterm::terminal::{
     EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
-use ratatui::crossterm::execute;
 use ratatui::layout::{Constraint, Layout};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::Line;
@@ -76,7 +76,8 @@ impl LiveView {
                 if let Ok(true) = event::poll(Duration::from_millis(100))
                     && let Ok(Event::Key(k)) = event::read()
                 {
-                    let ctrl_c = k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL);
+                    let ctrl_c =
+                        k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL);
                     if matches!(k.code, KeyCode::Char('q') | KeyCode::Esc) || ctrl_c {
                         let _ = tx.blocking_send(());
                         break;
@@ -141,7 +142,11 @@ impl LiveView {
         let rows = &self.rows;
         let title = format!(
             " aura watch {} — {} assets — q to quit ",
-            if self.filter.is_empty() { "(all)" } else { &self.filter },
+            if self.filter.is_empty() {
+                "(all)"
+            } else {
+                &self.filter
+            },
             rows.len()
         );
         let log = &self.log;
@@ -189,7 +194,8 @@ impl LiveView {
                 .map(|l| Line::from(l.clone()))
                 .collect();
             f.render_widget(
-                Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" changes ")),
+                Paragraph::new(lines)
+                    .block(Block::default().borders(Borders::ALL).title(" changes ")),
                 bottom,
             );
         })?;

@@ -26,8 +26,10 @@ fn container(id: &str, cpu: f64, health: Health) -> Asset {
 fn seeded() -> (tempfile::TempDir, Aura, AssetDir) {
     let home = tempfile::tempdir().unwrap();
     let dir = AssetDir::open(&home.path().join("data")).unwrap();
-    dir.write(&container("api-1", 12.0, Health::Unhealthy)).unwrap();
-    dir.write(&container("web-1", 40.0, Health::Healthy)).unwrap();
+    dir.write(&container("api-1", 12.0, Health::Unhealthy))
+        .unwrap();
+    dir.write(&container("web-1", 40.0, Health::Healthy))
+        .unwrap();
     let mut host = Asset::new("web-01", AssetKind::Host, "web-01", "2026-11-21T10:00:00Z");
     host.set_health(Health::Degraded);
     dir.write(&host).unwrap();
@@ -38,20 +40,42 @@ fn seeded() -> (tempfile::TempDir, Aura, AssetDir) {
 #[tokio::test]
 async fn query_routes_status_and_errors() {
     let (_home, aura, _dir) = seeded();
-    let out = aura.cli(&["query", "kind = container", "-o", "json"]).code(0).json();
+    let out = aura
+        .cli(&["query", "kind = container", "-o", "json"])
+        .code(0)
+        .json();
     assert_eq!(out["total"], 2);
     assert_eq!(out["rows"][0]["meta"]["asset_id"], "api-1");
-    let out = aura.cli(&["query", "count() by kind", "-o", "json"]).code(0).json();
+    let out = aura
+        .cli(&["query", "count() by kind", "-o", "json"])
+        .code(0)
+        .json();
     assert_eq!(out["kind"], "groups");
-    let table = aura.cli(&["query", "health != healthy", "sort", "by", "id"]).code(0);
-    assert!(table.stdout.contains("api-1") && table.stdout.contains("web-01"), "{}", table.stdout);
+    let table = aura
+        .cli(&["query", "health != healthy", "sort", "by", "id"])
+        .code(0);
+    assert!(
+        table.stdout.contains("api-1") && table.stdout.contains("web-01"),
+        "{}",
+        table.stdout
+    );
     let bad = aura.cli(&["query", "kind = container limt 3"]).code(2);
-    assert!(bad.stderr.contains("column 18") && bad.stderr.contains("did you mean `limit`"), "{}", bad.stderr);
-    let offline = aura.cli(&["query", "--offline", "kind = host", "-o", "json"]).code(0).json();
+    assert!(
+        bad.stderr.contains("column 18") && bad.stderr.contains("did you mean `limit`"),
+        "{}",
+        bad.stderr
+    );
+    let offline = aura
+        .cli(&["query", "--offline", "kind = host", "-o", "json"])
+        .code(0)
+        .json();
     assert_eq!(offline["total"], 1);
 
     let list = aura.get("/api/v1/assets?kind=container&limit=1").await;
-    assert_eq!((list["total"].as_u64(), list["returned"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(
+        (list["total"].as_u64(), list["returned"].as_u64()),
+        (Some(2), Some(1))
+    );
     assert_eq!(list["truncated"], true);
     let one = aura.get("/api/v1/assets/web-01").await;
     assert_eq!(one["meta"]["kind"], "host");
@@ -109,13 +133,24 @@ fn watch_prints_plain_diffs_as_files_change() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     // stdout is a pipe, not a terminal: plain lines. The first says the subscription is live.
     assert_eq!(lines.next().unwrap().unwrap(), "watching (ready)");
-    dir.write(&container("web-1", 95.0, Health::Healthy)).unwrap();
-    assert_eq!(lines.next().unwrap().unwrap(), "added web-1 kind=container health=healthy");
-    dir.write(&container("web-1", 97.5, Health::Degraded)).unwrap();
+    dir.write(&container("web-1", 95.0, Health::Healthy))
+        .unwrap();
+    assert_eq!(
+        lines.next().unwrap().unwrap(),
+        "added web-1 kind=container health=healthy"
+    );
+    dir.write(&container("web-1", 97.5, Health::Degraded))
+        .unwrap();
     let changed = lines.next().unwrap().unwrap();
     assert!(changed.starts_with("changed web-1 "), "{changed}");
-    assert!(changed.contains("compute.cpu_percent: 95 -> 97.5"), "{changed}");
-    assert!(changed.contains("meta.health: healthy -> degraded"), "{changed}");
+    assert!(
+        changed.contains("compute.cpu_percent: 95 -> 97.5"),
+        "{changed}"
+    );
+    assert!(
+        changed.contains("meta.health: healthy -> degraded"),
+        "{changed}"
+    );
     dir.delete("web-1").unwrap();
     assert_eq!(lines.next().unwrap().unwrap(), "removed web-1 (deleted)");
     let status = child.wait().unwrap();
@@ -128,17 +163,31 @@ fn watch_prints_plain_diffs_as_files_change() {
 #[tokio::test]
 async fn scan_writes_assets_the_server_follows() {
     let (_home, aura, _dir) = seeded();
-    let out = aura.cli(&["scan", "--scanner", "local", "-o", "json"]).code(0).json();
+    let out = aura
+        .cli(&["scan", "--scanner", "local", "-o", "json"])
+        .code(0)
+        .json();
     assert_eq!(out["written"], 1);
     let id = out["ids"][0].as_str().unwrap().to_owned();
     // The server follows the directory: poll with a deadline until the new host is served.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let hosts = aura.cli(&["query", "kind = host and exists cpu", "-o", "json"]).code(0).json();
-        if hosts["rows"].as_array().unwrap().iter().any(|r| r["meta"]["asset_id"] == id.as_str()) {
+        let hosts = aura
+            .cli(&["query", "kind = host and exists cpu", "-o", "json"])
+            .code(0)
+            .json();
+        if hosts["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["meta"]["asset_id"] == id.as_str())
+        {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "scanned host never reached the catalog");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "scanned host never reached the catalog"
+        );
         std::thread::yield_now();
     }
     let bad = aura.cli(&["scan", "--kind", "toaster"]).code(2);
@@ -165,13 +214,26 @@ fn instrument_writes_hardened_manifests() {
     ] {
         assert!(ds.contains(needle), "daemonset lacks {needle}");
     }
-    let seccomp: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("kubernetes/seccomp/aura-sensor.json")).unwrap()).unwrap();
+    let seccomp: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("kubernetes/seccomp/aura-sensor.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(seccomp["defaultAction"], "SCMP_ACT_ERRNO");
     let unit = std::fs::read_to_string(out.join("systemd/aura-sensor.service")).unwrap();
-    assert!(unit.contains("ExecStart=/usr/local/bin/aura sensor") && unit.contains("CapabilityBoundingSet="));
-    assert!(std::fs::read_to_string(out.join("Containerfile")).unwrap().contains("USER 1000:1000"));
+    assert!(
+        unit.contains("ExecStart=/usr/local/bin/aura sensor")
+            && unit.contains("CapabilityBoundingSet=")
+    );
+    assert!(
+        std::fs::read_to_string(out.join("Containerfile"))
+            .unwrap()
+            .contains("USER 1000:1000")
+    );
     // Existing files are not overwritten without --force.
-    let again = aura_cmd(home.path()).args(["instrument", "--out"]).arg(&out).output().unwrap();
+    let again = aura_cmd(home.path())
+        .args(["instrument", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
     assert_eq!(again.status.code(), Some(1));
 }

@@ -88,6 +88,7 @@ impl Client<'_> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
         service: &str,
@@ -123,15 +124,25 @@ impl Client<'_> {
             &amz_date_now(),
         );
         let mut req = self.http.request(method, parsed).body(body);
-        for (k, v) in headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).chain(signed) {
+        for (k, v) in headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain(signed)
+        {
             req = req.header(k, v);
         }
-        let resp = req.send().await.map_err(|e| format!("{service} {region}: {e}"))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("{service} {region}: {e}"))?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| e.to_string())?;
         if !status.is_success() {
             let short: String = text.chars().take(300).collect();
-            return Err(format!("{service} {region}: HTTP {}: {short}", status.as_u16()));
+            return Err(format!(
+                "{service} {region}: HTTP {}: {short}",
+                status.as_u16()
+            ));
         }
         Ok(text)
     }
@@ -155,14 +166,23 @@ impl Client<'_> {
             reqwest::Method::POST,
             "/",
             "",
-            &[("content-type", "application/x-www-form-urlencoded; charset=utf-8")],
+            &[(
+                "content-type",
+                "application/x-www-form-urlencoded; charset=utf-8",
+            )],
             body.join("&").into_bytes(),
         )
         .await
     }
 
     /// An AWS JSON 1.1 call (ECS).
-    async fn json(&self, service: &str, region: &str, target: &str, body: Value) -> Result<Value, String> {
+    async fn json(
+        &self,
+        service: &str,
+        region: &str,
+        target: &str,
+        body: Value,
+    ) -> Result<Value, String> {
         let text = self
             .send(
                 service,
@@ -170,7 +190,10 @@ impl Client<'_> {
                 reqwest::Method::POST,
                 "/",
                 "",
-                &[("content-type", "application/x-amz-json-1.1"), ("x-amz-target", target)],
+                &[
+                    ("content-type", "application/x-amz-json-1.1"),
+                    ("x-amz-target", target),
+                ],
                 body.to_string().into_bytes(),
             )
             .await?;
@@ -189,12 +212,21 @@ fn child<'a>(node: roxmltree::Node<'a, 'a>, name: &str) -> Option<roxmltree::Nod
 }
 
 /// EC2 `DescribeInstances` XML → `vm` assets.
-pub fn ec2_assets(xml: &str, region: &str, now: &str) -> Result<(Vec<Asset>, Option<String>), String> {
+pub fn ec2_assets(
+    xml: &str,
+    region: &str,
+    now: &str,
+) -> Result<(Vec<Asset>, Option<String>), String> {
     let doc = roxmltree::Document::parse(xml).map_err(|e| format!("ec2: unreadable XML: {e}"))?;
     let mut out = Vec::new();
-    for set in doc.descendants().filter(|n| n.tag_name().name() == "instancesSet") {
+    for set in doc
+        .descendants()
+        .filter(|n| n.tag_name().name() == "instancesSet")
+    {
         for item in set.children().filter(|n| n.tag_name().name() == "item") {
-            let Some(iid) = text_of(item, "instanceId") else { continue };
+            let Some(iid) = text_of(item, "instanceId") else {
+                continue;
+            };
             let mut tags = Map::new();
             if let Some(tagset) = child(item, "tagSet") {
                 for t in tagset.children().filter(|n| n.tag_name().name() == "item") {
@@ -211,7 +243,12 @@ pub fn ec2_assets(xml: &str, region: &str, now: &str) -> Result<(Vec<Asset>, Opt
             let state = child(item, "instanceState")
                 .and_then(|s| text_of(s, "name"))
                 .unwrap_or("unknown");
-            let mut a = Asset::new(&aura_catalog::asset::sanitize_id(&format!("aws-{region}-{iid}")), AssetKind::Vm, &name, now);
+            let mut a = Asset::new(
+                &aura_catalog::asset::sanitize_id(&format!("aws-{region}-{iid}")),
+                AssetKind::Vm,
+                &name,
+                now,
+            );
             a.set_health(match state {
                 "running" => Health::Healthy,
                 "pending" | "stopping" | "shutting-down" => Health::Degraded,
@@ -257,17 +294,40 @@ pub fn ec2_assets(xml: &str, region: &str, now: &str) -> Result<(Vec<Asset>, Opt
 }
 
 /// RDS `DescribeDBInstances` XML → `service` assets.
-pub fn rds_assets(xml: &str, region: &str, now: &str) -> Result<(Vec<Asset>, Option<String>), String> {
+pub fn rds_assets(
+    xml: &str,
+    region: &str,
+    now: &str,
+) -> Result<(Vec<Asset>, Option<String>), String> {
     let doc = roxmltree::Document::parse(xml).map_err(|e| format!("rds: unreadable XML: {e}"))?;
     let mut out = Vec::new();
-    for db in doc.descendants().filter(|n| n.tag_name().name() == "DBInstance") {
-        let Some(ident) = text_of(db, "DBInstanceIdentifier") else { continue };
+    for db in doc
+        .descendants()
+        .filter(|n| n.tag_name().name() == "DBInstance")
+    {
+        let Some(ident) = text_of(db, "DBInstanceIdentifier") else {
+            continue;
+        };
         let status = text_of(db, "DBInstanceStatus").unwrap_or("unknown");
-        let mut a = Asset::new(&aura_catalog::asset::sanitize_id(&format!("aws-{region}-rds-{ident}")), AssetKind::Service, ident, now);
+        let mut a = Asset::new(
+            &aura_catalog::asset::sanitize_id(&format!("aws-{region}-rds-{ident}")),
+            AssetKind::Service,
+            ident,
+            now,
+        );
         a.set_health(match status {
             "available" => Health::Healthy,
-            "backing-up" | "modifying" | "maintenance" | "creating" | "rebooting" | "upgrading" | "storage-optimization" => Health::Degraded,
-            "failed" | "inaccessible-encryption-credentials" | "incompatible-parameters" | "storage-full" => Health::Unhealthy,
+            "backing-up"
+            | "modifying"
+            | "maintenance"
+            | "creating"
+            | "rebooting"
+            | "upgrading"
+            | "storage-optimization" => Health::Degraded,
+            "failed"
+            | "inaccessible-encryption-credentials"
+            | "incompatible-parameters"
+            | "storage-full" => Health::Unhealthy,
             _ => Health::Unknown,
         });
         let mut s = Map::new();
@@ -315,8 +375,15 @@ pub fn rds_assets(xml: &str, region: &str, now: &str) -> Result<(Vec<Asset>, Opt
 pub fn lambda_assets(body: &Value, region: &str, now: &str) -> (Vec<Asset>, Option<String>) {
     let mut out = Vec::new();
     for f in body["Functions"].as_array().into_iter().flatten() {
-        let Some(name) = f["FunctionName"].as_str() else { continue };
-        let mut a = Asset::new(&aura_catalog::asset::sanitize_id(&format!("aws-{region}-lambda-{name}")), AssetKind::Service, name, now);
+        let Some(name) = f["FunctionName"].as_str() else {
+            continue;
+        };
+        let mut a = Asset::new(
+            &aura_catalog::asset::sanitize_id(&format!("aws-{region}-lambda-{name}")),
+            AssetKind::Service,
+            name,
+            now,
+        );
         let state = f["State"].as_str().unwrap_or("Active");
         a.set_health(match state {
             "Active" => Health::Healthy,
@@ -367,13 +434,17 @@ pub fn ecs_assets(body: &Value, cluster: &str, region: &str, now: &str) -> Vec<A
             let running = svc["runningCount"].as_i64().unwrap_or(0);
             let status = svc["status"].as_str().unwrap_or("UNKNOWN");
             let mut a = Asset::new(
-                &aura_catalog::asset::sanitize_id(&format!("aws-{region}-ecs-{cluster_name}-{name}")),
+                &aura_catalog::asset::sanitize_id(&format!(
+                    "aws-{region}-ecs-{cluster_name}-{name}"
+                )),
                 AssetKind::Service,
                 name,
                 now,
             );
             a.set_health(match (status, running.cmp(&desired)) {
-                ("ACTIVE", std::cmp::Ordering::Less) if running == 0 && desired > 0 => Health::Unhealthy,
+                ("ACTIVE", std::cmp::Ordering::Less) if running == 0 && desired > 0 => {
+                    Health::Unhealthy
+                }
                 ("ACTIVE", std::cmp::Ordering::Less) => Health::Degraded,
                 ("ACTIVE", _) => Health::Healthy,
                 ("DRAINING", _) => Health::Degraded,
@@ -388,7 +459,11 @@ pub fn ecs_assets(body: &Value, cluster: &str, region: &str, now: &str) -> Vec<A
             s.insert("desired_count".into(), json!(desired));
             s.insert("running_count".into(), json!(running));
             s.insert("pending_count".into(), svc["pendingCount"].clone());
-            for (key, field) in [("arn", "serviceArn"), ("task_definition", "taskDefinition"), ("launch_type", "launchType")] {
+            for (key, field) in [
+                ("arn", "serviceArn"),
+                ("task_definition", "taskDefinition"),
+                ("launch_type", "launchType"),
+            ] {
                 if !svc[field].is_null() {
                     s.insert(key.into(), svc[field].clone());
                 }
@@ -414,7 +489,8 @@ impl Scanner for AwsScanner {
     async fn scan(&self, ctx: &ScanContext) -> Result<ScanOutput, ScanError> {
         let Some(settings) = &self.settings else {
             return Err(ScanError::Unavailable(
-                "no AWS credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or discovery.aws)".into(),
+                "no AWS credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or discovery.aws)"
+                    .into(),
             ));
         };
         let http = reqwest::Client::builder()
@@ -430,9 +506,16 @@ impl Scanner for AwsScanner {
                 session_token: settings.session_token.clone(),
             },
         };
-        let wanted = |s: &str| settings.services.is_empty() || settings.services.iter().any(|x| x == s);
-        let services: Vec<&str> = ["ec2", "ecs", "rds", "lambda"].into_iter().filter(|s| wanted(s)).collect();
-        ctx.progress.begin(self.name(), (settings.regions.len() * services.len()) as u64);
+        let wanted =
+            |s: &str| settings.services.is_empty() || settings.services.iter().any(|x| x == s);
+        let services: Vec<&str> = ["ec2", "ecs", "rds", "lambda"]
+            .into_iter()
+            .filter(|s| wanted(s))
+            .collect();
+        ctx.progress.begin(
+            self.name(),
+            (settings.regions.len() * services.len()) as u64,
+        );
         let mut out = ScanOutput::default();
         for region in &settings.regions {
             for service in &services {
@@ -449,7 +532,8 @@ impl Scanner for AwsScanner {
                         message,
                     }),
                 }
-                ctx.progress.step(self.name(), &format!("{service} {region}"));
+                ctx.progress
+                    .step(self.name(), &format!("{service} {region}"));
             }
         }
         Ok(out)
@@ -505,7 +589,15 @@ async fn scan_lambda(c: &Client<'_>, region: &str, now: &str) -> Result<Vec<Asse
             .map(|m| format!("Marker={}", uri_encode(m, false)))
             .unwrap_or_default();
         let text = c
-            .send("lambda", region, reqwest::Method::GET, "/2015-03-31/functions/", &query, &[], vec![])
+            .send(
+                "lambda",
+                region,
+                reqwest::Method::GET,
+                "/2015-03-31/functions/",
+                &query,
+                &[],
+                vec![],
+            )
             .await?;
         let body: Value = serde_json::from_str(&text).map_err(|e| format!("lambda: {e}"))?;
         let (assets, next) = lambda_assets(&body, region, now);
@@ -520,16 +612,37 @@ async fn scan_lambda(c: &Client<'_>, region: &str, now: &str) -> Result<Vec<Asse
 
 async fn scan_ecs(c: &Client<'_>, region: &str, now: &str) -> Result<Vec<Asset>, String> {
     const T: &str = "AmazonEC2ContainerServiceV20141113";
-    let clusters = c.json("ecs", region, &format!("{T}.ListClusters"), json!({})).await?;
+    let clusters = c
+        .json("ecs", region, &format!("{T}.ListClusters"), json!({}))
+        .await?;
     let mut all = Vec::new();
-    for cluster in clusters["clusterArns"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+    for cluster in clusters["clusterArns"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
         let list = c
-            .json("ecs", region, &format!("{T}.ListServices"), json!({"cluster": cluster}))
+            .json(
+                "ecs",
+                region,
+                &format!("{T}.ListServices"),
+                json!({"cluster": cluster}),
+            )
             .await?;
-        let arns: Vec<&Value> = list["serviceArns"].as_array().into_iter().flatten().collect();
+        let arns: Vec<&Value> = list["serviceArns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .collect();
         for chunk in arns.chunks(10) {
             let described = c
-                .json("ecs", region, &format!("{T}.DescribeServices"), json!({"cluster": cluster, "services": chunk}))
+                .json(
+                    "ecs",
+                    region,
+                    &format!("{T}.DescribeServices"),
+                    json!({"cluster": cluster, "services": chunk}),
+                )
                 .await?;
             all.extend(ecs_assets(&described, cluster, region, now));
         }

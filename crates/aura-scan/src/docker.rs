@@ -28,12 +28,15 @@ impl DockerScanner {
             .host
             .clone()
             .or_else(|| std::env::var("DOCKER_HOST").ok());
-        let unavailable = |e: bollard::errors::Error| ScanError::Unavailable(format!("docker: {e}"));
+        let unavailable =
+            |e: bollard::errors::Error| ScanError::Unavailable(format!("docker: {e}"));
         match host.as_deref() {
             Some(h) if h.starts_with("tcp://") || h.starts_with("http://") => {
                 Docker::connect_with_http(h, 30, bollard::API_DEFAULT_VERSION).map_err(unavailable)
             }
-            Some(h) => Docker::connect_with_unix(h, 30, bollard::API_DEFAULT_VERSION).map_err(unavailable),
+            Some(h) => {
+                Docker::connect_with_unix(h, 30, bollard::API_DEFAULT_VERSION).map_err(unavailable)
+            }
             None => {
                 if !std::path::Path::new("/var/run/docker.sock").exists() {
                     return Err(ScanError::Unavailable(
@@ -124,7 +127,10 @@ impl Scanner for DockerScanner {
             let mut s = Map::new();
             s.insert("runtime".into(), Value::from("docker"));
             s.insert("id".into(), Value::from(cid.clone()));
-            s.insert("image".into(), Value::from(c.image.clone().unwrap_or_default()));
+            s.insert(
+                "image".into(),
+                Value::from(c.image.clone().unwrap_or_default()),
+            );
             if let Some(image_id) = &c.image_id {
                 s.insert("image_id".into(), Value::from(image_id.clone()));
                 if let Some((tags, size)) = images.get(image_id) {
@@ -133,7 +139,10 @@ impl Scanner for DockerScanner {
                 }
             }
             s.insert("state".into(), Value::from(state.clone()));
-            s.insert("status".into(), Value::from(c.status.clone().unwrap_or_default()));
+            s.insert(
+                "status".into(),
+                Value::from(c.status.clone().unwrap_or_default()),
+            );
             if !health_status.is_empty() {
                 s.insert("health".into(), Value::from(health_status));
             }
@@ -182,7 +191,10 @@ impl Scanner for DockerScanner {
                 .filter_map(|m| m.name.clone().or_else(|| m.source.clone()))
                 .collect();
             s.insert("volumes".into(), json!(volumes));
-            let dests: Vec<String> = mounts.iter().filter_map(|m| m.destination.clone()).collect();
+            let dests: Vec<String> = mounts
+                .iter()
+                .filter_map(|m| m.destination.clone())
+                .collect();
             s.insert("mount_points".into(), json!(dests));
             if let Some(i) = &inspect {
                 if let Some(n) = i.restart_count {
@@ -195,7 +207,11 @@ impl Scanner for DockerScanner {
                     .and_then(|c| c.env.clone())
                     .unwrap_or_default()
                     .iter()
-                    .map(|kv| kv.split_once('=').map_or(kv.as_str(), |(k, _)| k).to_owned())
+                    .map(|kv| {
+                        kv.split_once('=')
+                            .map_or(kv.as_str(), |(k, _)| k)
+                            .to_owned()
+                    })
                     .collect();
                 s.insert("env_names".into(), json!(env_names));
                 if let Some(code) = i.state.as_ref().and_then(|s| s.exit_code) {

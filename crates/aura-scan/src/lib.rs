@@ -257,8 +257,12 @@ pub fn default_registry(settings: &ScannerSettings) -> Registry {
     r.register(Box::new(local::LocalScanner));
     r.register(Box::new(systemd::SystemdScanner::default()));
     #[cfg(feature = "docker")]
-    r.register(Box::new(docker::DockerScanner::new(settings.docker_host.clone())));
-    r.register(Box::new(libvirt::LibvirtScanner::new(settings.libvirt_uri.clone())));
+    r.register(Box::new(docker::DockerScanner::new(
+        settings.docker_host.clone(),
+    )));
+    r.register(Box::new(libvirt::LibvirtScanner::new(
+        settings.libvirt_uri.clone(),
+    )));
     r.register(Box::new(aws::AwsScanner::new(
         settings.aws.clone().or_else(aws::AwsSettings::from_env),
     )));

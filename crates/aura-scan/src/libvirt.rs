@@ -44,11 +44,17 @@ impl LibvirtScanner {
 pub fn parse_dominfo(text: &str) -> Map<String, Value> {
     let mut m = Map::new();
     for line in text.lines() {
-        let Some((k, v)) = line.split_once(':') else { continue };
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
         let key = k.trim().to_ascii_lowercase().replace([' ', '(', ')'], "_");
         let key = key.trim_end_matches('_').replace("__", "_");
         let v = v.trim();
-        let value = match v.split_whitespace().next().and_then(|n| n.parse::<i64>().ok()) {
+        let value = match v
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<i64>().ok())
+        {
             Some(n) if key.contains("memory") || key == "cpu_s" => json!(n),
             _ => Value::from(v),
         };
@@ -75,18 +81,25 @@ impl Scanner for LibvirtScanner {
         let names = match self.virsh(&["list", "--all", "--name"]).await {
             Ok(t) => t,
             Err(ScanError::Failed(msg)) => {
-                return Err(ScanError::Unavailable(format!("libvirt not reachable: {msg}")));
+                return Err(ScanError::Unavailable(format!(
+                    "libvirt not reachable: {msg}"
+                )));
             }
             Err(e) => return Err(e),
         };
-        let names: Vec<&str> = names.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let names: Vec<&str> = names
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
         ctx.progress.begin(self.name(), names.len() as u64);
         let mut out = ScanOutput::default();
         for name in names {
             match self.virsh(&["dominfo", name]).await {
                 Ok(info) => {
                     let info = parse_dominfo(&info);
-                    let id = aura_catalog::asset::sanitize_id(&format!("vm-{}-{name}", ctx.local_host));
+                    let id =
+                        aura_catalog::asset::sanitize_id(&format!("vm-{}-{name}", ctx.local_host));
                     let mut a = Asset::new(&id, AssetKind::Vm, name, &ctx.now);
                     a.set_host(&ctx.local_host);
                     a.set_parent(&ctx.local_host);

@@ -83,10 +83,10 @@ impl Scanner for LocalScanner {
 
         let mut storage = Map::new();
         if let Ok(vfs) = nix::sys::statvfs::statvfs("/") {
-            let frsize = vfs.fragment_size() as u64;
-            let total = vfs.blocks() as u64 * frsize;
-            let avail = vfs.blocks_available() as u64 * frsize;
-            let free = vfs.blocks_free() as u64 * frsize;
+            let frsize = vfs.fragment_size();
+            let total = vfs.blocks() * frsize;
+            let avail = vfs.blocks_available() * frsize;
+            let free = vfs.blocks_free() * frsize;
             storage.insert("mount".into(), json!("/"));
             storage.insert("total_bytes".into(), json!(total));
             storage.insert("available_bytes".into(), json!(avail));
@@ -115,19 +115,26 @@ impl Scanner for LocalScanner {
         }
         system.insert("arch".into(), Value::from(std::env::consts::ARCH));
         if let Ok(up) = std::fs::read_to_string("/proc/uptime")
-            && let Some(secs) = up.split_whitespace().next().and_then(|s| s.parse::<f64>().ok())
+            && let Some(secs) = up
+                .split_whitespace()
+                .next()
+                .and_then(|s| s.parse::<f64>().ok())
         {
             system.insert("uptime_seconds".into(), json!(secs as u64));
         }
         a.set_section("system", system);
 
-        let worst = ["compute.cpu_percent", "memory.used_percent", "storage.used_percent"]
-            .iter()
-            .filter_map(|p| {
-                let (s, k) = p.split_once('.')?;
-                a.doc[s][k].as_f64()
-            })
-            .fold(0.0f64, f64::max);
+        let worst = [
+            "compute.cpu_percent",
+            "memory.used_percent",
+            "storage.used_percent",
+        ]
+        .iter()
+        .filter_map(|p| {
+            let (s, k) = p.split_once('.')?;
+            a.doc[s][k].as_f64()
+        })
+        .fold(0.0f64, f64::max);
         a.set_health(if worst >= 95.0 {
             Health::Degraded
         } else {
@@ -176,9 +183,14 @@ fn net_totals() -> (Vec<String>, u64, u64) {
     let mut names = Vec::new();
     let (mut rx, mut tx) = (0u64, 0u64);
     for line in text.lines().skip(2) {
-        let Some((name, rest)) = line.split_once(':') else { continue };
+        let Some((name, rest)) = line.split_once(':') else {
+            continue;
+        };
         let name = name.trim();
-        let f: Vec<u64> = rest.split_whitespace().filter_map(|n| n.parse().ok()).collect();
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .filter_map(|n| n.parse().ok())
+            .collect();
         if name != "lo" {
             rx += f.first().copied().unwrap_or(0);
             tx += f.get(8).copied().unwrap_or(0);

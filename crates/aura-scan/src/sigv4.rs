@@ -38,7 +38,10 @@ fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
 pub(crate) fn uri_encode(s: &str, keep_slash: bool) -> String {
     let mut out = String::new();
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') || (keep_slash && b == b'/') {
+        if b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'_' | b'.' | b'~')
+            || (keep_slash && b == b'/')
+        {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -88,14 +91,19 @@ pub(crate) fn sign(
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
         hex::encode(Sha256::digest(canonical.as_bytes()))
     );
-    let k_date = hmac(format!("AWS4{}", creds.secret_key).as_bytes(), date.as_bytes());
+    let k_date = hmac(
+        format!("AWS4{}", creds.secret_key).as_bytes(),
+        date.as_bytes(),
+    );
     let k_region = hmac(&k_date, region.as_bytes());
     let k_service = hmac(&k_region, service.as_bytes());
     let k_signing = hmac(&k_service, b"aws4_request");
     let signature = hex::encode(hmac(&k_signing, to_sign.as_bytes()));
     let mut out: Vec<(String, String)> = headers
         .into_iter()
-        .filter(|(k, _)| k != "host" && !extra_headers.iter().any(|(e, _)| e.eq_ignore_ascii_case(k)))
+        .filter(|(k, _)| {
+            k != "host" && !extra_headers.iter().any(|(e, _)| e.eq_ignore_ascii_case(k))
+        })
         .collect();
     out.push((
         "authorization".into(),
@@ -114,7 +122,11 @@ pub(crate) fn amz_date_now() -> String {
         .map_or(0, |d| d.as_millis() as i64);
     let iso = aura_core::Timestamp::from_millis(ms).to_rfc3339();
     // 2026-11-21T20:19:31.042Z → 20261121T201931Z
-    let mut out: String = iso.chars().take(19).filter(|c| *c != '-' && *c != ':').collect();
+    let mut out: String = iso
+        .chars()
+        .take(19)
+        .filter(|c| *c != '-' && *c != ':')
+        .collect();
     out.push('Z');
     out
 }
@@ -140,7 +152,18 @@ mod tests {
             secret_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
             session_token: None,
         };
-        let h = sign(&creds, "us-east-1", "service", "GET", "example.amazonaws.com", "/", "", &[], b"", "20150830T123600Z");
+        let h = sign(
+            &creds,
+            "us-east-1",
+            "service",
+            "GET",
+            "example.amazonaws.com",
+            "/",
+            "",
+            &[],
+            b"",
+            "20150830T123600Z",
+        );
         let auth = &h.iter().find(|(k, _)| k == "authorization").unwrap().1;
         assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature="));
     }

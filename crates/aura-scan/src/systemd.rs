@@ -85,7 +85,13 @@ impl Scanner for SystemdScanner {
     async fn scan(&self, ctx: &ScanContext) -> Result<ScanOutput, ScanError> {
         ctx.progress.begin(self.name(), 1);
         let out = tokio::process::Command::new(&self.systemctl)
-            .args(["list-units", "--type=service", "--all", "--output=json", "--no-pager"])
+            .args([
+                "list-units",
+                "--type=service",
+                "--all",
+                "--output=json",
+                "--no-pager",
+            ])
             .output()
             .await
             .map_err(|e| ScanError::Unavailable(format!("`{}` cannot run: {e}", self.systemctl)))?;
@@ -97,7 +103,11 @@ impl Scanner for SystemdScanner {
                 err.trim()
             )));
         }
-        let assets = units_to_assets(&String::from_utf8_lossy(&out.stdout), &ctx.local_host, &ctx.now)?;
+        let assets = units_to_assets(
+            &String::from_utf8_lossy(&out.stdout),
+            &ctx.local_host,
+            &ctx.now,
+        )?;
         ctx.progress.step(self.name(), "units");
         Ok(ScanOutput {
             assets,

@@ -25,7 +25,8 @@ fn fixtures() -> PathBuf {
 #[test]
 fn systemd_units_become_services() {
     let text = std::fs::read_to_string(fixtures().join("systemctl-list-units.json")).unwrap();
-    let assets = aura_scan::systemd::units_to_assets(&text, "web-01", "2026-11-21T10:00:00Z").unwrap();
+    let assets =
+        aura_scan::systemd::units_to_assets(&text, "web-01", "2026-11-21T10:00:00Z").unwrap();
     let by: std::collections::HashMap<&str, &aura_catalog::Asset> =
         assets.iter().map(|a| (a.name.as_str(), a)).collect();
     assert_eq!(assets.len(), 3, "sockets and not-found units are left out");
@@ -75,13 +76,24 @@ async fn fake_docker() -> (String, tokio::task::JoinHandle<()>) {
                 "/containers/json" => "containers.json".to_owned(),
                 "/images/json" => "images.json".to_owned(),
                 p if p.starts_with("/containers/") && p.ends_with("/json") => {
-                    format!("inspect-{}.json", &p["/containers/".len()..p.len() - "/json".len()])
+                    format!(
+                        "inspect-{}.json",
+                        &p["/containers/".len()..p.len() - "/json".len()]
+                    )
                 }
-                _ => return (StatusCode::NOT_FOUND, r#"{"message":"page not found"}"#.to_owned()),
+                _ => {
+                    return (
+                        StatusCode::NOT_FOUND,
+                        r#"{"message":"page not found"}"#.to_owned(),
+                    );
+                }
             };
             match std::fs::read_to_string(dir.join(&file)) {
                 Ok(body) => (StatusCode::OK, body),
-                Err(_) => (StatusCode::NOT_FOUND, r#"{"message":"No such container"}"#.to_owned()),
+                Err(_) => (
+                    StatusCode::NOT_FOUND,
+                    r#"{"message":"No such container"}"#.to_owned(),
+                ),
             }
         }
     });
@@ -109,7 +121,10 @@ async fn docker_containers_through_the_engine_api() {
     assert_eq!(web.host.as_deref(), Some("docker-host-1"));
     let c = &web.doc["container"];
     assert_eq!(c["image"], "nginx:1.27");
-    assert_eq!(c["image_tags"], serde_json::json!(["nginx:1.27", "nginx:latest"]));
+    assert_eq!(
+        c["image_tags"],
+        serde_json::json!(["nginx:1.27", "nginx:latest"])
+    );
     assert_eq!(c["ports"], serde_json::json!([80, 443]));
     assert_eq!(c["published"], serde_json::json!(["0.0.0.0:8080->80/tcp"]));
     assert_eq!(c["networks"], serde_json::json!(["shop_default"]));
@@ -124,7 +139,11 @@ async fn docker_containers_through_the_engine_api() {
         api.doc["container"]["env_names"],
         serde_json::json!(["DATABASE_URL", "API_TOKEN", "PORT"])
     );
-    assert_eq!(by["migrate"].health, Health::Unhealthy, "exited with code 1");
+    assert_eq!(
+        by["migrate"].health,
+        Health::Unhealthy,
+        "exited with code 1"
+    );
     // No environment value reaches the asset, in any section.
     for a in &out.assets {
         let text = a.to_toml().unwrap();
@@ -137,7 +156,11 @@ async fn docker_containers_through_the_engine_api() {
 
 #[tokio::test]
 async fn docker_skips_cleanly_when_no_daemon_answers() {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let scanner = aura_scan::docker::DockerScanner::new(Some(format!("tcp://127.0.0.1:{port}")));
     assert!(matches!(
         scanner.scan(&ctx()).await,
@@ -163,17 +186,34 @@ fn moto() -> Moto {
         .args(["-c", "import moto, boto3"])
         .status()
         .is_ok_and(|s| s.success());
-    assert!(ok, "moto is not installed: run scripts/services.sh (python3 -m pip install 'moto[server]')");
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    assert!(
+        ok,
+        "moto is not installed: run scripts/services.sh (python3 -m pip install 'moto[server]')"
+    );
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new("python3")
-        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+        .args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto did not start on port {port}");
+        assert!(
+            Instant::now() < deadline,
+            "moto did not start on port {port}"
+        );
         std::thread::yield_now();
     }
     Moto {
@@ -214,7 +254,11 @@ async fn aws_ec2_ecs_rds_lambda_through_the_real_api() {
         .args(["-c", &format!("EP = '{}'\n{SEED}", moto.endpoint)])
         .output()
         .unwrap();
-    assert!(out.status.success(), "seeding moto failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "seeding moto failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let scanner = aura_scan::aws::AwsScanner::new(Some(aura_scan::aws::AwsSettings {
         regions: vec!["us-east-1".into()],
         endpoint: Some(moto.endpoint.clone()),
@@ -225,7 +269,12 @@ async fn aws_ec2_ecs_rds_lambda_through_the_real_api() {
     }));
     let out = scanner.scan(&ctx()).await.unwrap();
     assert!(out.errors.is_empty(), "{:?}", out.errors);
-    let count = |svc: &str| out.assets.iter().filter(|a| a.doc["cloud"]["service"] == svc).count();
+    let count = |svc: &str| {
+        out.assets
+            .iter()
+            .filter(|a| a.doc["cloud"]["service"] == svc)
+            .count()
+    };
     assert_eq!(count("ec2"), 2);
     assert_eq!(count("rds"), 1);
     assert_eq!(count("ecs"), 1);
@@ -235,21 +284,43 @@ async fn aws_ec2_ecs_rds_lambda_through_the_real_api() {
     assert_eq!(vm.doc["labels"]["env"], "prod");
     assert_eq!(vm.doc["cloud"]["instance_type"], "t3.micro");
     assert_eq!(vm.health, Health::Healthy);
-    let db = out.assets.iter().find(|a| a.doc["cloud"]["service"] == "rds").unwrap();
+    let db = out
+        .assets
+        .iter()
+        .find(|a| a.doc["cloud"]["service"] == "rds")
+        .unwrap();
     assert_eq!(db.doc["cloud"]["engine"], "postgres");
-    let svc = out.assets.iter().find(|a| a.doc["cloud"]["service"] == "ecs").unwrap();
+    let svc = out
+        .assets
+        .iter()
+        .find(|a| a.doc["cloud"]["service"] == "ecs")
+        .unwrap();
     assert_eq!(svc.doc["cloud"]["cluster"], "shop");
     assert_eq!(svc.doc["cloud"]["desired_count"], 2);
-    let f = out.assets.iter().find(|a| a.doc["cloud"]["service"] == "lambda").unwrap();
-    assert_eq!(f.doc["cloud"]["env_names"], serde_json::json!(["BUCKET", "SIGNING_KEY"]));
+    let f = out
+        .assets
+        .iter()
+        .find(|a| a.doc["cloud"]["service"] == "lambda")
+        .unwrap();
+    assert_eq!(
+        f.doc["cloud"]["env_names"],
+        serde_json::json!(["BUCKET", "SIGNING_KEY"])
+    );
     for a in &out.assets {
         let text = a.to_toml().unwrap();
-        assert!(!text.contains("sk_live_987") && !text.contains("hunter2-secret"), "secret leaked into {}", a.id);
+        assert!(
+            !text.contains("sk_live_987") && !text.contains("hunter2-secret"),
+            "secret leaked into {}",
+            a.id
+        );
     }
 }
 
 #[tokio::test]
 async fn aws_without_credentials_is_skipped() {
     let scanner = aura_scan::aws::AwsScanner::new(None);
-    assert!(matches!(scanner.scan(&ctx()).await, Err(aura_scan::ScanError::Unavailable(_))));
+    assert!(matches!(
+        scanner.scan(&ctx()).await,
+        Err(aura_scan::ScanError::Unavailable(_))
+    ));
 }

@@ -31,6 +31,7 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         tokens: Tokens,
         store: Arc<dyn Store>,

@@ -79,15 +79,24 @@ fn lex(text: &str) -> Result<Vec<Token>, ParseError> {
                 continue;
             }
             b'(' => {
-                out.push(Token { tok: Tok::LParen, pos: i });
+                out.push(Token {
+                    tok: Tok::LParen,
+                    pos: i,
+                });
                 i += 1;
             }
             b')' => {
-                out.push(Token { tok: Tok::RParen, pos: i });
+                out.push(Token {
+                    tok: Tok::RParen,
+                    pos: i,
+                });
                 i += 1;
             }
             b',' => {
-                out.push(Token { tok: Tok::Comma, pos: i });
+                out.push(Token {
+                    tok: Tok::Comma,
+                    pos: i,
+                });
                 i += 1;
             }
             b'\'' | b'"' => {
@@ -120,20 +129,36 @@ fn lex(text: &str) -> Result<Vec<Token>, ParseError> {
                     s.push_str(&text[i..i + ch_len]);
                     i += ch_len;
                 }
-                out.push(Token { tok: Tok::Str(s), pos: start });
+                out.push(Token {
+                    tok: Tok::Str(s),
+                    pos: start,
+                });
             }
             b'=' => {
-                i += if bytes.get(i + 1) == Some(&b'=') { 2 } else { 1 };
-                out.push(Token { tok: Tok::Op("="), pos: start });
+                i += if bytes.get(i + 1) == Some(&b'=') {
+                    2
+                } else {
+                    1
+                };
+                out.push(Token {
+                    tok: Tok::Op("="),
+                    pos: start,
+                });
             }
             b'!' => match bytes.get(i + 1) {
                 Some(b'=') => {
                     i += 2;
-                    out.push(Token { tok: Tok::Op("!="), pos: start });
+                    out.push(Token {
+                        tok: Tok::Op("!="),
+                        pos: start,
+                    });
                 }
                 Some(b'~') => {
                     i += 2;
-                    out.push(Token { tok: Tok::Op("!~"), pos: start });
+                    out.push(Token {
+                        tok: Tok::Op("!~"),
+                        pos: start,
+                    });
                 }
                 _ => {
                     return Err(error(
@@ -153,23 +178,38 @@ fn lex(text: &str) -> Result<Vec<Token>, ParseError> {
                     (_, false) => ">",
                 };
                 i += if eq { 2 } else { 1 };
-                out.push(Token { tok: Tok::Op(op), pos: start });
+                out.push(Token {
+                    tok: Tok::Op(op),
+                    pos: start,
+                });
             }
             b'~' => {
                 i += 1;
-                out.push(Token { tok: Tok::Op("~"), pos: start });
+                out.push(Token {
+                    tok: Tok::Op("~"),
+                    pos: start,
+                });
             }
             b'&' if bytes.get(i + 1) == Some(&b'&') => {
                 i += 2;
-                out.push(Token { tok: Tok::Word("and".into()), pos: start });
+                out.push(Token {
+                    tok: Tok::Word("and".into()),
+                    pos: start,
+                });
             }
             b'|' if bytes.get(i + 1) == Some(&b'|') => {
                 i += 2;
-                out.push(Token { tok: Tok::Word("or".into()), pos: start });
+                out.push(Token {
+                    tok: Tok::Word("or".into()),
+                    pos: start,
+                });
             }
             b'|' => {
                 i += 1;
-                out.push(Token { tok: Tok::Pipe, pos: start });
+                out.push(Token {
+                    tok: Tok::Pipe,
+                    pos: start,
+                });
             }
             c if is_word_byte(c) || c == b'*' => {
                 while i < bytes.len() && (is_word_byte(bytes[i]) || bytes[i] == b'*') {
@@ -193,7 +233,10 @@ fn lex(text: &str) -> Result<Vec<Token>, ParseError> {
             }
         }
     }
-    out.push(Token { tok: Tok::End, pos: text.len() });
+    out.push(Token {
+        tok: Tok::End,
+        pos: text.len(),
+    });
     Ok(out)
 }
 
@@ -356,7 +399,12 @@ impl Parser<'_> {
                 "where" => {
                     self.bump();
                     if q.filter.is_some() {
-                        return Err(error(self.text, pos, "a second filter", Some("combine conditions with `and`".into())));
+                        return Err(error(
+                            self.text,
+                            pos,
+                            "a second filter",
+                            Some("combine conditions with `and`".into()),
+                        ));
                     }
                     q.filter = Some(self.filter()?);
                 }
@@ -437,7 +485,12 @@ impl Parser<'_> {
                 "sum" => AggFn::Sum,
                 other => {
                     let hint = suggest(other, AGGS).map(|s| format!("did you mean `{s}()`?"));
-                    return Err(error(self.text, pos, &format!("unknown aggregate `{other}`"), hint));
+                    return Err(error(
+                        self.text,
+                        pos,
+                        &format!("unknown aggregate `{other}`"),
+                        hint,
+                    ));
                 }
             };
             self.expect(Tok::LParen, "`(`")?;
@@ -475,7 +528,12 @@ impl Parser<'_> {
 
     fn path(&mut self) -> Result<Arc<str>, ParseError> {
         match self.peek().clone() {
-            Tok::Word(w) if !is_reserved(&w) && w.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') => {
+            Tok::Word(w)
+                if !is_reserved(&w)
+                    && w.chars()
+                        .next()
+                        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_') =>
+            {
                 self.bump();
                 Ok(Arc::from(canonical_path(&w)))
             }
@@ -577,7 +635,10 @@ impl Parser<'_> {
             if *self.peek() != Tok::RParen {
                 return Err(self.err(
                     &format!("expected `)`, found {}", self.describe()),
-                    Some(format!("the `(` at column {} is not closed", self.text[..open].chars().count() + 1)),
+                    Some(format!(
+                        "the `(` at column {} is not closed",
+                        self.text[..open].chars().count() + 1
+                    )),
                 ));
             }
             self.bump();
@@ -606,7 +667,12 @@ impl Parser<'_> {
                 match op {
                     "~" | "!~" => {
                         let Scalar::Str(pattern) = &value else {
-                            return Err(error(self.text, op_pos, "`~` needs a pattern string", Some("name ~ '^web-'".into())));
+                            return Err(error(
+                                self.text,
+                                op_pos,
+                                "`~` needs a pattern string",
+                                Some("name ~ '^web-'".into()),
+                            ));
                         };
                         let re = Regex::new(pattern).map_err(|e| {
                             error(
@@ -614,13 +680,21 @@ impl Parser<'_> {
                                 op_pos,
                                 &format!(
                                     "invalid pattern: {}",
-                                    e.to_string().lines().last().unwrap_or("").trim_start_matches("error: ")
+                                    e.to_string()
+                                        .lines()
+                                        .last()
+                                        .unwrap_or("")
+                                        .trim_start_matches("error: ")
                                 ),
                                 Some("patterns use Rust regex syntax".into()),
                             )
                         })?;
                         let m = Filter::Match(path, Arc::new(re));
-                        Ok(if op == "!~" { Filter::Not(Box::new(m)) } else { m })
+                        Ok(if op == "!~" {
+                            Filter::Not(Box::new(m))
+                        } else {
+                            m
+                        })
                     }
                     _ => {
                         let op = match op {
@@ -672,12 +746,19 @@ impl Parser<'_> {
             let hint = suggest(&name.to_ascii_lowercase(), AGGS)
                 .map(|s| format!("did you mean `{s}()`?"))
                 .unwrap_or_else(|| "aggregates are count(), avg(f), min(f), max(f), sum(f)".into());
-            return error(self.text, path_pos, &format!("unknown aggregate `{name}`"), Some(hint));
+            return error(
+                self.text,
+                path_pos,
+                &format!("unknown aggregate `{name}`"),
+                Some(hint),
+            );
         }
         let hint = match self.peek() {
             Tok::Word(w) => suggest(&w.to_ascii_lowercase(), KEYWORDS)
                 .map(|s| format!("did you mean `{s}`?"))
-                .unwrap_or_else(|| "compare with =, !=, <, <=, >, >=, ~, in, contains or exists".into()),
+                .unwrap_or_else(|| {
+                    "compare with =, !=, <, <=, >, >=, ~, in, contains or exists".into()
+                }),
             _ => "compare with =, !=, <, <=, >, >=, ~, in, contains or exists".into(),
         };
         error(
@@ -732,9 +813,12 @@ impl Parser<'_> {
 }
 
 fn is_reserved(w: &str) -> bool {
-    ["and", "or", "not", "in", "contains", "exists", "where", "by", "sort", "limit", "offset", "fields"]
-        .iter()
-        .any(|k| k.eq_ignore_ascii_case(w))
+    [
+        "and", "or", "not", "in", "contains", "exists", "where", "by", "sort", "limit", "offset",
+        "fields",
+    ]
+    .iter()
+    .any(|k| k.eq_ignore_ascii_case(w))
 }
 
 /// The closest candidate within a small edit distance.

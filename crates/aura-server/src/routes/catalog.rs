@@ -136,7 +136,10 @@ pub(super) async fn list(
         .transpose()
         .map_err(invalid_query)?;
     let offset = q.offset.unwrap_or(0);
-    let limit = q.limit.unwrap_or(100).clamp(1, aura_catalog::query::MAX_LIMIT);
+    let limit = q
+        .limit
+        .unwrap_or(100)
+        .clamp(1, aura_catalog::query::MAX_LIMIT);
     let (total, assets) = state.catalog.catalog().list(kind, health, offset, limit);
     Ok(Json(AssetPage {
         total,
@@ -180,7 +183,9 @@ pub(super) async fn health_summary(State(state): State<AppState>) -> Json<Health
 #[utoipa::path(get, path = "/api/v1/health/unhealthy", tag = "catalog",
     responses((status = 200, body = QueryAnswer),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub(super) async fn unhealthy(State(state): State<AppState>) -> Result<Json<QueryAnswer>, ApiError> {
+pub(super) async fn unhealthy(
+    State(state): State<AppState>,
+) -> Result<Json<QueryAnswer>, ApiError> {
     state
         .catalog
         .query("health in (unhealthy, degraded) sort by health desc, id limit 1000")
