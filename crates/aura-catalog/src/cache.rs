@@ -1,6 +1,6 @@
 //! Cache tiers: an in-process hot cache (moka, TTL + size-bounded LRU-like eviction) and an optional Redis hot
 //! tier shared between Aura nodes (get, set, mget, invalidate, pattern flush, pub/sub invalidation), with the
-//! asset files as the warm tier and, with feature `s3`, an S3 cold archive of asset history ([`cold`]).
+//! asset files as the warm tier and, with feature `s3`, an S3 cold archive of asset history (module `cold`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
