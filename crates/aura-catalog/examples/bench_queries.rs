@@ -18,8 +18,14 @@ const SHAPES: &[&str] = &[
 ];
 
 fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
-    let reps: usize = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(2_000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10_000);
+    let reps: usize = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(2_000);
     let catalog = Catalog::new(CatalogSettings::default());
     let t = Instant::now();
     for a in synth::fleet(n, 42) {
