@@ -30,6 +30,11 @@ Govern:
 
 Inspect:
   status       Show a running server's readiness and status
+  query        Query the asset catalog: filters, aggregates, sort, fields (docs/queries.md)
+  watch        Follow changes to the assets matching a filter, live
+  scan         Discover assets (local machine, systemd, Docker, libvirt, AWS) and write their .aav files
+  instrument   Generate what runs `aura sensor` next to assets: container image, Kubernetes, systemd
+  cache        Show or flush the catalog's cache tiers
   config       Check or show the effective configuration
   audit        Verify the audit trail, prove entries, replay what an agent did
   report       Build a compliance report (EU AI Act, ISO/IEC 42001) from the audit trail
@@ -112,6 +117,17 @@ pub(crate) enum Command {
     Settle(SettleArgs),
     /// Show a running server's readiness and status.
     Status(StatusArgs),
+    /// Query the asset catalog, e.g. `aura query 'kind = container and cpu > 80 sort by cpu desc limit 10'`.
+    Query(QueryArgs),
+    /// Follow changes to the assets matching a filter (a live view on a terminal, one line per change otherwise).
+    Watch(WatchArgs),
+    /// Discover assets and write their `.aav` files into the data dir (the running server picks them up).
+    Scan(ScanArgs),
+    /// Generate the files that run `aura sensor` next to assets (container image, Kubernetes, systemd).
+    Instrument(InstrumentArgs),
+    /// Show or flush the catalog's cache tiers.
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Check or show the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -669,6 +685,145 @@ pub(crate) enum BenchCommand {
     Audit(BenchAuditArgs),
     /// The host sensor's RSS and CPU at 1 s sampling (optionally vs node_exporter), write/read/change latency.
     Sensor(crate::bench_sensor::BenchSensorArgs),
+    /// Catalog query latency (p50/p99 µs), HTTP queries/s and update→watch latency over N synthetic assets.
+    Catalog(BenchCatalogArgs),
+}
+
+/// Options of `aura bench catalog`.
+#[derive(Debug, Args)]
+pub(crate) struct BenchCatalogArgs {
+    /// Synthetic assets in the catalog.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=1_000_000))]
+    pub assets: u64,
+    /// Timed in-process queries per query shape.
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(10..=10_000_000))]
+    pub queries: u64,
+    /// Seconds of HTTP load against a real `aura up` (0 skips the HTTP part).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub http_seconds: u64,
+    /// Concurrent HTTP clients.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub http_clients: u64,
+    /// Asset file updates timed from write to watch event.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub updates: u64,
+    /// Print JSON (`query_p50_us`, `query_p99_us`, `http_queries_per_sec`, `update_to_watch_p99_ms`, …).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `aura query`.
+#[derive(Debug, Args)]
+pub(crate) struct QueryArgs {
+    /// The query (docs/queries.md); several words are joined with spaces.
+    #[arg(required = true, num_args = 1.., value_name = "QUERY")]
+    pub query: Vec<String>,
+    /// Read the data dir's asset files directly instead of asking the running server.
+    #[arg(long)]
+    pub offline: bool,
+    /// Server access.
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// Options of `aura watch`.
+#[derive(Debug, Args)]
+pub(crate) struct WatchArgs {
+    /// Only assets matching this filter (e.g. `kind = container and cpu > 80`); all assets when absent.
+    #[arg(num_args = 0.., value_name = "FILTER")]
+    pub filter: Vec<String>,
+    /// One line per change even on a terminal.
+    #[arg(long)]
+    pub plain: bool,
+    /// One JSON event per line (the stream's wire format).
+    #[arg(long, conflicts_with = "plain")]
+    pub json: bool,
+    /// Stop after this many changes.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Server access.
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// Options of `aura scan`.
+#[derive(Debug, Args)]
+pub(crate) struct ScanArgs {
+    /// Only these asset kinds (host, container, pod, service, vm); repeat or separate with commas.
+    #[arg(long, value_delimiter = ',', value_name = "KIND")]
+    pub kind: Vec<String>,
+    /// Only these scanners or tags (local, systemd, docker, libvirt, aws, kubernetes, cloud, containers…).
+    #[arg(long, value_delimiter = ',', value_name = "NAME")]
+    pub scanner: Vec<String>,
+    /// Docker endpoint (`unix:///var/run/docker.sock`, `tcp://host:2375`) [default: DOCKER_HOST or the local socket].
+    #[arg(long, value_name = "URL")]
+    pub docker_host: Option<String>,
+    /// libvirt connection URI, e.g. `qemu:///system`.
+    #[arg(long, value_name = "URI")]
+    pub libvirt_uri: Option<String>,
+    /// Show what would be written, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// Options of `aura instrument`.
+#[derive(Debug, Args)]
+pub(crate) struct InstrumentArgs {
+    /// What to generate: container, kubernetes, systemd or all.
+    #[arg(long, default_value = "all", value_parser = ["container", "kubernetes", "systemd", "all"])]
+    pub target: String,
+    /// Directory to write into (created when missing).
+    #[arg(long, default_value = "aura-instrument", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Image the Kubernetes manifests run.
+    #[arg(long, default_value = "ghcr.io/aura/aura:latest")]
+    pub image: String,
+    /// Kubernetes namespace of the manifests.
+    #[arg(long, default_value = "aura")]
+    pub namespace: String,
+    /// URL of the Aura server the sensors report to.
+    #[arg(long, default_value = "http://aura.aura.svc:7470")]
+    pub server: String,
+    /// Overwrite existing files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `aura cache …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum CacheCommand {
+    /// Entries, hits and misses of the in-process tier; keys and memory of the Redis tier when configured.
+    Stats(CacheArgs),
+    /// Drop cached entries (all, or keys matching `--pattern`) and tell other nodes to drop theirs.
+    Flush(CacheFlushArgs),
+}
+
+/// Options of `aura cache stats`.
+#[derive(Debug, Args)]
+pub(crate) struct CacheArgs {
+    /// Redis URL of the shared hot tier [default: `cache.redis_url` from the config].
+    #[arg(long, env = "AURA_CACHE_REDIS_URL", value_name = "URL")]
+    pub redis_url: Option<String>,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// Options of `aura cache flush`.
+#[derive(Debug, Args)]
+pub(crate) struct CacheFlushArgs {
+    /// Redis URL of the shared hot tier [default: `cache.redis_url` from the config].
+    #[arg(long, env = "AURA_CACHE_REDIS_URL", value_name = "URL")]
+    pub redis_url: Option<String>,
+    /// Only asset ids matching this glob (`web-*`).
+    #[arg(long, default_value = "*")]
+    pub pattern: String,
 }
 
 /// Options of `aura bench kernel`.

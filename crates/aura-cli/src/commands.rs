@@ -48,6 +48,11 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Decide(args) => crate::govern_cmd::decide(&cli, args).await,
         Command::Settle(args) => crate::govern_cmd::settle(&cli, args).await,
         Command::Status(args) => status(&cli, args).await,
+        Command::Query(args) => crate::catalog_cmd::query(&cli, args).await,
+        Command::Watch(args) => crate::catalog_cmd::watch(&cli, args).await,
+        Command::Scan(args) => crate::catalog_cmd::scan(&cli, args).await,
+        Command::Instrument(args) => crate::catalog_cmd::instrument(args),
+        Command::Cache(cmd) => crate::catalog_cmd::cache(&cli, cmd).await,
         Command::Config(ConfigCommand::Check) => {
             let (config, source) = load_config(&cli, None)?;
             match source {
@@ -86,6 +91,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sensor(args) => crate::context_cmd::sensor(&cli, args).await,
         Command::Validate(args) => crate::context_cmd::validate(&cli, args).await,
         Command::Guardian(cmd) => crate::context_cmd::guardian(&cli, cmd).await,
+        Command::Bench(crate::cli::BenchCommand::Catalog(args)) => {
+            crate::bench_catalog::catalog(args).await
+        }
         Command::Audit(cmd) => crate::audit_cmd::run(&cli, cmd).await,
         Command::Report(cmd) => crate::report_cmd::run(&cli, cmd).await,
     }
@@ -452,6 +460,8 @@ struct StatusReport {
     url: String,
     ready: serde_json::Value,
     status: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    assets: Option<serde_json::Value>,
 }
 
 /// A client for a running server: its base URL and the bearer token to use.
@@ -623,7 +633,16 @@ async fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let report = StatusReport { url, ready, status };
+    let assets = match &token {
+        Some(_) => crate::catalog_cmd::health_summary(&api).await,
+        None => None,
+    };
+    let report = StatusReport {
+        url,
+        ready,
+        status,
+        assets,
+    };
     output::print(args.output, &report, || status_table(&report))?;
     Ok(if ready_ok {
         ExitCode::SUCCESS
@@ -664,6 +683,9 @@ fn status_table(report: &StatusReport) -> String {
         ] {
             rows.push(vec![key.replace('_', " "), s(st, key)]);
         }
+    }
+    if let Some(assets) = &report.assets {
+        rows.extend(crate::catalog_cmd::summary_rows(assets));
     }
     output::table(&["", ""], rows)
 }

@@ -3,12 +3,16 @@
 mod audit_cmd;
 mod bench;
 mod bench_sensor;
+mod bench_catalog;
+mod catalog_cmd;
 mod cli;
 mod commands;
 mod context_cmd;
 mod govern_cmd;
+mod instrument;
 mod output;
 mod report_cmd;
+mod watch_view;
 
 use std::process::ExitCode;
 

@@ -10,6 +10,7 @@ use aura_store::Store;
 
 use crate::services::Tokens;
 use crate::services::audit::AuditTrail;
+use crate::services::catalog::CatalogService;
 use crate::services::govern::Governance;
 use crate::telemetry::Metrics;
 
@@ -20,6 +21,7 @@ pub(crate) struct AppState {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) audit: AuditTrail,
     pub(crate) governance: Governance,
+    pub(crate) catalog: CatalogService,
     pub(crate) config: Arc<Config>,
     pub(crate) metrics: Metrics,
     pub(crate) started: Instant,
@@ -29,11 +31,13 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         tokens: Tokens,
         store: Arc<dyn Store>,
         audit: AuditTrail,
         governance: Governance,
+        catalog: CatalogService,
         config: Arc<Config>,
         metrics: Metrics,
         openapi_json: Arc<str>,
@@ -44,6 +48,7 @@ impl AppState {
             store,
             audit,
             governance,
+            catalog,
             config,
             metrics,
             started: Instant::now(),

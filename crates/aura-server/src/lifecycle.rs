@@ -67,6 +67,9 @@ pub enum ServeError {
     /// The governance kernel could not start (e.g. an invalid policy file).
     #[error("governance: {0}")]
     Governance(String),
+    /// The asset catalog could not be loaded.
+    #[error("catalog: {0}")]
+    Catalog(String),
     /// The metrics recorder could not be installed.
     #[error("metrics: {0}")]
     Metrics(String),
@@ -206,11 +209,17 @@ pub async fn bind(config: Config) -> Result<BoundServer, ServeError> {
     let governance = Governance::open(&config, store.clone(), clock.clone(), trail.clone())
         .await
         .map_err(|e| ServeError::Governance(e.to_string()))?;
+    let catalog = crate::services::catalog::CatalogService::open(
+        &config.data_dir,
+        aura_catalog::CatalogSettings::default(),
+    )
+    .map_err(ServeError::Catalog)?;
     let state = AppState::new(
         tokens,
         store,
         trail,
         governance,
+        catalog,
         Arc::new(config),
         metrics,
         openapi_json,
@@ -298,6 +307,7 @@ impl BoundServer {
             &tasks,
             cancel.clone(),
         );
+        state.catalog.spawn_follower(&tasks, cancel.clone());
         if state.config.policies.watch {
             crate::watch::spawn_policy_watcher(
                 &tasks,

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod context;
+pub mod catalog;
 pub mod govern;
 
 use std::sync::Arc;

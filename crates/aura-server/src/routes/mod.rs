@@ -6,6 +6,7 @@
 
 mod agents;
 mod audit;
+mod catalog;
 mod govern;
 mod health;
 mod meta;
@@ -38,6 +39,7 @@ use crate::telemetry;
         (name = "tokens", description = "API tokens (admin only)"),
         (name = "governance", description = "Decide and settle actions; policies, approvals, halts, budgets"),
         (name = "audit", description = "The tamper-evident audit trail: checkpoints, entries, proofs"),
+        (name = "catalog", description = "The asset catalog: assets, health, queries, live watch streams"),
     )
 )]
 struct ApiDoc;
@@ -118,6 +120,19 @@ fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
                 .routes(routes!(audit::entry))
                 .routes(routes!(audit::inclusion))
                 .routes(routes!(audit::consistency)),
+        ))
+        .merge(group(
+            Permission::ReadInventory,
+            OpenApiRouter::new()
+                .routes(routes!(catalog::list))
+                .routes(routes!(catalog::get))
+                .routes(routes!(catalog::live))
+                .routes(routes!(catalog::health_summary))
+                .routes(routes!(catalog::unhealthy))
+                .routes(routes!(catalog::system_metrics))
+                .routes(routes!(catalog::query))
+                .routes(routes!(catalog::watch))
+                .routes(routes!(catalog::advise)),
         ))
         .merge(group(
             Permission::ManageTokens,
