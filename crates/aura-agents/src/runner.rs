@@ -151,6 +151,7 @@ struct Inner {
     state: Mutex<HashMap<String, Slot>>,
     tasks: TaskTracker,
     cancel: CancellationToken,
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 #[derive(Debug)]
@@ -204,6 +205,7 @@ impl Runner {
                 state: Mutex::new(state),
                 tasks: TaskTracker::new(),
                 cancel: CancellationToken::new(),
+                changes: tokio::sync::watch::Sender::new(0),
             }),
         }
     }
@@ -250,14 +252,21 @@ impl Runner {
             slot.stop.take()
         };
         if let Some(stop) = stop {
+            let mut changes = self.changes();
             stop.cancel();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while self.status(name).is_some_and(|r| r.status != AgentStatus::Stopped && r.status != AgentStatus::Failed) {
-                if Instant::now() >= deadline {
-                    return Err(AgentsError::Timeout(format!("agent `{name}` did not stop")));
+            let down = async {
+                while self
+                    .status(name)
+                    .is_some_and(|r| r.status != AgentStatus::Stopped && r.status != AgentStatus::Failed)
+                {
+                    if changes.changed().await.is_err() {
+                        break;
+                    }
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            };
+            tokio::time::timeout(Duration::from_secs(10), down)
+                .await
+                .map_err(|_| AgentsError::Timeout(format!("agent `{name}` did not stop")))?;
         }
         Ok(())
     }
@@ -275,6 +284,11 @@ impl Runner {
             slot.heartbeat_at = Some(Instant::now());
             slot.runtime.last_heartbeat = Some(self.inner.clock.now());
         }
+    }
+
+    /// A receiver that changes whenever any agent's state changes (wait on it instead of polling).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.changes.subscribe()
     }
 
     /// One agent's state.
@@ -302,6 +316,7 @@ fn update(inner: &Inner, name: &str, f: impl FnOnce(&mut Slot)) {
     if let Some(slot) = lock(&inner.state).get_mut(name) {
         f(slot);
     }
+    inner.changes.send_modify(|v| *v += 1);
 }
 
 async fn supervise(inner: Arc<Inner>, spec: AgentSpec, stop: CancellationToken) {
