@@ -24,12 +24,14 @@
 mod error;
 mod index;
 mod load;
+mod mesh;
 mod schema;
 mod starter;
 mod values;
 
 pub use error::ConfigError;
 pub use load::{DEFAULT_CONFIG_FILE, Loaded, load, parse_str};
+pub use mesh::{AgentDecl, MeshBackend, MeshConfig};
 pub use schema::{
     AuditConfig, AuditExportConfig, Config, GovernanceConfig, LedgerKind, LogConfig, LogFormat,
     Overrides, PoliciesConfig, ServerConfig, StoreConfig, StoreUrl,

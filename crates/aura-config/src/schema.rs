@@ -36,6 +36,9 @@ pub struct Config {
     /// Budgets and other governance state.
     #[serde(deserialize_with = "values::section")]
     pub governance: GovernanceConfig,
+    /// The event mesh and the agents Aura runs.
+    #[serde(deserialize_with = "values::section")]
+    pub mesh: crate::mesh::MeshConfig,
 }
 
 /// The `server` section.
@@ -291,6 +294,7 @@ impl Default for Config {
             policies: PoliciesConfig::default(),
             audit: AuditConfig::default(),
             governance: GovernanceConfig::default(),
+            mesh: crate::mesh::MeshConfig::default(),
         }
     }
 }

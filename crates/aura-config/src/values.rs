@@ -108,6 +108,7 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
             "policies",
             "audit",
             "governance",
+            "mesh",
         ],
     ),
     (
@@ -151,6 +152,17 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
         ],
     ),
     ("governance", &["reservation_ttl_seconds", "ledger"]),
+    (
+        "mesh",
+        &[
+            "backend",
+            "url",
+            "segment_bytes",
+            "dlq_alert_threshold",
+            "spool",
+            "agents",
+        ],
+    ),
 ];
 
 const NUMBER: &str = "a whole number";
@@ -337,6 +349,45 @@ pub(crate) const KEYS: &[Key] = &[
         expects: "a ledger kind",
         hint: Hint::Text(LEDGER_HINT),
     },
+    Key {
+        path: "mesh",
+        expects: SECTION,
+        hint: Hint::Text(
+            "write `mesh:` on its own line and indent its settings below it, e.g. `  backend: nats`",
+        ),
+    },
+    Key {
+        path: "mesh.backend",
+        expects: "a mesh backend",
+        hint: Hint::Text(crate::mesh::BACKEND_HINT),
+    },
+    Key {
+        path: "mesh.url",
+        expects: "a mesh server URL",
+        hint: Hint::Text(crate::mesh::URL_HINT),
+    },
+    Key {
+        path: "mesh.segment_bytes",
+        expects: NUMBER,
+        hint: Hint::Range(crate::mesh::SEGMENT_BYTES),
+    },
+    Key {
+        path: "mesh.dlq_alert_threshold",
+        expects: NUMBER,
+        hint: Hint::Range(crate::mesh::DLQ_THRESHOLD),
+    },
+    Key {
+        path: "mesh.spool",
+        expects: BOOLEAN,
+        hint: Hint::Text(BOOLEAN_HINT),
+    },
+    Key {
+        path: "mesh.agents",
+        expects: "a list of agents",
+        hint: Hint::Text(
+            "each agent: `- name: NAME` with `command: [PROGRAM, ARG…]`, optional `mode: process|tmux`, `heartbeat_timeout_seconds`, `autostart`",
+        ),
+    },
 ];
 
 const LISTEN_HINT: &str = "expected IP:PORT, e.g. 127.0.0.1:7470";
@@ -372,6 +423,11 @@ impl Key {
 }
 
 impl Range {
+    /// A range from `lo` to `hi` (inclusive) counting `unit`.
+    pub(crate) const fn new(lo: u64, hi: u64, unit: &'static str) -> Range {
+        Range { lo, hi, unit }
+    }
+
     fn hint(self) -> String {
         let unit = if self.unit.is_empty() {
             String::new()
@@ -381,7 +437,7 @@ impl Range {
         format!("use a whole number{unit} from {} to {}", self.lo, self.hi)
     }
 
-    fn check(self, text: &str) -> Result<u64, String> {
+    pub(crate) fn check(self, text: &str) -> Result<u64, String> {
         let digits = text.trim();
         let digits = digits.strip_prefix('+').unwrap_or(digits);
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -415,16 +471,19 @@ pub(crate) fn show(value: &str) -> String {
 }
 
 /// A validator message without a hint of its own (the key's hint is used).
-fn invalid(what: String) -> String {
+pub(crate) fn invalid(what: String) -> String {
     format!("{MARK}{what}")
 }
 
 /// A validator message with its own hint.
-fn invalid_with_hint(what: String, hint: &str) -> String {
+pub(crate) fn invalid_with_hint(what: String, hint: &str) -> String {
     format!("{MARK}{what}{HINT}{hint}")
 }
 
-fn leaf<'de, D, T>(d: D, check: impl FnOnce(&str) -> Result<T, String>) -> Result<T, D::Error>
+pub(crate) fn leaf<'de, D, T>(
+    d: D,
+    check: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
 {
@@ -442,7 +501,7 @@ fn not_empty(text: &str) -> Result<(), String> {
     }
 }
 
-fn optional_leaf<'de, D, T>(
+pub(crate) fn optional_leaf<'de, D, T>(
     d: D,
     check: impl FnOnce(&str) -> Result<T, String>,
 ) -> Result<Option<T>, D::Error>
