@@ -11,6 +11,7 @@ use aura_store::Store;
 use crate::services::Tokens;
 use crate::services::audit::AuditTrail;
 use crate::services::govern::Governance;
+use crate::services::mesh::MeshService;
 use crate::telemetry::Metrics;
 
 /// Everything a handler may reach. Cheap to clone.
@@ -20,6 +21,7 @@ pub(crate) struct AppState {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) audit: AuditTrail,
     pub(crate) governance: Governance,
+    pub(crate) mesh: MeshService,
     pub(crate) config: Arc<Config>,
     pub(crate) metrics: Metrics,
     pub(crate) started: Instant,
@@ -34,6 +36,7 @@ impl AppState {
         store: Arc<dyn Store>,
         audit: AuditTrail,
         governance: Governance,
+        mesh: MeshService,
         config: Arc<Config>,
         metrics: Metrics,
         openapi_json: Arc<str>,
@@ -44,6 +47,7 @@ impl AppState {
             store,
             audit,
             governance,
+            mesh,
             config,
             metrics,
             started: Instant::now(),

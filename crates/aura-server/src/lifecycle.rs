@@ -67,6 +67,9 @@ pub enum ServeError {
     /// The governance kernel could not start (e.g. an invalid policy file).
     #[error("governance: {0}")]
     Governance(String),
+    /// The event mesh could not be opened.
+    #[error("mesh: {0}")]
+    Mesh(String),
     /// The metrics recorder could not be installed.
     #[error("metrics: {0}")]
     Metrics(String),
@@ -206,11 +209,15 @@ pub async fn bind(config: Config) -> Result<BoundServer, ServeError> {
     let governance = Governance::open(&config, store.clone(), clock.clone(), trail.clone())
         .await
         .map_err(|e| ServeError::Governance(e.to_string()))?;
+    let mesh = crate::services::mesh::MeshService::open(&config, governance.clone(), trail.clone(), clock.clone())
+        .await
+        .map_err(|e| ServeError::Mesh(e.to_string()))?;
     let state = AppState::new(
         tokens,
         store,
         trail,
         governance,
+        mesh,
         Arc::new(config),
         metrics,
         openapi_json,
@@ -290,6 +297,26 @@ impl BoundServer {
                 cancel.clone(),
             ));
         }
+        {
+            let mesh = state.mesh.clone();
+            let upkeep_cancel = cancel.clone();
+            tasks.spawn(async move {
+                let cancel = upkeep_cancel;
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tick.tick() => mesh.upkeep().await,
+                    }
+                }
+            });
+            let mesh = state.mesh.clone();
+            let watch_cancel = cancel.clone();
+            tasks.spawn(async move { mesh.watch_heartbeats(watch_cancel).await });
+            if let Err(e) = state.mesh.runner().start_all() {
+                tracing::error!(error = %e, "could not start the declared agents");
+            }
+        }
         if state.config.policies.watch {
             crate::watch::spawn_policy_watcher(
                 &tasks,
@@ -355,6 +382,7 @@ impl BoundServer {
         cancel.cancel();
         tasks.close();
         tasks.wait().await;
+        state.mesh.shutdown().await;
         let stop = audit::event(
             clock.now(),
             audit::system_actor(),

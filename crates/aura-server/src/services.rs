@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod govern;
+pub mod mesh;
 
 use std::sync::Arc;
 
