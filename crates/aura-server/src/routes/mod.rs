@@ -8,6 +8,7 @@ mod agents;
 mod audit;
 mod govern;
 mod health;
+mod mesh;
 mod meta;
 mod tokens;
 mod wire;
@@ -38,6 +39,7 @@ use crate::telemetry;
         (name = "tokens", description = "API tokens (admin only)"),
         (name = "governance", description = "Decide and settle actions; policies, approvals, halts, budgets"),
         (name = "audit", description = "The tamper-evident audit trail: checkpoints, entries, proofs"),
+        (name = "mesh", description = "Event mesh: publish, topics, replay, consume; tasks; dead-letter queues; agents Aura runs"),
     )
 )]
 struct ApiDoc;
@@ -118,6 +120,30 @@ fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
                 .routes(routes!(audit::entry))
                 .routes(routes!(audit::inclusion))
                 .routes(routes!(audit::consistency)),
+        ))
+        .merge(group(
+            Permission::Act,
+            OpenApiRouter::new()
+                .routes(routes!(mesh::publish, mesh::read))
+                .routes(routes!(mesh::take))
+                .routes(routes!(mesh::create_task, mesh::tasks))
+                .routes(routes!(mesh::cancel_task)),
+        ))
+        .merge(group(
+            Permission::ReadInventory,
+            OpenApiRouter::new()
+                .routes(routes!(mesh::topics))
+                .routes(routes!(mesh::task))
+                .routes(routes!(mesh::dlq_queues))
+                .routes(routes!(mesh::dlq_show))
+                .routes(routes!(mesh::runner)),
+        ))
+        .merge(group(
+            Permission::Govern,
+            OpenApiRouter::new()
+                .routes(routes!(mesh::dlq_list, mesh::dlq_purge))
+                .routes(routes!(mesh::dlq_replay))
+                .routes(routes!(mesh::control)),
         ))
         .merge(group(
             Permission::ManageTokens,
