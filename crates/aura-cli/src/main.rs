@@ -2,9 +2,11 @@
 
 mod audit_cmd;
 mod bench;
+mod bench_mesh;
 mod cli;
 mod commands;
 mod govern_cmd;
+mod mesh_cmd;
 mod output;
 mod report_cmd;
 
