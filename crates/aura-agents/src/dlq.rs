@@ -63,7 +63,10 @@ pub struct DeadLetters {
 impl DeadLetters {
     /// Dead-letter queues on `mesh`, alerting past `alert_threshold` entries.
     pub fn new(mesh: Arc<dyn Mesh>, alert_threshold: u64) -> DeadLetters {
-        DeadLetters { mesh, alert_threshold }
+        DeadLetters {
+            mesh,
+            alert_threshold,
+        }
     }
 
     /// Moves `message` to its topic's dead-letter queue.
@@ -80,11 +83,15 @@ impl DeadLetters {
             headers: message.headers.clone(),
             payload: message.payload.clone(),
         };
-        out.headers.insert(H_TOPIC.into(), message.topic.to_string());
-        out.headers.insert(H_OFFSET.into(), message.offset.to_string());
-        out.headers.insert(H_REASON.into(), reason.chars().take(1000).collect());
+        out.headers
+            .insert(H_TOPIC.into(), message.topic.to_string());
+        out.headers
+            .insert(H_OFFSET.into(), message.offset.to_string());
+        out.headers
+            .insert(H_REASON.into(), reason.chars().take(1000).collect());
         out.headers.insert(H_ATTEMPTS.into(), attempts.to_string());
-        out.headers.insert(H_FAILED_AT.into(), now.as_millis().to_string());
+        out.headers
+            .insert(H_FAILED_AT.into(), now.as_millis().to_string());
         // A new id: the backend must not de-duplicate it against the original.
         if let Some(id) = out.headers.get("aura-id").cloned() {
             out.headers.insert("aura-id".into(), format!("{id}.dlq"));
@@ -110,14 +117,21 @@ impl DeadLetters {
             }
             let original = info.topic.as_str().trim_end_matches(".dlq").to_owned();
             let size = self.list(&Topic::new(&original)?, MAX_SCAN).await?.len() as u64;
-            out.push(QueueSummary { topic: original, size });
+            out.push(QueueSummary {
+                topic: original,
+                size,
+            });
         }
         Ok(out)
     }
 
     /// Entries waiting in `topic`'s queue (oldest first, at most `max`).
     pub async fn list(&self, topic: &Topic, max: usize) -> Result<Vec<DeadLetter>, AgentsError> {
-        let raw = match self.mesh.read(&topic.dead_letter(), StartAt::Earliest, MAX_SCAN).await {
+        let raw = match self
+            .mesh
+            .read(&topic.dead_letter(), StartAt::Earliest, MAX_SCAN)
+            .await
+        {
             Ok(r) => r,
             Err(MeshError::NoTopic(_)) => return Ok(Vec::new()),
             Err(e) => return Err(e.into()),
@@ -140,8 +154,16 @@ impl DeadLetters {
     }
 
     /// One entry.
-    pub async fn show(&self, topic: &Topic, offset: u64) -> Result<Option<DeadLetter>, AgentsError> {
-        Ok(self.list(topic, MAX_SCAN).await?.into_iter().find(|d| d.offset == offset))
+    pub async fn show(
+        &self,
+        topic: &Topic,
+        offset: u64,
+    ) -> Result<Option<DeadLetter>, AgentsError> {
+        Ok(self
+            .list(topic, MAX_SCAN)
+            .await?
+            .into_iter()
+            .find(|d| d.offset == offset))
     }
 
     /// Republishes entries (all, or those at `offsets`) to the original topic and hides them from the queue;
@@ -149,9 +171,13 @@ impl DeadLetters {
     pub async fn replay(&self, topic: &Topic, offsets: Option<&[u64]>) -> Result<u64, AgentsError> {
         let entries = self.list(topic, MAX_SCAN).await?;
         if let Some(want) = offsets
-            && let Some(missing) = want.iter().find(|o| !entries.iter().any(|d| d.offset == **o))
+            && let Some(missing) = want
+                .iter()
+                .find(|o| !entries.iter().any(|d| d.offset == **o))
         {
-            return Err(AgentsError::NotFound(format!("no dead letter {missing} in `{topic}`")));
+            return Err(AgentsError::NotFound(format!(
+                "no dead letter {missing} in `{topic}`"
+            )));
         }
         let mut n = 0;
         for d in entries {
@@ -164,10 +190,20 @@ impl DeadLetters {
                 headers.insert("aura-id".into(), format!("{id}.r{}", d.offset));
             }
             self.mesh
-                .publish(topic, Outgoing { key: d.message.key.clone(), headers, payload: d.message.payload.clone() })
+                .publish(
+                    topic,
+                    Outgoing {
+                        key: d.message.key.clone(),
+                        headers,
+                        payload: d.message.payload.clone(),
+                    },
+                )
                 .await?;
             self.mesh
-                .publish(&topic.dead_letter(), Outgoing::new(Vec::new()).with_header(H_REPLAYED, d.offset.to_string()))
+                .publish(
+                    &topic.dead_letter(),
+                    Outgoing::new(Vec::new()).with_header(H_REPLAYED, d.offset.to_string()),
+                )
                 .await?;
             n += 1;
         }

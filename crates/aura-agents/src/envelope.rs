@@ -112,7 +112,8 @@ mod rfc3339 {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
         let s = String::deserialize(d)?;
-        Timestamp::parse_rfc3339(&s).ok_or_else(|| D::Error::custom(format!("invalid timestamp `{s}`")))
+        Timestamp::parse_rfc3339(&s)
+            .ok_or_else(|| D::Error::custom(format!("invalid timestamp `{s}`")))
     }
 }
 
@@ -158,10 +159,16 @@ impl Envelope {
             return bad(format!("`source` `{}` is not an agent name", self.source));
         }
         if self.target != "*" && AgentName::new(self.target.as_str()).is_err() {
-            return bad(format!("`target` `{}` must be an agent name or `*`", self.target));
+            return bad(format!(
+                "`target` `{}` must be an agent name or `*`",
+                self.target
+            ));
         }
         if !(1..=10).contains(&self.priority) {
-            return bad(format!("`priority` {} must be between 1 and 10", self.priority));
+            return bad(format!(
+                "`priority` {} must be between 1 and 10",
+                self.priority
+            ));
         }
         if let Some(k) = &self.idempotency_key
             && (k.is_empty() || k.len() > 256)
@@ -171,11 +178,18 @@ impl Envelope {
         if let Some(t) = &self.trace
             && !valid_traceparent(&t.traceparent)
         {
-            return bad(format!("`trace.traceparent` `{}` is not a W3C traceparent", t.traceparent));
+            return bad(format!(
+                "`trace.traceparent` `{}` is not a W3C traceparent",
+                t.traceparent
+            ));
         }
-        let size = serde_json::to_vec(&self.payload).map(|v| v.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_vec(&self.payload)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
         if size > MAX_PAYLOAD_BYTES {
-            return bad(format!("`payload` is {size} bytes, more than {MAX_PAYLOAD_BYTES}"));
+            return bad(format!(
+                "`payload` is {size} bytes, more than {MAX_PAYLOAD_BYTES}"
+            ));
         }
         Ok(())
     }
@@ -191,8 +205,7 @@ impl Envelope {
     /// The mesh message carrying this envelope: JSON body, keyed by the task (else the target) so one task's
     /// messages stay in order, with `aura-id`, type, priority and trace headers for routing without parsing.
     pub fn to_outgoing(&self) -> Result<Outgoing, AgentsError> {
-        let payload =
-            serde_json::to_vec(self).map_err(|e| AgentsError::Invalid(e.to_string()))?;
+        let payload = serde_json::to_vec(self).map_err(|e| AgentsError::Invalid(e.to_string()))?;
         let mut headers = BTreeMap::new();
         headers.insert("aura-id".to_owned(), self.id.clone());
         headers.insert("aura-type".to_owned(), self.kind.as_str().to_owned());
@@ -234,7 +247,10 @@ fn valid_traceparent(s: &str) -> bool {
         && parts[1].len() == 32
         && parts[2].len() == 16
         && parts[3].len() == 2
-        && parts.iter().all(|p| p.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()))
+        && parts.iter().all(|p| {
+            p.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        })
         && parts[1].chars().any(|c| c != '0')
         && parts[2].chars().any(|c| c != '0')
 }

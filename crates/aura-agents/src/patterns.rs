@@ -140,7 +140,9 @@ impl Replies {
                     tracing::warn!(topic = %self.topic, offset = d.message.offset, "ignoring a reply that is not an envelope");
                     continue;
                 };
-                let Some(corr) = e.correlation_id.clone() else { continue };
+                let Some(corr) = e.correlation_id.clone() else {
+                    continue;
+                };
                 if ids.contains(&corr) {
                     got.insert(corr, e);
                 } else {
@@ -161,7 +163,9 @@ pub async fn consult(
 ) -> Result<Envelope, AgentsError> {
     query.reply_to = Some(replies.topic().to_string());
     send(outbox, &query).await?;
-    let mut got = replies.wait_for(std::slice::from_ref(&query.id), timeout).await?;
+    let mut got = replies
+        .wait_for(std::slice::from_ref(&query.id), timeout)
+        .await?;
     got.remove(&query.id).ok_or_else(|| {
         AgentsError::Timeout(format!(
             "no answer from `{}` to `{}` within {} ms",

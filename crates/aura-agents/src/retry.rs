@@ -37,7 +37,12 @@ impl RetryPolicy {
 
     /// The delay before the next attempt: uniformly random in `[ceiling/2, ceiling]` (jitter spreads retries of
     /// many clients), but never less than `retry_after` when the failing side said so (capped at `max`).
-    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>, rng: &mut fastrand::Rng) -> Duration {
+    pub fn delay(
+        &self,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        rng: &mut fastrand::Rng,
+    ) -> Duration {
         let ceiling = self.ceiling(attempt);
         let half = ceiling / 2;
         let span = (ceiling - half).as_millis() as u64;

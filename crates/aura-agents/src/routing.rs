@@ -19,7 +19,10 @@ pub struct Candidate {
 }
 
 /// Picks the agent for a task needing `required`; `None` when no healthy agent has room and every capability.
-pub fn route<'a>(required: &BTreeSet<String>, candidates: &'a [Candidate]) -> Option<&'a Candidate> {
+pub fn route<'a>(
+    required: &BTreeSet<String>,
+    candidates: &'a [Candidate],
+) -> Option<&'a Candidate> {
     candidates
         .iter()
         .filter(|c| c.healthy && c.load < c.capacity && required.is_subset(&c.capabilities))

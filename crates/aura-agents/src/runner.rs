@@ -63,7 +63,11 @@ pub struct Backoff {
 impl Default for Backoff {
     fn default() -> Self {
         Backoff {
-            delays: vec![Duration::from_secs(10), Duration::from_secs(30), Duration::from_secs(60)],
+            delays: vec![
+                Duration::from_secs(10),
+                Duration::from_secs(30),
+                Duration::from_secs(60),
+            ],
             stable_after: Duration::from_secs(300),
         }
     }
@@ -173,7 +177,12 @@ enum Ended {
 
 impl Runner {
     /// A runner for `specs`, logging under `log_dir`.
-    pub fn new(specs: Vec<AgentSpec>, log_dir: PathBuf, backoff: Backoff, clock: Arc<dyn Clock>) -> Runner {
+    pub fn new(
+        specs: Vec<AgentSpec>,
+        log_dir: PathBuf,
+        backoff: Backoff,
+        clock: Arc<dyn Clock>,
+    ) -> Runner {
         let mut state = HashMap::new();
         for s in &specs {
             state.insert(
@@ -212,7 +221,13 @@ impl Runner {
 
     /// Starts every agent marked `autostart`.
     pub fn start_all(&self) -> Result<(), AgentsError> {
-        let names: Vec<String> = self.inner.specs.values().filter(|s| s.autostart).map(|s| s.name.clone()).collect();
+        let names: Vec<String> = self
+            .inner
+            .specs
+            .values()
+            .filter(|s| s.autostart)
+            .map(|s| s.name.clone())
+            .collect();
         for n in names {
             self.start(&n)?;
         }
@@ -221,15 +236,14 @@ impl Runner {
 
     /// Starts `name` under the watchdog (no-op when already supervised).
     pub fn start(&self, name: &str) -> Result<(), AgentsError> {
-        let spec = self
-            .inner
-            .specs
-            .get(name)
-            .cloned()
-            .ok_or_else(|| AgentsError::NotFound(format!("no agent `{name}` in the configuration")))?;
+        let spec = self.inner.specs.get(name).cloned().ok_or_else(|| {
+            AgentsError::NotFound(format!("no agent `{name}` in the configuration"))
+        })?;
         let stop = {
             let mut st = lock(&self.inner.state);
-            let slot = st.get_mut(name).ok_or_else(|| AgentsError::NotFound(name.to_owned()))?;
+            let slot = st
+                .get_mut(name)
+                .ok_or_else(|| AgentsError::NotFound(name.to_owned()))?;
             if slot.stop.is_some() {
                 return Ok(());
             }
@@ -240,7 +254,9 @@ impl Runner {
         };
         std::fs::create_dir_all(&self.inner.log_dir)?;
         let inner = self.inner.clone();
-        self.inner.tasks.spawn(async move { supervise(inner, spec, stop).await });
+        self.inner
+            .tasks
+            .spawn(async move { supervise(inner, spec, stop).await });
         Ok(())
     }
 
@@ -248,17 +264,18 @@ impl Runner {
     pub async fn stop(&self, name: &str) -> Result<(), AgentsError> {
         let stop = {
             let mut st = lock(&self.inner.state);
-            let slot = st.get_mut(name).ok_or_else(|| AgentsError::NotFound(format!("no agent `{name}`")))?;
+            let slot = st
+                .get_mut(name)
+                .ok_or_else(|| AgentsError::NotFound(format!("no agent `{name}`")))?;
             slot.stop.take()
         };
         if let Some(stop) = stop {
             let mut changes = self.changes();
             stop.cancel();
             let down = async {
-                while self
-                    .status(name)
-                    .is_some_and(|r| r.status != AgentStatus::Stopped && r.status != AgentStatus::Failed)
-                {
+                while self.status(name).is_some_and(|r| {
+                    r.status != AgentStatus::Stopped && r.status != AgentStatus::Failed
+                }) {
                     if changes.changed().await.is_err() {
                         break;
                     }
@@ -384,7 +401,10 @@ async fn stale(inner: &Inner, name: &str, timeout: Option<Duration>) {
         return std::future::pending().await;
     };
     loop {
-        let last = lock(&inner.state).get(name).and_then(|s| s.heartbeat_at).unwrap_or_else(Instant::now);
+        let last = lock(&inner.state)
+            .get(name)
+            .and_then(|s| s.heartbeat_at)
+            .unwrap_or_else(Instant::now);
         let due = last + timeout;
         if Instant::now() >= due {
             return;
@@ -442,8 +462,14 @@ async fn run_process(inner: &Inner, spec: &AgentSpec, stop: &CancellationToken) 
 /// SIGTERM, then SIGKILL after a grace period.
 async fn terminate(child: &mut tokio::process::Child) {
     if let Some(pid) = child.id() {
-        let _ = tokio::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
-        if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_ok() {
+        let _ = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
+        if tokio::time::timeout(Duration::from_secs(5), child.wait())
+            .await
+            .is_ok()
+        {
             return;
         }
     }
@@ -467,12 +493,25 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-async fn run_tmux(inner: &Inner, spec: &AgentSpec, session: &str, stop: &CancellationToken) -> Ended {
+async fn run_tmux(
+    inner: &Inner,
+    spec: &AgentSpec,
+    session: &str,
+    stop: &CancellationToken,
+) -> Ended {
     let log_path = inner.log_dir.join(format!("{}.log", spec.name));
-    let mut line: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={}", shell_quote(v))).collect();
+    let mut line: Vec<String> = spec
+        .env
+        .iter()
+        .map(|(k, v)| format!("{k}={}", shell_quote(v)))
+        .collect();
     line.push(format!("AURA_AGENT_NAME={}", shell_quote(&spec.name)));
     line.extend(spec.command.iter().map(|a| shell_quote(a)));
-    let script = format!("{} 2>&1 | tee -a {}", line.join(" "), shell_quote(&log_path.to_string_lossy()));
+    let script = format!(
+        "{} 2>&1 | tee -a {}",
+        line.join(" "),
+        shell_quote(&log_path.to_string_lossy())
+    );
     let target = format!("{session}:{}", spec.name);
     if tmux(&["has-session", "-t", session]).await.is_err() {
         if let Err(e) = tmux(&["new-session", "-d", "-s", session, "-n", "aura"]).await {
@@ -480,7 +519,17 @@ async fn run_tmux(inner: &Inner, spec: &AgentSpec, session: &str, stop: &Cancell
         }
     }
     let _ = tmux(&["kill-window", "-t", &target]).await;
-    let mut args = vec!["new-window", "-d", "-t", session, "-n", spec.name.as_str(), "-P", "-F", "#{pane_pid}"];
+    let mut args = vec![
+        "new-window",
+        "-d",
+        "-t",
+        session,
+        "-n",
+        spec.name.as_str(),
+        "-P",
+        "-F",
+        "#{pane_pid}",
+    ];
     let cwd;
     if let Some(c) = &spec.cwd {
         cwd = c.to_string_lossy().into_owned();
@@ -494,7 +543,10 @@ async fn run_tmux(inner: &Inner, spec: &AgentSpec, session: &str, stop: &Cancell
     update(inner, &spec.name, |s| s.runtime.pid = pid);
     let gone = async {
         loop {
-            if tmux(&["list-panes", "-t", &target, "-F", "#{pane_pid}"]).await.is_err() {
+            if tmux(&["list-panes", "-t", &target, "-F", "#{pane_pid}"])
+                .await
+                .is_err()
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;

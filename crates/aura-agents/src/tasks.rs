@@ -74,7 +74,10 @@ impl TaskState {
 
     /// Whether the task is finished for now (final or failed).
     pub const fn is_terminal(self) -> bool {
-        matches!(self, TaskState::Completed | TaskState::Cancelled | TaskState::Failed)
+        matches!(
+            self,
+            TaskState::Completed | TaskState::Cancelled | TaskState::Failed
+        )
     }
 
     /// Whether `self → to` is a legal transition.
@@ -228,10 +231,26 @@ impl Default for Retention {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Event {
-    Create { task: Box<Task> },
-    Transition { id: String, to: TaskState, at: Timestamp, assignee: Option<String>, result: Option<Value>, error: Option<String> },
-    Phase { id: String, phase: Phase, at: Timestamp },
-    Effect { id: String, effect: Effect },
+    Create {
+        task: Box<Task>,
+    },
+    Transition {
+        id: String,
+        to: TaskState,
+        at: Timestamp,
+        assignee: Option<String>,
+        result: Option<Value>,
+        error: Option<String>,
+    },
+    Phase {
+        id: String,
+        phase: Phase,
+        at: Timestamp,
+    },
+    Effect {
+        id: String,
+        effect: Effect,
+    },
 }
 
 /// The task store. Cheap to clone.
@@ -257,7 +276,11 @@ fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
 
 impl TaskStore {
     /// Opens the store in `dir`, replaying the snapshot and the event log (a torn last line is dropped).
-    pub fn open(dir: impl Into<PathBuf>, clock: Arc<dyn Clock>, retention: Retention) -> Result<TaskStore, AgentsError> {
+    pub fn open(
+        dir: impl Into<PathBuf>,
+        clock: Arc<dyn Clock>,
+        retention: Retention,
+    ) -> Result<TaskStore, AgentsError> {
         let dir = dir.into();
         fs::create_dir_all(&dir)?;
         let mut tasks = BTreeMap::new();
@@ -284,13 +307,19 @@ impl TaskStore {
                 if n == 0 || !line.ends_with('\n') {
                     break;
                 }
-                let Ok(ev) = serde_json::from_str::<Event>(&line) else { break };
+                let Ok(ev) = serde_json::from_str::<Event>(&line) else {
+                    break;
+                };
                 apply(&mut tasks, ev);
                 events += 1;
                 good_len += n as u64;
             }
         }
-        let log = OpenOptions::new().create(true).append(true).read(true).open(&log_path)?;
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&log_path)?;
         if log.metadata()?.len() != good_len {
             tracing::warn!(path = %log_path.display(), "task log: dropped a torn last event");
             log.set_len(good_len)?;
@@ -301,7 +330,14 @@ impl TaskStore {
             .filter_map(|t| t.idempotency_key.clone().map(|k| (k, t.id.clone())))
             .collect();
         Ok(TaskStore {
-            inner: Arc::new(Mutex::new(Inner { dir, tasks, by_key, log, events, retention })),
+            inner: Arc::new(Mutex::new(Inner {
+                dir,
+                tasks,
+                by_key,
+                log,
+                events,
+                retention,
+            })),
             clock,
         })
     }
@@ -310,11 +346,15 @@ impl TaskStore {
     pub async fn create(&self, new: NewTask) -> Result<(Task, bool), AgentsError> {
         let now = self.clock.now();
         if new.title.trim().is_empty() || new.title.len() > 500 {
-            return Err(AgentsError::Invalid("`title` must be 1-500 characters".into()));
+            return Err(AgentsError::Invalid(
+                "`title` must be 1-500 characters".into(),
+            ));
         }
         let priority = if new.priority == 0 { 5 } else { new.priority };
         if !(1..=10).contains(&priority) {
-            return Err(AgentsError::Invalid(format!("`priority` {priority} must be between 1 and 10")));
+            return Err(AgentsError::Invalid(format!(
+                "`priority` {priority} must be between 1 and 10"
+            )));
         }
         let inner = self.inner.clone();
         blocking(move || {
@@ -329,7 +369,10 @@ impl TaskStore {
                 match g.tasks.get(p) {
                     None => return Err(AgentsError::NotFound(format!("no parent task `{p}`"))),
                     Some(t) if t.state.is_final() => {
-                        return Err(AgentsError::Conflict(format!("parent task `{p}` is {}", t.state.as_str())));
+                        return Err(AgentsError::Conflict(format!(
+                            "parent task `{p}` is {}",
+                            t.state.as_str()
+                        )));
                     }
                     Some(_) => {}
                 }
@@ -353,7 +396,9 @@ impl TaskStore {
                 updated_at: now,
                 effects: Vec::new(),
             };
-            g.record(Event::Create { task: Box::new(task.clone()) })?;
+            g.record(Event::Create {
+                task: Box::new(task.clone()),
+            })?;
             Ok((task, true))
         })
         .await
@@ -381,8 +426,18 @@ impl TaskStore {
             .values()
             .rev()
             .filter(|t| filter.state.is_none_or(|s| t.state == s))
-            .filter(|t| filter.assignee.as_ref().is_none_or(|a| t.assignee.as_ref() == Some(a)))
-            .filter(|t| filter.parent.as_ref().is_none_or(|p| t.parent.as_ref() == Some(p)))
+            .filter(|t| {
+                filter
+                    .assignee
+                    .as_ref()
+                    .is_none_or(|a| t.assignee.as_ref() == Some(a))
+            })
+            .filter(|t| {
+                filter
+                    .parent
+                    .as_ref()
+                    .is_none_or(|p| t.parent.as_ref() == Some(p))
+            })
             .take(filter.limit.unwrap_or(usize::MAX))
             .cloned()
             .collect()
@@ -398,13 +453,21 @@ impl TaskStore {
     }
 
     /// Moves task `id` to `to`. Cancelling cascades to unfinished children; completing needs every child finished.
-    pub async fn transition(&self, id: &str, to: TaskState, change: Transition) -> Result<Task, AgentsError> {
+    pub async fn transition(
+        &self,
+        id: &str,
+        to: TaskState,
+        change: Transition,
+    ) -> Result<Task, AgentsError> {
         let now = self.clock.now();
         let inner = self.inner.clone();
         let id = id.to_owned();
         blocking(move || {
             let mut g = lock(&inner);
-            let task = g.tasks.get(&id).ok_or_else(|| AgentsError::NotFound(format!("no task `{id}`")))?;
+            let task = g
+                .tasks
+                .get(&id)
+                .ok_or_else(|| AgentsError::NotFound(format!("no task `{id}`")))?;
             if !task.state.can_move_to(to) {
                 return Err(AgentsError::Conflict(format!(
                     "task `{id}` cannot go from {} to {}",
@@ -413,7 +476,9 @@ impl TaskStore {
                 )));
             }
             if to == TaskState::Assigned && change.assignee.is_none() {
-                return Err(AgentsError::Invalid("assigning a task needs an agent".into()));
+                return Err(AgentsError::Invalid(
+                    "assigning a task needs an agent".into(),
+                ));
             }
             let children: Vec<(String, TaskState)> = g
                 .tasks
@@ -452,7 +517,10 @@ impl TaskStore {
                 }
             }
             g.maybe_compact(now)?;
-            g.tasks.get(&id).cloned().ok_or_else(|| AgentsError::NotFound(id.clone()))
+            g.tasks
+                .get(&id)
+                .cloned()
+                .ok_or_else(|| AgentsError::NotFound(id.clone()))
         })
         .await
     }
@@ -464,28 +532,48 @@ impl TaskStore {
         let id = id.to_owned();
         blocking(move || {
             let mut g = lock(&inner);
-            let task = g.tasks.get(&id).ok_or_else(|| AgentsError::NotFound(format!("no task `{id}`")))?;
+            let task = g
+                .tasks
+                .get(&id)
+                .ok_or_else(|| AgentsError::NotFound(format!("no task `{id}`")))?;
             if task.state.is_terminal() {
-                return Err(AgentsError::Conflict(format!("task `{id}` is {}", task.state.as_str())));
+                return Err(AgentsError::Conflict(format!(
+                    "task `{id}` is {}",
+                    task.state.as_str()
+                )));
             }
-            g.record(Event::Phase { id: id.clone(), phase, at: now })?;
-            g.tasks.get(&id).cloned().ok_or_else(|| AgentsError::NotFound(id.clone()))
+            g.record(Event::Phase {
+                id: id.clone(),
+                phase,
+                at: now,
+            })?;
+            g.tasks
+                .get(&id)
+                .cloned()
+                .ok_or_else(|| AgentsError::NotFound(id.clone()))
         })
         .await
     }
 
     /// The recorded output of effect `key` of task `id`, if it was recorded.
     pub fn recorded(&self, id: &str, key: &str) -> Option<Value> {
-        lock(&self.inner)
-            .tasks
-            .get(id)
-            .and_then(|t| t.effects.iter().find(|e| e.key == key).map(|e| e.output.clone()))
+        lock(&self.inner).tasks.get(id).and_then(|t| {
+            t.effects
+                .iter()
+                .find(|e| e.key == key)
+                .map(|e| e.output.clone())
+        })
     }
 
     /// Runs side effect `key` of task `id` once: if the journal holds it, returns the recorded output without
     /// running `effect`; otherwise runs it and records its output durably before returning. An effect that ran but
     /// crashed before being recorded runs again on resume, so effects should be idempotent at their target too.
-    pub async fn effect<F, Fut, E>(&self, id: &str, key: &str, effect: F) -> Result<Result<Value, E>, AgentsError>
+    pub async fn effect<F, Fut, E>(
+        &self,
+        id: &str,
+        key: &str,
+        effect: F,
+    ) -> Result<Result<Value, E>, AgentsError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Value, E>>,
@@ -506,7 +594,14 @@ impl TaskStore {
         let out = output.clone();
         blocking(move || {
             let mut g = lock(&inner);
-            g.record(Event::Effect { id, effect: Effect { key, at: now, output: out } })
+            g.record(Event::Effect {
+                id,
+                effect: Effect {
+                    key,
+                    at: now,
+                    output: out,
+                },
+            })
         })
         .await?;
         Ok(Ok(output))
@@ -533,7 +628,14 @@ fn apply(tasks: &mut BTreeMap<String, Task>, ev: Event) {
         Event::Create { task } => {
             tasks.entry(task.id.clone()).or_insert(*task);
         }
-        Event::Transition { id, to, at, assignee, result, error } => {
+        Event::Transition {
+            id,
+            to,
+            at,
+            assignee,
+            result,
+            error,
+        } => {
             if let Some(t) = tasks.get_mut(&id) {
                 if to == TaskState::InProgress && t.state != TaskState::Waiting {
                     t.attempts += 1;

@@ -87,7 +87,9 @@ pub async fn run(
     config: WorkerConfig,
     cancel: CancellationToken,
 ) -> Result<WorkerReport, AgentsError> {
-    let mut sub = mesh.subscribe(&config.topic, &config.group, config.subscribe).await?;
+    let mut sub = mesh
+        .subscribe(&config.topic, &config.group, config.subscribe)
+        .await?;
     let mut rng = fastrand::Rng::with_seed(config.seed);
     let mut report = WorkerReport::default();
     let topic_label = config.topic.to_string();
@@ -113,7 +115,10 @@ pub async fn run(
                     d.ack().await?;
                     report.done += 1;
                 }
-                Outcome::Retry { reason, retry_after } if config.retry.should_retry(d.attempt) => {
+                Outcome::Retry {
+                    reason,
+                    retry_after,
+                } if config.retry.should_retry(d.attempt) => {
                     let delay = config.retry.delay(d.attempt, retry_after, &mut rng);
                     tracing::info!(topic = %config.topic, offset = d.message.offset, attempt = d.attempt, delay_ms = delay.as_millis() as u64, reason, "retrying");
                     d.nack(delay).await?;

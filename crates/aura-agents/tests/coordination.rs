@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aura_agents::AgentsError;
 use aura_agents::dlq::DeadLetters;
 use aura_agents::envelope::{Envelope, MessageType, inbox};
 use aura_agents::patterns::{self, MeshOutbox, Outbox, Replies};
@@ -13,44 +14,125 @@ use aura_agents::retry::{RetryPolicy, parse_retry_after};
 use aura_agents::routing::{Candidate, route};
 use aura_agents::tasks::{NewTask, Phase, Retention, TaskFilter, TaskState, TaskStore, Transition};
 use aura_agents::worker::{self, Handler, Outcome, WorkerConfig};
-use aura_agents::AgentsError;
 use aura_core::{AgentName, Clock, SystemClock};
-use aura_mesh::{EmbeddedConfig, EmbeddedMesh, Mesh, Message, Outgoing, StartAt, SubscribeOptions, Topic};
+use aura_mesh::{
+    EmbeddedConfig, EmbeddedMesh, Mesh, Message, Outgoing, StartAt, SubscribeOptions, Topic,
+};
 use tokio_util::sync::CancellationToken;
 
 fn mesh(dir: &std::path::Path) -> Arc<dyn Mesh> {
-    Arc::new(EmbeddedMesh::open(EmbeddedConfig::new(dir.join("mesh")), Arc::new(SystemClock)).unwrap())
+    Arc::new(
+        EmbeddedMesh::open(EmbeddedConfig::new(dir.join("mesh")), Arc::new(SystemClock)).unwrap(),
+    )
 }
 
 #[tokio::test]
 async fn task_lifecycle_children_idempotency_and_compaction() {
     let dir = tempfile::tempdir().unwrap();
     let store = TaskStore::open(dir.path(), Arc::new(SystemClock), Retention::default()).unwrap();
-    let new = NewTask { title: "deploy".into(), idempotency_key: Some("deploy-42".into()), priority: 8, verification: vec!["web answers 200".into()], ..Default::default() };
+    let new = NewTask {
+        title: "deploy".into(),
+        idempotency_key: Some("deploy-42".into()),
+        priority: 8,
+        verification: vec!["web answers 200".into()],
+        ..Default::default()
+    };
     let (parent, created) = store.create(new.clone()).await.unwrap();
     assert!(created);
     let (again, created) = store.create(new).await.unwrap();
     assert!(!created);
     assert_eq!(again.id, parent.id);
-    let (child, _) = store.create(NewTask { title: "build".into(), parent: Some(parent.id.clone()), ..Default::default() }).await.unwrap();
+    let (child, _) = store
+        .create(NewTask {
+            title: "build".into(),
+            parent: Some(parent.id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(child.priority, 5);
-    let err = store.transition(&parent.id, TaskState::Completed, Transition::default()).await.unwrap_err();
+    let err = store
+        .transition(&parent.id, TaskState::Completed, Transition::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, AgentsError::Conflict(_)), "{err}");
-    store.transition(&parent.id, TaskState::Assigned, Transition { assignee: Some("ops".into()), ..Default::default() }).await.unwrap();
-    store.transition(&parent.id, TaskState::InProgress, Transition::default()).await.unwrap();
+    store
+        .transition(
+            &parent.id,
+            TaskState::Assigned,
+            Transition {
+                assignee: Some("ops".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .transition(&parent.id, TaskState::InProgress, Transition::default())
+        .await
+        .unwrap();
     store.set_phase(&parent.id, Phase::Execute).await.unwrap();
     // Completing needs the child finished; cancelling the child lets it through.
-    assert!(store.transition(&parent.id, TaskState::Completed, Transition::default()).await.is_err());
-    store.transition(&child.id, TaskState::Cancelled, Transition { error: Some("not needed".into()), ..Default::default() }).await.unwrap();
-    let done = store.transition(&parent.id, TaskState::Completed, Transition { result: Some(serde_json::json!({"ok": true})), ..Default::default() }).await.unwrap();
-    assert_eq!((done.state, done.phase, done.assignee.as_deref(), done.attempts), (TaskState::Completed, Phase::Execute, Some("ops"), 1));
-    assert_eq!(store.list(&TaskFilter { state: Some(TaskState::Cancelled), ..Default::default() }).len(), 1);
+    assert!(
+        store
+            .transition(&parent.id, TaskState::Completed, Transition::default())
+            .await
+            .is_err()
+    );
+    store
+        .transition(
+            &child.id,
+            TaskState::Cancelled,
+            Transition {
+                error: Some("not needed".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let done = store
+        .transition(
+            &parent.id,
+            TaskState::Completed,
+            Transition {
+                result: Some(serde_json::json!({"ok": true})),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            done.state,
+            done.phase,
+            done.assignee.as_deref(),
+            done.attempts
+        ),
+        (TaskState::Completed, Phase::Execute, Some("ops"), 1)
+    );
+    assert_eq!(
+        store
+            .list(&TaskFilter {
+                state: Some(TaskState::Cancelled),
+                ..Default::default()
+            })
+            .len(),
+        1
+    );
     // Durable across reopen, and after compaction.
     drop(store);
     let store = TaskStore::open(dir.path(), Arc::new(SystemClock), Retention::default()).unwrap();
     assert_eq!(store.get(&parent.id).unwrap().state, TaskState::Completed);
     assert_eq!(store.compact().await.unwrap(), 0);
-    let store = TaskStore::open(dir.path(), Arc::new(SystemClock), Retention { keep_finished: Duration::ZERO, ..Retention::default() }).unwrap();
+    let store = TaskStore::open(
+        dir.path(),
+        Arc::new(SystemClock),
+        Retention {
+            keep_finished: Duration::ZERO,
+            ..Retention::default()
+        },
+    )
+    .unwrap();
     assert_eq!(store.get(&parent.id).unwrap().effects.len(), 0);
     assert_eq!(store.compact().await.unwrap(), 2);
     assert!(store.get(&parent.id).is_none());
@@ -58,16 +140,30 @@ async fn task_lifecycle_children_idempotency_and_compaction() {
 
 #[test]
 fn backoff_is_jittered_exponential_and_honours_retry_after() {
-    let p = RetryPolicy { max_attempts: 5, base: Duration::from_millis(100), max: Duration::from_secs(2) };
+    let p = RetryPolicy {
+        max_attempts: 5,
+        base: Duration::from_millis(100),
+        max: Duration::from_secs(2),
+    };
     let mut rng = fastrand::Rng::with_seed(7);
     for attempt in 1..=6 {
         let ceiling = p.ceiling(attempt);
         let d = p.delay(attempt, None, &mut rng);
-        assert!(d >= ceiling / 2 && d <= ceiling, "attempt {attempt}: {d:?} outside [{:?}, {ceiling:?}]", ceiling / 2);
+        assert!(
+            d >= ceiling / 2 && d <= ceiling,
+            "attempt {attempt}: {d:?} outside [{:?}, {ceiling:?}]",
+            ceiling / 2
+        );
     }
     assert_eq!(p.ceiling(10), Duration::from_secs(2));
-    assert_eq!(p.delay(1, Some(Duration::from_secs(1)), &mut rng), Duration::from_secs(1));
-    assert_eq!(p.delay(1, Some(Duration::from_secs(60)), &mut rng), Duration::from_secs(2));
+    assert_eq!(
+        p.delay(1, Some(Duration::from_secs(1)), &mut rng),
+        Duration::from_secs(1)
+    );
+    assert_eq!(
+        p.delay(1, Some(Duration::from_secs(60)), &mut rng),
+        Duration::from_secs(2)
+    );
     assert_eq!(parse_retry_after(" 3 "), Some(Duration::from_secs(3)));
     assert!(p.should_retry(4) && !p.should_retry(5));
 }
@@ -82,8 +178,13 @@ impl Handler for Flaky {
         self.calls.fetch_add(1, Ordering::SeqCst);
         match m.payload.as_slice() {
             b"ok" => Outcome::Done,
-            b"poison" => Outcome::Reject { reason: "cannot parse".into() },
-            _ => Outcome::Retry { reason: "upstream 503".into(), retry_after: Some(Duration::from_millis(20)) },
+            b"poison" => Outcome::Reject {
+                reason: "cannot parse".into(),
+            },
+            _ => Outcome::Retry {
+                reason: "upstream 503".into(),
+                retry_after: Some(Duration::from_millis(20)),
+            },
         }
     }
 }
@@ -97,18 +198,31 @@ async fn worker_retries_then_dead_letters_and_the_dlq_replays_and_purges() {
         mesh.publish(&topic, Outgoing::new(p)).await.unwrap();
     }
     let dlq = DeadLetters::new(mesh.clone(), 2);
-    let handler = Arc::new(Flaky { calls: AtomicU32::new(0) });
+    let handler = Arc::new(Flaky {
+        calls: AtomicU32::new(0),
+    });
     let cancel = CancellationToken::new();
     let config = WorkerConfig {
         topic: topic.clone(),
         group: "workers".into(),
         subscribe: SubscribeOptions::default(),
-        retry: RetryPolicy { max_attempts: 3, base: Duration::from_millis(10), max: Duration::from_millis(50) },
+        retry: RetryPolicy {
+            max_attempts: 3,
+            base: Duration::from_millis(10),
+            max: Duration::from_millis(50),
+        },
         batch: 10,
         drain_timeout: Duration::from_secs(1),
         seed: 1,
     };
-    let run = tokio::spawn(worker::run(mesh.clone(), dlq.clone(), Arc::new(SystemClock), handler.clone(), config, cancel.clone()));
+    let run = tokio::spawn(worker::run(
+        mesh.clone(),
+        dlq.clone(),
+        Arc::new(SystemClock),
+        handler.clone(),
+        config,
+        cancel.clone(),
+    ));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while dlq.size(&topic).await.unwrap() < 2 {
         assert!(tokio::time::Instant::now() < deadline, "not dead-lettered");
@@ -116,12 +230,28 @@ async fn worker_retries_then_dead_letters_and_the_dlq_replays_and_purges() {
     }
     cancel.cancel();
     let report = run.await.unwrap().unwrap();
-    assert_eq!((report.done, report.retried, report.dead_lettered), (1, 2, 2));
+    assert_eq!(
+        (report.done, report.retried, report.dead_lettered),
+        (1, 2, 2)
+    );
     assert_eq!(handler.calls.load(Ordering::SeqCst), 1 + 3 + 1);
     let entries = dlq.list(&topic, 10).await.unwrap();
-    let flaky = entries.iter().find(|d| d.message.payload == b"flaky").unwrap();
-    assert_eq!((flaky.attempts, flaky.reason.as_str(), flaky.topic.as_str()), (3, "upstream 503", "jobs"));
-    assert_eq!(dlq.show(&topic, flaky.offset).await.unwrap().unwrap().original_offset, 2);
+    let flaky = entries
+        .iter()
+        .find(|d| d.message.payload == b"flaky")
+        .unwrap();
+    assert_eq!(
+        (flaky.attempts, flaky.reason.as_str(), flaky.topic.as_str()),
+        (3, "upstream 503", "jobs")
+    );
+    assert_eq!(
+        dlq.show(&topic, flaky.offset)
+            .await
+            .unwrap()
+            .unwrap()
+            .original_offset,
+        2
+    );
     assert_eq!(dlq.queues().await.unwrap()[0].size, 2);
     // Replay one: it goes back to the topic and leaves the queue.
     assert_eq!(dlq.replay(&topic, Some(&[flaky.offset])).await.unwrap(), 1);
@@ -129,7 +259,10 @@ async fn worker_retries_then_dead_letters_and_the_dlq_replays_and_purges() {
     assert_eq!(back[0].payload, b"flaky");
     assert!(!back[0].headers.contains_key("aura-dlq-reason"));
     assert_eq!(dlq.size(&topic).await.unwrap(), 1);
-    assert!(matches!(dlq.replay(&topic, Some(&[999])).await, Err(AgentsError::NotFound(_))));
+    assert!(matches!(
+        dlq.replay(&topic, Some(&[999])).await,
+        Err(AgentsError::NotFound(_))
+    ));
     assert_eq!(dlq.purge(&topic).await.unwrap(), 1);
     assert_eq!(dlq.size(&topic).await.unwrap(), 0);
 }
@@ -171,12 +304,23 @@ async fn consult_fan_out_and_handoff_over_the_mesh() {
         let cancel = cancel.clone();
         peers.spawn(async move {
             let me = AgentName::new(name).unwrap();
-            let mut sub = mesh.subscribe(&Topic::new(&inbox(name)).unwrap(), name, SubscribeOptions::default()).await.unwrap();
+            let mut sub = mesh
+                .subscribe(
+                    &Topic::new(&inbox(name)).unwrap(),
+                    name,
+                    SubscribeOptions::default(),
+                )
+                .await
+                .unwrap();
             while !cancel.is_cancelled() {
                 for d in sub.fetch(10, Duration::from_millis(100)).await.unwrap() {
                     let q = Envelope::from_message(&d.message).unwrap();
                     let n = q.payload["n"].as_i64().unwrap();
-                    let r = q.reply(SystemClock.now(), &me, serde_json::json!({"by": name, "n": n * 2}));
+                    let r = q.reply(
+                        SystemClock.now(),
+                        &me,
+                        serde_json::json!({"by": name, "n": n * 2}),
+                    );
                     let topic = Topic::new(q.reply_to.as_deref().unwrap()).unwrap();
                     MeshOutbox(mesh.clone()).send(&topic, &r).await.unwrap();
                     d.ack().await.unwrap();
@@ -185,31 +329,103 @@ async fn consult_fan_out_and_handoff_over_the_mesh() {
         });
     }
     let mut replies = Replies::open(mesh.as_ref(), &boss).await.unwrap();
-    let q = Envelope::new(clock.now(), &boss, "alice", MessageType::Query, serde_json::json!({"n": 21}));
-    let answer = patterns::consult(&outbox, &mut replies, q.clone(), Duration::from_secs(10)).await.unwrap();
+    let q = Envelope::new(
+        clock.now(),
+        &boss,
+        "alice",
+        MessageType::Query,
+        serde_json::json!({"n": 21}),
+    );
+    let answer = patterns::consult(&outbox, &mut replies, q.clone(), Duration::from_secs(10))
+        .await
+        .unwrap();
     assert_eq!(answer.payload["n"], 42);
     assert_eq!(answer.correlation_id.as_deref(), Some(q.id.as_str()));
     let fan = vec![
-        Envelope::new(clock.now(), &boss, "alice", MessageType::Query, serde_json::json!({"n": 1})),
-        Envelope::new(clock.now(), &boss, "bob", MessageType::Query, serde_json::json!({"n": 2})),
-        Envelope::new(clock.now(), &boss, "nobody", MessageType::Query, serde_json::json!({"n": 3})),
+        Envelope::new(
+            clock.now(),
+            &boss,
+            "alice",
+            MessageType::Query,
+            serde_json::json!({"n": 1}),
+        ),
+        Envelope::new(
+            clock.now(),
+            &boss,
+            "bob",
+            MessageType::Query,
+            serde_json::json!({"n": 2}),
+        ),
+        Envelope::new(
+            clock.now(),
+            &boss,
+            "nobody",
+            MessageType::Query,
+            serde_json::json!({"n": 3}),
+        ),
     ];
-    let got = patterns::fan_out_in(&outbox, &mut replies, fan, Duration::from_millis(1500)).await.unwrap();
+    let got = patterns::fan_out_in(&outbox, &mut replies, fan, Duration::from_millis(1500))
+        .await
+        .unwrap();
     assert_eq!(got[0].as_ref().unwrap().payload["by"], "alice");
     assert_eq!(got[1].as_ref().unwrap().payload["n"], 4);
-    assert!(got[2].is_none(), "no answer from an absent peer: partial result");
+    assert!(
+        got[2].is_none(),
+        "no answer from an absent peer: partial result"
+    );
     let steps = vec![
-        Envelope::new(clock.now(), &boss, "alice", MessageType::Query, serde_json::json!({"n": 5})),
-        Envelope::new(clock.now(), &boss, "bob", MessageType::Query, serde_json::json!({"n": 7})),
+        Envelope::new(
+            clock.now(),
+            &boss,
+            "alice",
+            MessageType::Query,
+            serde_json::json!({"n": 5}),
+        ),
+        Envelope::new(
+            clock.now(),
+            &boss,
+            "bob",
+            MessageType::Query,
+            serde_json::json!({"n": 7}),
+        ),
     ];
-    let seq = patterns::sequential(&outbox, &mut replies, steps, Duration::from_secs(10)).await.unwrap();
+    let seq = patterns::sequential(&outbox, &mut replies, steps, Duration::from_secs(10))
+        .await
+        .unwrap();
     assert_eq!(seq.len(), 2);
-    let timeout = patterns::consult(&outbox, &mut replies, Envelope::new(clock.now(), &boss, "nobody", MessageType::Query, serde_json::json!({"n": 0})), Duration::from_millis(200)).await;
+    let timeout = patterns::consult(
+        &outbox,
+        &mut replies,
+        Envelope::new(
+            clock.now(),
+            &boss,
+            "nobody",
+            MessageType::Query,
+            serde_json::json!({"n": 0}),
+        ),
+        Duration::from_millis(200),
+    )
+    .await;
     assert!(matches!(timeout, Err(AgentsError::Timeout(_))));
-    let h = patterns::handoff(clock.now(), &boss, &AgentName::new("bob").unwrap(), "task-1", "half done", &["s3://bucket/plan.md".into()]);
+    let h = patterns::handoff(
+        clock.now(),
+        &boss,
+        &AgentName::new("bob").unwrap(),
+        "task-1",
+        "half done",
+        &["s3://bucket/plan.md".into()],
+    );
     h.validate().unwrap();
     assert_eq!(h.payload["artifacts"][0], "s3://bucket/plan.md");
-    let b = patterns::broadcast(&outbox, clock.now(), &boss, MessageType::Learn, serde_json::json!({"fact": "x"})).await.unwrap();
+    let b = patterns::broadcast(
+        &outbox,
+        clock.now(),
+        &boss,
+        MessageType::Learn,
+        serde_json::json!({"fact": "x"}),
+    )
+    .await
+    .unwrap();
     assert_eq!(b.target, "*");
     cancel.cancel();
     while peers.join_next().await.is_some() {}
@@ -218,7 +434,13 @@ async fn consult_fan_out_and_handoff_over_the_mesh() {
 #[test]
 fn envelope_validation_and_round_trip() {
     let src = AgentName::new("a").unwrap();
-    let mut e = Envelope::new(SystemClock.now(), &src, "*", MessageType::Heartbeat, serde_json::json!({}));
+    let mut e = Envelope::new(
+        SystemClock.now(),
+        &src,
+        "*",
+        MessageType::Heartbeat,
+        serde_json::json!({}),
+    );
     e.validate().unwrap();
     let json = serde_json::to_vec(&e).unwrap();
     assert_eq!(Envelope::from_json(&json).unwrap(), e);
@@ -228,5 +450,10 @@ fn envelope_validation_and_round_trip() {
     e.target = "Not A Name".into();
     assert!(e.validate().is_err());
     let bad = br#"{"id":"x","timestamp":"2026-01-01T00:00:00Z","source":"a","target":"b","type":"gossip","priority":5}"#;
-    assert!(Envelope::from_json(bad).unwrap_err().to_string().contains("gossip"));
+    assert!(
+        Envelope::from_json(bad)
+            .unwrap_err()
+            .to_string()
+            .contains("gossip")
+    );
 }

@@ -45,7 +45,11 @@ async fn crashing_child_is_restarted_at_10_30_60_seconds_then_failed() {
     let s = runner.status("crashy").unwrap();
     assert_eq!(s.restarts, 3);
     assert_eq!(s.starts.len(), 4);
-    let gaps: Vec<u64> = s.starts.windows(2).map(|w| (w[1] - w[0]).as_secs()).collect();
+    let gaps: Vec<u64> = s
+        .starts
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs())
+        .collect();
     assert_eq!(gaps, vec![10, 30, 60], "starts at {:?}", s.starts);
     assert!(s.last_exit.unwrap().contains('3'));
     let log = std::fs::read_to_string(dir.path().join("crashy.log")).unwrap();
@@ -61,7 +65,10 @@ fn the_count_resets_after_five_stable_minutes() {
     assert_eq!(c.on_failure(&b, quick), Some(Duration::from_secs(10)));
     assert_eq!(c.on_failure(&b, quick), Some(Duration::from_secs(30)));
     // Ran 5 minutes: back to the first delay.
-    assert_eq!(c.on_failure(&b, Duration::from_secs(300)), Some(Duration::from_secs(10)));
+    assert_eq!(
+        c.on_failure(&b, Duration::from_secs(300)),
+        Some(Duration::from_secs(10))
+    );
     assert_eq!(c.on_failure(&b, quick), Some(Duration::from_secs(30)));
     assert_eq!(c.on_failure(&b, quick), Some(Duration::from_secs(60)));
     assert_eq!(c.on_failure(&b, quick), None);
@@ -71,9 +78,16 @@ fn the_count_resets_after_five_stable_minutes() {
 async fn a_stale_heartbeat_gets_the_agent_restarted_and_stop_stops_it() {
     let dir = tempfile::tempdir().unwrap();
     let runner = Runner::new(
-        vec![spec("sleepy", "exec sleep 1000", Some(Duration::from_millis(400)))],
+        vec![spec(
+            "sleepy",
+            "exec sleep 1000",
+            Some(Duration::from_millis(400)),
+        )],
         dir.path().to_owned(),
-        Backoff { delays: vec![Duration::from_millis(50)], stable_after: Duration::from_secs(300) },
+        Backoff {
+            delays: vec![Duration::from_millis(50)],
+            stable_after: Duration::from_secs(300),
+        },
         Arc::new(SystemClock),
     );
     runner.start("sleepy").unwrap();
@@ -94,12 +108,22 @@ async fn a_stale_heartbeat_gets_the_agent_restarted_and_stop_stops_it() {
     assert_eq!(runner.status("sleepy").unwrap().restarts, 0);
     // ...silence gets it killed and restarted after the first backoff.
     wait_status(&runner, "sleepy", AgentStatus::Backoff).await;
-    assert!(runner.status("sleepy").unwrap().last_exit.unwrap().contains("heartbeat"));
+    assert!(
+        runner
+            .status("sleepy")
+            .unwrap()
+            .last_exit
+            .unwrap()
+            .contains("heartbeat")
+    );
     wait_status(&runner, "sleepy", AgentStatus::Running).await;
     assert_eq!(runner.status("sleepy").unwrap().restarts, 1);
     let s = runner.status("sleepy").unwrap();
     assert_ne!(s.pid, Some(first_pid));
     runner.stop("sleepy").await.unwrap();
-    assert_eq!(runner.status("sleepy").unwrap().status, AgentStatus::Stopped);
+    assert_eq!(
+        runner.status("sleepy").unwrap().status,
+        AgentStatus::Stopped
+    );
     runner.shutdown().await;
 }

@@ -12,7 +12,10 @@ use clap::{Args, ValueEnum};
 use serde_json::json;
 
 use aura_core::SystemClock;
-use aura_mesh::{EmbeddedConfig, EmbeddedMesh, Mesh, NatsConfig, NatsMesh, Outgoing, RedisConfig, RedisMesh, Topic};
+use aura_mesh::{
+    EmbeddedConfig, EmbeddedMesh, Mesh, NatsConfig, NatsMesh, Outgoing, RedisConfig, RedisMesh,
+    Topic,
+};
 
 /// Which backend to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -66,26 +69,49 @@ pub(crate) async fn run(args: &BenchMeshArgs) -> anyhow::Result<ExitCode> {
     let payload = vec![b'x'; args.size as usize];
     let (mesh, raw): (Arc<dyn Mesh>, Option<Raw>) = match args.backend {
         BenchBackend::Embedded => (
-            Arc::new(EmbeddedMesh::open(EmbeddedConfig::new(tmp.path().join("mesh")), Arc::new(SystemClock))?),
+            Arc::new(EmbeddedMesh::open(
+                EmbeddedConfig::new(tmp.path().join("mesh")),
+                Arc::new(SystemClock),
+            )?),
             None,
         ),
         BenchBackend::Nats => {
-            let url = args.url.clone().unwrap_or_else(|| "nats://127.0.0.1:4222".into());
-            let m = NatsMesh::connect(&NatsConfig { url, timeout: Duration::from_secs(5) }).await?;
+            let url = args
+                .url
+                .clone()
+                .unwrap_or_else(|| "nats://127.0.0.1:4222".into());
+            let m = NatsMesh::connect(&NatsConfig {
+                url,
+                timeout: Duration::from_secs(5),
+            })
+            .await?;
             let raw = Raw::Nats(m.client().clone());
             (Arc::new(m), Some(raw))
         }
         BenchBackend::Redis => {
-            let url = args.url.clone().unwrap_or_else(|| "redis://127.0.0.1:6379".into());
-            let m = RedisMesh::connect(&RedisConfig { url, timeout: Duration::from_secs(5) }).await?;
+            let url = args
+                .url
+                .clone()
+                .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+            let m = RedisMesh::connect(&RedisConfig {
+                url,
+                timeout: Duration::from_secs(5),
+            })
+            .await?;
             let conn = m.dedicated_connection().await?;
             (Arc::new(m), Some(Raw::Redis(conn)))
         }
-        BenchBackend::Kafka => anyhow::bail!("the Kafka backend is not in this binary (cargo feature `kafka` of aura-mesh)"),
+        BenchBackend::Kafka => anyhow::bail!(
+            "the Kafka backend is not in this binary (cargo feature `kafka` of aura-mesh)"
+        ),
     };
     mesh.ensure_topic(&topic).await?;
     // Warm up.
-    mesh.publish_batch(&topic, (0..100).map(|_| Outgoing::new(payload.clone())).collect()).await?;
+    mesh.publish_batch(
+        &topic,
+        (0..100).map(|_| Outgoing::new(payload.clone())).collect(),
+    )
+    .await?;
     let adapter = publish_run(mesh.clone(), &topic, args, &payload).await?;
     let single = single_run(mesh.clone(), &topic, &payload).await?;
     let raw_run = match &raw {
@@ -94,11 +120,16 @@ pub(crate) async fn run(args: &BenchMeshArgs) -> anyhow::Result<ExitCode> {
     };
     let _ = mesh.delete_topic(&topic).await;
     if let Some(Raw::Nats(_)) = &raw {
-        let _ = mesh.delete_topic(&Topic::new(&format!("{}-raw", topic.as_str()))?).await;
+        let _ = mesh
+            .delete_topic(&Topic::new(&format!("{}-raw", topic.as_str()))?)
+            .await;
     }
     if let Some(Raw::Redis(conn)) = &raw {
         let mut c = conn.clone();
-        let _: Result<i64, _> = redis::cmd("DEL").arg(format!("aura:bench-raw:{}", topic.as_str())).query_async(&mut c).await;
+        let _: Result<i64, _> = redis::cmd("DEL")
+            .arg(format!("aura:bench-raw:{}", topic.as_str()))
+            .query_async(&mut c)
+            .await;
     }
     mesh.close().await;
     let mut out = json!({
@@ -125,14 +156,35 @@ pub(crate) async fn run(args: &BenchMeshArgs) -> anyhow::Result<ExitCode> {
     } else {
         let mut rows = vec![
             vec!["backend".to_owned(), mesh.backend().to_owned()],
-            vec![format!("msgs/s ({} publishers × batches of {})", args.publishers, args.batch), format!("{:.0}", adapter.msgs_per_sec)],
-            vec!["batch ack p50 / p99 ms".to_owned(), format!("{:.3} / {:.3}", adapter.p50_ms, adapter.p99_ms)],
-            vec!["single msgs/s (64 publishers)".to_owned(), format!("{:.0}", single.msgs_per_sec)],
-            vec!["single ack p50 / p99 ms".to_owned(), format!("{:.3} / {:.3}", single.p50_ms, single.p99_ms)],
+            vec![
+                format!(
+                    "msgs/s ({} publishers × batches of {})",
+                    args.publishers, args.batch
+                ),
+                format!("{:.0}", adapter.msgs_per_sec),
+            ],
+            vec![
+                "batch ack p50 / p99 ms".to_owned(),
+                format!("{:.3} / {:.3}", adapter.p50_ms, adapter.p99_ms),
+            ],
+            vec![
+                "single msgs/s (64 publishers)".to_owned(),
+                format!("{:.0}", single.msgs_per_sec),
+            ],
+            vec![
+                "single ack p50 / p99 ms".to_owned(),
+                format!("{:.3} / {:.3}", single.p50_ms, single.p99_ms),
+            ],
         ];
         if let Some(r) = &raw_run {
-            rows.push(vec!["raw client msgs/s".to_owned(), format!("{:.0}", r.msgs_per_sec)]);
-            rows.push(vec!["adapter / raw".to_owned(), format!("{:.2}", adapter.msgs_per_sec / r.msgs_per_sec.max(1.0))]);
+            rows.push(vec![
+                "raw client msgs/s".to_owned(),
+                format!("{:.0}", r.msgs_per_sec),
+            ]);
+            rows.push(vec![
+                "adapter / raw".to_owned(),
+                format!("{:.2}", adapter.msgs_per_sec / r.msgs_per_sec.max(1.0)),
+            ]);
         }
         print!("{}", crate::output::table(&["", ""], rows));
     }
@@ -151,7 +203,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-async fn publish_run(mesh: Arc<dyn Mesh>, topic: &Topic, args: &BenchMeshArgs, payload: &[u8]) -> anyhow::Result<Run> {
+async fn publish_run(
+    mesh: Arc<dyn Mesh>,
+    topic: &Topic,
+    args: &BenchMeshArgs,
+    payload: &[u8],
+) -> anyhow::Result<Run> {
     let per = args.messages / args.publishers;
     let started = Instant::now();
     let mut set = tokio::task::JoinSet::new();
@@ -180,7 +237,11 @@ async fn publish_run(mesh: Arc<dyn Mesh>, topic: &Topic, args: &BenchMeshArgs, p
     }
     let elapsed = started.elapsed().as_secs_f64();
     lat.sort_by(f64::total_cmp);
-    Ok(Run { msgs_per_sec: (per * args.publishers) as f64 / elapsed, p50_ms: percentile(&lat, 0.5), p99_ms: percentile(&lat, 0.99) })
+    Ok(Run {
+        msgs_per_sec: (per * args.publishers) as f64 / elapsed,
+        p50_ms: percentile(&lat, 0.5),
+        p99_ms: percentile(&lat, 0.99),
+    })
 }
 
 async fn single_run(mesh: Arc<dyn Mesh>, topic: &Topic, payload: &[u8]) -> anyhow::Result<Run> {
@@ -208,7 +269,11 @@ async fn single_run(mesh: Arc<dyn Mesh>, topic: &Topic, payload: &[u8]) -> anyho
     }
     let elapsed = started.elapsed().as_secs_f64();
     lat.sort_by(f64::total_cmp);
-    Ok(Run { msgs_per_sec: (publishers * per) as f64 / elapsed, p50_ms: percentile(&lat, 0.5), p99_ms: percentile(&lat, 0.99) })
+    Ok(Run {
+        msgs_per_sec: (publishers * per) as f64 / elapsed,
+        p50_ms: percentile(&lat, 0.5),
+        p99_ms: percentile(&lat, 0.99),
+    })
 }
 
 /// The raw client of a remote backend, doing the adapter's work without it.
@@ -218,14 +283,22 @@ enum Raw {
 }
 
 impl Raw {
-    async fn run(&self, topic: &Topic, args: &BenchMeshArgs, payload: &[u8]) -> anyhow::Result<Run> {
+    async fn run(
+        &self,
+        topic: &Topic,
+        args: &BenchMeshArgs,
+        payload: &[u8],
+    ) -> anyhow::Result<Run> {
         let per = args.messages / args.publishers;
         let started = Instant::now();
         let mut set = tokio::task::JoinSet::new();
         match self {
             Raw::Nats(client) => {
                 let js = async_nats::jetstream::new(client.clone());
-                let name = format!("AURA_{}-raw", topic.as_str().replace('_', "__").replace('.', "_d"));
+                let name = format!(
+                    "AURA_{}-raw",
+                    topic.as_str().replace('_', "__").replace('.', "_d")
+                );
                 let subject = format!("aura.mesh.{}-raw", topic.as_str());
                 js.get_or_create_stream(async_nats::jetstream::stream::Config {
                     name,
@@ -249,7 +322,11 @@ impl Raw {
                             let t = Instant::now();
                             let mut acks = Vec::with_capacity(n as usize);
                             for _ in 0..n {
-                                acks.push(js.publish(subject.clone(), payload.clone()).await.map_err(|e| anyhow::anyhow!("{e}"))?);
+                                acks.push(
+                                    js.publish(subject.clone(), payload.clone())
+                                        .await
+                                        .map_err(|e| anyhow::anyhow!("{e}"))?,
+                                );
                             }
                             for a in acks {
                                 a.await.map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -275,7 +352,11 @@ impl Raw {
                             let n = batch.min(per - sent);
                             let mut pipe = redis::pipe();
                             for _ in 0..n {
-                                pipe.cmd("XADD").arg(&key).arg("*").arg("p").arg(payload.as_slice());
+                                pipe.cmd("XADD")
+                                    .arg(&key)
+                                    .arg("*")
+                                    .arg("p")
+                                    .arg(payload.as_slice());
                             }
                             let t = Instant::now();
                             let _: Vec<String> = pipe.query_async(&mut conn).await?;
@@ -293,6 +374,10 @@ impl Raw {
         }
         let elapsed = started.elapsed().as_secs_f64();
         lat.sort_by(f64::total_cmp);
-        Ok(Run { msgs_per_sec: (per * args.publishers) as f64 / elapsed, p50_ms: percentile(&lat, 0.5), p99_ms: percentile(&lat, 0.99) })
+        Ok(Run {
+            msgs_per_sec: (per * args.publishers) as f64 / elapsed,
+            p50_ms: percentile(&lat, 0.5),
+            p99_ms: percentile(&lat, 0.99),
+        })
     }
 }

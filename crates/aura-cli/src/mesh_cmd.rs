@@ -257,21 +257,37 @@ pub(crate) async fn mesh(cli: &Cli, cmd: &MeshCommand) -> anyhow::Result<ExitCod
     match cmd {
         MeshCommand::Pub(a) => {
             let api = Api::new(cli, &a.api)?;
-            let payload: Value = serde_json::from_str(&a.payload).unwrap_or_else(|_| Value::String(a.payload.clone()));
-            let mut body = json!({"target": a.to, "type": a.kind, "priority": a.priority, "payload": payload});
-            for (k, v) in [("source", &a.source), ("task_id", &a.task), ("idempotency_key", &a.idempotency_key)] {
+            let payload: Value = serde_json::from_str(&a.payload)
+                .unwrap_or_else(|_| Value::String(a.payload.clone()));
+            let mut body =
+                json!({"target": a.to, "type": a.kind, "priority": a.priority, "payload": payload});
+            for (k, v) in [
+                ("source", &a.source),
+                ("task_id", &a.task),
+                ("idempotency_key", &a.idempotency_key),
+            ] {
                 if let Some(v) = v {
                     body[k] = json!(v);
                 }
             }
-            let r = api.call(Method::POST, &format!("/api/v1/mesh/topics/{}/messages", enc(&a.topic)), Some(&body)).await?;
+            let r = api
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/mesh/topics/{}/messages", enc(&a.topic)),
+                    Some(&body),
+                )
+                .await?;
             output::print(a.output, &r, || {
                 format!(
                     "published {} to {} at offset {}{}\n",
                     s(&r["id"]),
                     s(&r["topic"]),
                     r["offset"],
-                    if r["spooled"].as_bool() == Some(true) { " (spooled locally: the backend is down)" } else { "" }
+                    if r["spooled"].as_bool() == Some(true) {
+                        " (spooled locally: the backend is down)"
+                    } else {
+                        ""
+                    }
                 )
             })?;
             Ok(ExitCode::SUCCESS)
@@ -304,12 +320,23 @@ pub(crate) async fn mesh(cli: &Cli, cmd: &MeshCommand) -> anyhow::Result<ExitCod
             if let Some(t) = &a.since {
                 q.push_str(&format!("&since={}", enc(t)));
             }
-            let list = api.call(Method::GET, &format!("/api/v1/mesh/topics/{}/messages?{q}", enc(&a.topic)), None).await?;
+            let list = api
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/mesh/topics/{}/messages?{q}", enc(&a.topic)),
+                    None,
+                )
+                .await?;
             output::print(a.output, &list, || {
                 output::table(
                     &["OFFSET", "TIME", "KEY", "BODY"],
                     list.as_array().into_iter().flatten().map(|m| {
-                        vec![m["offset"].to_string(), s(&m["timestamp"]), s(&m["key"]), m["body"].to_string()]
+                        vec![
+                            m["offset"].to_string(),
+                            s(&m["timestamp"]),
+                            s(&m["key"]),
+                            m["body"].to_string(),
+                        ]
                     }),
                 )
             })?;
@@ -333,7 +360,13 @@ pub(crate) async fn mesh(cli: &Cli, cmd: &MeshCommand) -> anyhow::Result<ExitCod
                             .flatten()
                             .map(|g| format!("{}({})", s(&g["group"]), g["lag"]))
                             .collect();
-                        vec![s(&t["topic"]), t["messages"].to_string(), t["first_offset"].to_string(), t["last_offset"].to_string(), groups.join(" ")]
+                        vec![
+                            s(&t["topic"]),
+                            t["messages"].to_string(),
+                            t["first_offset"].to_string(),
+                            t["last_offset"].to_string(),
+                            groups.join(" "),
+                        ]
                     }),
                 )
             })?;
@@ -354,7 +387,9 @@ pub(crate) async fn tasks(cli: &Cli, cmd: &TasksCommand) -> anyhow::Result<ExitC
             if let Some(x) = &a.assignee {
                 q.push_str(&format!("&assignee={}", enc(x)));
             }
-            let list = api.call(Method::GET, &format!("/api/v1/tasks?{q}"), None).await?;
+            let list = api
+                .call(Method::GET, &format!("/api/v1/tasks?{q}"), None)
+                .await?;
             output::print(a.output, &list, || {
                 output::table(
                     &["ID", "STATE", "PHASE", "PRI", "ASSIGNEE", "TITLE"],
@@ -364,13 +399,21 @@ pub(crate) async fn tasks(cli: &Cli, cmd: &TasksCommand) -> anyhow::Result<ExitC
         }
         TasksCommand::Show(a) => {
             let api = Api::new(cli, &a.api)?;
-            let t = api.call(Method::GET, &format!("/api/v1/tasks/{}", enc(&a.id)), None).await?;
+            let t = api
+                .call(Method::GET, &format!("/api/v1/tasks/{}", enc(&a.id)), None)
+                .await?;
             output::print(a.output, &t, || task_details(&t))?;
         }
         TasksCommand::Cancel(a) => {
             let api = Api::new(cli, &a.api)?;
             let body = json!({"reason": a.reason});
-            let t = api.call(Method::POST, &format!("/api/v1/tasks/{}/cancel", enc(&a.id)), Some(&body)).await?;
+            let t = api
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/tasks/{}/cancel", enc(&a.id)),
+                    Some(&body),
+                )
+                .await?;
             output::print(a.output, &t, || task_details(&t))?;
         }
     }
@@ -378,11 +421,25 @@ pub(crate) async fn tasks(cli: &Cli, cmd: &TasksCommand) -> anyhow::Result<ExitC
 }
 
 fn task_row(t: &Value) -> Vec<String> {
-    vec![s(&t["id"]), s(&t["state"]), s(&t["phase"]), t["priority"].to_string(), s(&t["assignee"]), s(&t["title"])]
+    vec![
+        s(&t["id"]),
+        s(&t["state"]),
+        s(&t["phase"]),
+        t["priority"].to_string(),
+        s(&t["assignee"]),
+        s(&t["title"]),
+    ]
 }
 
 fn task_details(t: &Value) -> String {
-    let list = |v: &Value| v.as_array().into_iter().flatten().map(s).collect::<Vec<_>>().join(", ");
+    let list = |v: &Value| {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(s)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     format!(
         "id:           {}\ntitle:        {}\nstate:        {}\nphase:        {}\npriority:     {}\nassignee:     {}\nparent:       {}\nchildren:     {}\nattempts:     {}\neffects:      {}\nverification: {}\nerror:        {}\n",
         s(&t["id"]),
@@ -409,16 +466,30 @@ pub(crate) async fn dlq(cli: &Cli, cmd: &DlqCommand) -> anyhow::Result<ExitCode>
                 None => {
                     let v = api.call(Method::GET, "/api/v1/dlq", None).await?;
                     output::print(a.output, &v, || {
-                        output::table(&["TOPIC", "SIZE"], v.as_array().into_iter().flatten().map(|q| vec![s(&q["topic"]), q["size"].to_string()]))
+                        output::table(
+                            &["TOPIC", "SIZE"],
+                            v.as_array()
+                                .into_iter()
+                                .flatten()
+                                .map(|q| vec![s(&q["topic"]), q["size"].to_string()]),
+                        )
                     })?;
                 }
                 Some(t) => {
-                    let v = api.call(Method::GET, &format!("/api/v1/dlq/{}", enc(t)), None).await?;
+                    let v = api
+                        .call(Method::GET, &format!("/api/v1/dlq/{}", enc(t)), None)
+                        .await?;
                     output::print(a.output, &v, || {
                         output::table(
                             &["ENTRY", "FROM OFFSET", "ATTEMPTS", "FAILED AT", "REASON"],
                             v.as_array().into_iter().flatten().map(|d| {
-                                vec![d["offset"].to_string(), d["original_offset"].to_string(), d["attempts"].to_string(), s(&d["failed_at"]), s(&d["reason"])]
+                                vec![
+                                    d["offset"].to_string(),
+                                    d["original_offset"].to_string(),
+                                    d["attempts"].to_string(),
+                                    s(&d["failed_at"]),
+                                    s(&d["reason"]),
+                                ]
                             }),
                         )
                     })?;
@@ -427,19 +498,46 @@ pub(crate) async fn dlq(cli: &Cli, cmd: &DlqCommand) -> anyhow::Result<ExitCode>
         }
         DlqCommand::Show(a) => {
             let api = Api::new(cli, &a.api)?;
-            let v = api.call(Method::GET, &format!("/api/v1/dlq/{}/{}", enc(&a.topic), a.offset), None).await?;
-            output::print(a.output, &v, || serde_json::to_string_pretty(&v).unwrap_or_default() + "\n")?;
+            let v = api
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/dlq/{}/{}", enc(&a.topic), a.offset),
+                    None,
+                )
+                .await?;
+            output::print(a.output, &v, || {
+                serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+            })?;
         }
         DlqCommand::Replay(a) => {
             let api = Api::new(cli, &a.api)?;
-            let body = if a.offsets.is_empty() { json!({}) } else { json!({"offsets": a.offsets}) };
-            let v = api.call(Method::POST, &format!("/api/v1/dlq/{}/replay", enc(&a.topic)), Some(&body)).await?;
+            let body = if a.offsets.is_empty() {
+                json!({})
+            } else {
+                json!({"offsets": a.offsets})
+            };
+            let v = api
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/dlq/{}/replay", enc(&a.topic)),
+                    Some(&body),
+                )
+                .await?;
             println!("replayed {} message(s) to {}", v["count"], a.topic);
         }
         DlqCommand::Purge(a) => {
             let api = Api::new(cli, &a.api)?;
-            let v = api.call(Method::DELETE, &format!("/api/v1/dlq/{}", enc(&a.topic)), None).await?;
-            println!("purged {} message(s) from the dead-letter queue of {}", v["count"], a.topic);
+            let v = api
+                .call(
+                    Method::DELETE,
+                    &format!("/api/v1/dlq/{}", enc(&a.topic)),
+                    None,
+                )
+                .await?;
+            println!(
+                "purged {} message(s) from the dead-letter queue of {}",
+                v["count"], a.topic
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -453,9 +551,25 @@ pub(crate) async fn agents(cli: &Cli, cmd: &AgentsCommand) -> anyhow::Result<Exi
             let v = api.call(Method::GET, "/api/v1/runner", None).await?;
             output::print(a.output, &v, || {
                 output::table(
-                    &["AGENT", "STATUS", "MODE", "PID", "RESTARTS", "LAST HEARTBEAT", "LAST EXIT"],
+                    &[
+                        "AGENT",
+                        "STATUS",
+                        "MODE",
+                        "PID",
+                        "RESTARTS",
+                        "LAST HEARTBEAT",
+                        "LAST EXIT",
+                    ],
                     v.as_array().into_iter().flatten().map(|r| {
-                        vec![s(&r["name"]), s(&r["status"]), s(&r["mode"]), s(&r["pid"]), r["restarts"].to_string(), s(&r["last_heartbeat"]), s(&r["last_exit"])]
+                        vec![
+                            s(&r["name"]),
+                            s(&r["status"]),
+                            s(&r["mode"]),
+                            s(&r["pid"]),
+                            r["restarts"].to_string(),
+                            s(&r["last_heartbeat"]),
+                            s(&r["last_exit"]),
+                        ]
                     }),
                 )
             })?;
@@ -474,14 +588,29 @@ pub(crate) async fn agents(cli: &Cli, cmd: &AgentsCommand) -> anyhow::Result<Exi
                 .find(|r| r["name"] == a.name.as_str())
                 .with_context(|| format!("no agent `{}` in mesh.agents", a.name))?;
             let status = match r["tmux_target"].as_str() {
-                Some(target) => std::process::Command::new("tmux").args(["attach", "-t", target]).status(),
-                None => std::process::Command::new("tail").args(["-n", "100", "-F"]).arg(s(&r["log_path"])).status(),
+                Some(target) => std::process::Command::new("tmux")
+                    .args(["attach", "-t", target])
+                    .status(),
+                None => std::process::Command::new("tail")
+                    .args(["-n", "100", "-F"])
+                    .arg(s(&r["log_path"]))
+                    .status(),
             }
             .context("starting tmux/tail")?;
-            return Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::from(1) });
+            return Ok(if status.success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
         }
     };
-    let r = api.call(Method::POST, &format!("/api/v1/runner/{}/{op}", enc(name)), None).await?;
+    let r = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/runner/{}/{op}", enc(name)),
+            None,
+        )
+        .await?;
     println!("{}: {}", s(&r["name"]), s(&r["status"]));
     Ok(ExitCode::SUCCESS)
 }

@@ -628,7 +628,10 @@ impl TopicLog {
             let entry = entry?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if let Some(base) = name.strip_suffix(".log").and_then(|b| b.parse::<u64>().ok()) {
+            if let Some(base) = name
+                .strip_suffix(".log")
+                .and_then(|b| b.parse::<u64>().ok())
+            {
                 bases.push(base);
             }
         }
@@ -768,11 +771,7 @@ impl TopicLog {
                     .min(seg.positions.len() - rel)
                     .min((durable + 1 - at) as usize);
                 let start = seg.positions[rel];
-                let end = seg
-                    .positions
-                    .get(rel + want)
-                    .copied()
-                    .unwrap_or(seg.bytes);
+                let end = seg.positions.get(rel + want).copied().unwrap_or(seg.bytes);
                 (seg.file.try_clone()?, start, end, want)
             };
             let mut data = vec![0u8; (end_pos - start) as usize];
@@ -894,7 +893,9 @@ impl Group {
 
     fn lag(&self, last: u64) -> u64 {
         let s = lock(&self.state);
-        (last + 1).saturating_sub(s.floor).saturating_sub(s.acked.len() as u64)
+        (last + 1)
+            .saturating_sub(s.floor)
+            .saturating_sub(s.acked.len() as u64)
     }
 }
 
@@ -943,10 +944,7 @@ impl Subscription for EmbeddedSubscription {
             if now >= deadline {
                 return Ok(Vec::new());
             }
-            let wake_at = self
-                .group
-                .next_due()
-                .map_or(deadline, |d| d.min(deadline));
+            let wake_at = self.group.next_due().map_or(deadline, |d| d.min(deadline));
             let notified = self.group.notify.notified();
             tokio::select! {
                 changed = self.durable.changed() => {

@@ -182,7 +182,14 @@ impl NatsMesh {
         self.connected()?;
         match self.js.get_stream(stream_name(topic)).await {
             Ok(s) => Ok(Some(s)),
-            Err(e) if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(_)) => Ok(None),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    jetstream::context::GetStreamErrorKind::JetStream(_)
+                ) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(unavailable(e)),
         }
     }
@@ -243,7 +250,11 @@ impl Subscription for NatsSubscription {
                 )
             };
             let message = message_of(&self.topic, seq, ms, m.headers.as_ref(), &m.payload);
-            out.push(Delivery::new(message, attempt, Box::new(NatsAcker { message: m })));
+            out.push(Delivery::new(
+                message,
+                attempt,
+                Box::new(NatsAcker { message: m }),
+            ));
         }
         Ok(out)
     }

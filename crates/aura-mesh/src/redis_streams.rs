@@ -11,7 +11,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aura_core::Timestamp;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamRangeReply, StreamReadReply};
+use redis::streams::{
+    StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamRangeReply, StreamReadReply,
+};
 use redis::{AsyncConnectionConfig, Value};
 
 use crate::{
@@ -142,12 +144,19 @@ impl RedisMesh {
             .map_err(map_err)
     }
 
-    async fn create_group(&self, topic: &Topic, group: &str, start: StartAt) -> Result<(), MeshError> {
+    async fn create_group(
+        &self,
+        topic: &Topic,
+        group: &str,
+        start: StartAt,
+    ) -> Result<(), MeshError> {
         let start_id = match start {
             StartAt::Earliest => "0".to_owned(),
             StartAt::Latest => "$".to_owned(),
             StartAt::Offset(o) => id_of(o.saturating_sub(1)),
-            StartAt::Time(t) => id_of(((t.as_millis().max(0) as u64) << SEQ_BITS).saturating_sub(1)),
+            StartAt::Time(t) => {
+                id_of(((t.as_millis().max(0) as u64) << SEQ_BITS).saturating_sub(1))
+            }
         };
         let mut conn = self.conn.clone();
         let r: Result<Value, _> = redis::cmd("XGROUP")
@@ -354,7 +363,9 @@ impl Mesh for RedisMesh {
             .map_err(map_err)?;
         let mut out = Vec::new();
         for name in names {
-            let Ok(topic) = Topic::new(&name) else { continue };
+            let Ok(topic) = Topic::new(&name) else {
+                continue;
+            };
             let key = stream_key(&topic);
             let len: u64 = redis::cmd("XLEN")
                 .arg(&key)
@@ -391,8 +402,18 @@ impl Mesh for RedisMesh {
             out.push(TopicInfo {
                 topic,
                 messages: len,
-                first_offset: first.ids.first().map(|e| offset_of(&e.id)).transpose()?.unwrap_or(0),
-                last_offset: last.ids.first().map(|e| offset_of(&e.id)).transpose()?.unwrap_or(0),
+                first_offset: first
+                    .ids
+                    .first()
+                    .map(|e| offset_of(&e.id))
+                    .transpose()?
+                    .unwrap_or(0),
+                last_offset: last
+                    .ids
+                    .first()
+                    .map(|e| offset_of(&e.id))
+                    .transpose()?
+                    .unwrap_or(0),
                 groups: group_names,
             });
         }
@@ -413,7 +434,10 @@ impl Mesh for RedisMesh {
     ) -> Result<Vec<Receipt>, MeshError> {
         let key = stream_key(topic);
         let mut pipe = redis::pipe();
-        pipe.cmd("SADD").arg(TOPICS_KEY).arg(topic.as_str()).ignore();
+        pipe.cmd("SADD")
+            .arg(TOPICS_KEY)
+            .arg(topic.as_str())
+            .ignore();
         for m in &messages {
             let c = pipe.cmd("XADD").arg(&key).arg("*");
             if let Some(k) = &m.key {
@@ -562,14 +586,20 @@ fn group_entries(v: &Value) -> Vec<HashMap<String, Value>> {
 fn group_names(v: &Value) -> Vec<String> {
     group_entries(v)
         .iter()
-        .filter_map(|m| m.get("name").map(|n| String::from_utf8_lossy(&bytes(Some(n))).into_owned()))
+        .filter_map(|m| {
+            m.get("name")
+                .map(|n| String::from_utf8_lossy(&bytes(Some(n))).into_owned())
+        })
         .collect()
 }
 
 fn group_field(v: &Value, group: &str, field: &str) -> Option<u64> {
     group_entries(v)
         .iter()
-        .find(|m| m.get("name").is_some_and(|n| bytes(Some(n)) == group.as_bytes()))
+        .find(|m| {
+            m.get("name")
+                .is_some_and(|n| bytes(Some(n)) == group.as_bytes())
+        })
         .and_then(|m| match m.get(field) {
             Some(Value::Int(i)) => u64::try_from(*i).ok(),
             _ => None,

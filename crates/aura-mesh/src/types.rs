@@ -20,7 +20,10 @@ impl Topic {
     pub fn new(name: &str) -> Result<Topic, MeshError> {
         let ok = !name.is_empty()
             && name.len() <= 128
-            && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric())
             && name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));

@@ -9,7 +9,8 @@ use aura_mesh::{Mesh, RedisConfig, RedisMesh};
 
 async fn make() -> (Arc<dyn Mesh>, ()) {
     let mesh = RedisMesh::connect(&RedisConfig {
-        url: std::env::var("AURA_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+        url: std::env::var("AURA_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
         timeout: Duration::from_secs(5),
     })
     .await

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aura_core::SystemClock;
-use aura_mesh::{EmbeddedConfig, EmbeddedMesh, Mesh, MeshError, Outgoing, StartAt, SubscribeOptions, Topic};
+use aura_mesh::{
+    EmbeddedConfig, EmbeddedMesh, Mesh, MeshError, Outgoing, StartAt, SubscribeOptions, Topic,
+};
 
 fn open(dir: &std::path::Path) -> EmbeddedMesh {
     EmbeddedMesh::open(EmbeddedConfig::new(dir), Arc::new(SystemClock)).unwrap()
@@ -18,9 +20,14 @@ async fn messages_and_group_progress_survive_reopen() {
     {
         let mesh = open(dir.path());
         for i in 0..10 {
-            mesh.publish(&topic, Outgoing::new(format!("{i}")).with_key("k")).await.unwrap();
+            mesh.publish(&topic, Outgoing::new(format!("{i}")).with_key("k"))
+                .await
+                .unwrap();
         }
-        let mut sub = mesh.subscribe(&topic, "w", SubscribeOptions::default()).await.unwrap();
+        let mut sub = mesh
+            .subscribe(&topic, "w", SubscribeOptions::default())
+            .await
+            .unwrap();
         let got = sub.fetch(3, Duration::from_secs(1)).await.unwrap();
         for d in &got {
             d.ack().await.unwrap();
@@ -30,7 +37,10 @@ async fn messages_and_group_progress_survive_reopen() {
     let mesh = open(dir.path());
     let r = mesh.publish(&topic, Outgoing::new("10")).await.unwrap();
     assert_eq!(r.offset, 11, "offsets continue after reopen");
-    let mut sub = mesh.subscribe(&topic, "w", SubscribeOptions::default()).await.unwrap();
+    let mut sub = mesh
+        .subscribe(&topic, "w", SubscribeOptions::default())
+        .await
+        .unwrap();
     let got = sub.fetch(100, Duration::from_secs(1)).await.unwrap();
     let offsets: Vec<u64> = got.iter().map(|d| d.message.offset).collect();
     assert_eq!(offsets, (4..=11).collect::<Vec<_>>());
@@ -45,7 +55,9 @@ async fn torn_tail_is_truncated_on_open() {
     {
         let mesh = open(dir.path());
         for i in 0..5 {
-            mesh.publish(&topic, Outgoing::new(format!("{i}"))).await.unwrap();
+            mesh.publish(&topic, Outgoing::new(format!("{i}")))
+                .await
+                .unwrap();
         }
         mesh.close().await;
     }
@@ -59,7 +71,10 @@ async fn torn_tail_is_truncated_on_open() {
     assert_eq!(all.len(), 5);
     let r = mesh.publish(&topic, Outgoing::new("5")).await.unwrap();
     assert_eq!(r.offset, 6);
-    assert_eq!(mesh.read(&topic, StartAt::Offset(6), 10).await.unwrap()[0].payload, b"5");
+    assert_eq!(
+        mesh.read(&topic, StartAt::Offset(6), 10).await.unwrap()[0].payload,
+        b"5"
+    );
     mesh.close().await;
 }
 
@@ -71,9 +86,14 @@ async fn retention_drops_old_segments_and_groups_skip_ahead() {
     config.retention_bytes = Some(16 << 10);
     let mesh = EmbeddedMesh::open(config, Arc::new(SystemClock)).unwrap();
     let topic = Topic::new("metrics").unwrap();
-    let mut sub = mesh.subscribe(&topic, "slow", SubscribeOptions::default()).await.unwrap();
+    let mut sub = mesh
+        .subscribe(&topic, "slow", SubscribeOptions::default())
+        .await
+        .unwrap();
     for chunk in 0..20 {
-        let batch = (0..100).map(|i| Outgoing::new(format!("{:0>64}", chunk * 100 + i))).collect();
+        let batch = (0..100)
+            .map(|i| Outgoing::new(format!("{:0>64}", chunk * 100 + i)))
+            .collect();
         mesh.publish_batch(&topic, batch).await.unwrap();
     }
     let info = mesh.topics().await.unwrap().remove(0);
@@ -92,5 +112,8 @@ async fn a_second_open_of_the_same_dir_is_refused() {
     assert!(matches!(second, Err(MeshError::Unavailable(_))));
     mesh.close().await;
     let topic = Topic::new("x").unwrap();
-    assert!(matches!(mesh.publish(&topic, Outgoing::new("x")).await, Err(MeshError::Closed)));
+    assert!(matches!(
+        mesh.publish(&topic, Outgoing::new("x")).await,
+        Err(MeshError::Closed)
+    ));
 }

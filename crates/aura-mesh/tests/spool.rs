@@ -9,11 +9,15 @@ use std::time::Duration;
 
 use aura_core::SystemClock;
 use aura_mesh::{
-    EmbeddedConfig, EmbeddedMesh, Mesh, NatsConfig, NatsMesh, Outgoing, StartAt, Spooled, Topic,
+    EmbeddedConfig, EmbeddedMesh, Mesh, NatsConfig, NatsMesh, Outgoing, Spooled, StartAt, Topic,
 };
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn nats_binary() -> String {
@@ -33,7 +37,10 @@ impl Server {
             .expect("nats-server binary (Debian package nats-server)");
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "nats-server did not start");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nats-server did not start"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Server(child)
@@ -41,7 +48,9 @@ impl Server {
 
     /// Graceful stop (SIGTERM), waiting for the process to exit.
     fn stop(mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
         let _ = self.0.wait();
     }
 }
@@ -65,37 +74,66 @@ async fn nats_stopped_and_restarted_while_publishing_loses_nothing() {
     })
     .await
     .unwrap();
-    let spool = EmbeddedMesh::open(EmbeddedConfig::new(dir.path().join("spool")), Arc::new(SystemClock)).unwrap();
-    let mesh = Spooled::new(Arc::new(nats.clone()), spool, Duration::from_millis(500), Duration::from_millis(100));
+    let spool = EmbeddedMesh::open(
+        EmbeddedConfig::new(dir.path().join("spool")),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let mesh = Spooled::new(
+        Arc::new(nats.clone()),
+        spool,
+        Duration::from_millis(500),
+        Duration::from_millis(100),
+    );
     let topic = Topic::new("orders").unwrap();
     mesh.ensure_topic(&topic).await.unwrap();
 
     let mut spooled = 0;
     for i in 0..100 {
-        let r = mesh.publish(&topic, Outgoing::new(format!("{i}"))).await.unwrap();
+        let r = mesh
+            .publish(&topic, Outgoing::new(format!("{i}")))
+            .await
+            .unwrap();
         assert!(!r.spooled);
     }
     server.stop();
     for i in 100..200 {
-        let r = mesh.publish(&topic, Outgoing::new(format!("{i}"))).await.unwrap();
+        let r = mesh
+            .publish(&topic, Outgoing::new(format!("{i}")))
+            .await
+            .unwrap();
         spooled += usize::from(r.spooled);
     }
-    assert!(spooled >= 95, "only {spooled} of 100 publishes were spooled while NATS was down");
+    assert!(
+        spooled >= 95,
+        "only {spooled} of 100 publishes were spooled while NATS was down"
+    );
     assert!(mesh.status().await.unwrap().pending > 0);
     let server = Server::start(port, &store);
     for i in 200..300 {
-        mesh.publish(&topic, Outgoing::new(format!("{i}"))).await.unwrap();
+        mesh.publish(&topic, Outgoing::new(format!("{i}")))
+            .await
+            .unwrap();
     }
     // The forwarder drains the spool once NATS is back.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while mesh.status().await.unwrap().pending > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "spool not drained: {:?}", mesh.status().await);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "spool not drained: {:?}",
+            mesh.status().await
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let all = nats.read(&topic, StartAt::Earliest, 1000).await.unwrap();
     let got: Vec<u32> = all
         .iter()
-        .map(|m| String::from_utf8(m.payload.clone()).unwrap().parse().unwrap())
+        .map(|m| {
+            String::from_utf8(m.payload.clone())
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
         .collect();
     let want: Vec<u32> = (0..300).collect();
     assert_eq!(got, want, "every acknowledged message, in order, once");

@@ -209,9 +209,14 @@ pub async fn bind(config: Config) -> Result<BoundServer, ServeError> {
     let governance = Governance::open(&config, store.clone(), clock.clone(), trail.clone())
         .await
         .map_err(|e| ServeError::Governance(e.to_string()))?;
-    let mesh = crate::services::mesh::MeshService::open(&config, governance.clone(), trail.clone(), clock.clone())
-        .await
-        .map_err(|e| ServeError::Mesh(e.to_string()))?;
+    let mesh = crate::services::mesh::MeshService::open(
+        &config,
+        governance.clone(),
+        trail.clone(),
+        clock.clone(),
+    )
+    .await
+    .map_err(|e| ServeError::Mesh(e.to_string()))?;
     let state = AppState::new(
         tokens,
         store,

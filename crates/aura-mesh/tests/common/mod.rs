@@ -30,7 +30,10 @@ async fn collect(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     let mut out = Vec::new();
     while out.len() < n && tokio::time::Instant::now() < deadline {
-        let batch = sub.fetch(n - out.len(), Duration::from_millis(500)).await.unwrap();
+        let batch = sub
+            .fetch(n - out.len(), Duration::from_millis(500))
+            .await
+            .unwrap();
         for d in batch {
             if ack {
                 d.ack().await.unwrap();
@@ -47,25 +50,42 @@ pub async fn publish_is_ordered_per_key(mesh: Arc<dyn Mesh>) {
     for i in 0..30 {
         let key = format!("k{}", i % 3);
         let r = mesh
-            .publish(&topic, Outgoing::new(format!("{i}")).with_key(key).with_header("n", i.to_string()))
+            .publish(
+                &topic,
+                Outgoing::new(format!("{i}"))
+                    .with_key(key)
+                    .with_header("n", i.to_string()),
+            )
             .await
             .unwrap();
         assert!(!r.spooled);
         receipts.push(r.offset);
     }
-    assert!(receipts.windows(2).all(|w| w[0] < w[1]), "offsets grow: {receipts:?}");
+    assert!(
+        receipts.windows(2).all(|w| w[0] < w[1]),
+        "offsets grow: {receipts:?}"
+    );
     let mut sub = mesh.subscribe(&topic, "g1", opts(30_000)).await.unwrap();
     let got = collect(&mut sub, 30, true).await;
     assert_eq!(got.len(), 30);
     let mut per_key: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     for d in &got {
-        let n: u32 = String::from_utf8(d.message.payload.clone()).unwrap().parse().unwrap();
+        let n: u32 = String::from_utf8(d.message.payload.clone())
+            .unwrap()
+            .parse()
+            .unwrap();
         assert_eq!(d.message.headers.get("n").unwrap(), &n.to_string());
         assert_eq!(d.attempt, 1);
-        per_key.entry(d.message.key.clone().unwrap()).or_default().push(n);
+        per_key
+            .entry(d.message.key.clone().unwrap())
+            .or_default()
+            .push(n);
     }
     for (k, v) in per_key {
-        assert!(v.windows(2).all(|w| w[0] < w[1]), "key {k} out of order: {v:?}");
+        assert!(
+            v.windows(2).all(|w| w[0] < w[1]),
+            "key {k} out of order: {v:?}"
+        );
     }
     let offsets: Vec<u64> = got.iter().map(|d| d.message.offset).collect();
     assert_eq!(offsets, receipts);
@@ -110,7 +130,11 @@ pub async fn groups_are_independent_and_members_share(mesh: Arc<dyn Mesh>) {
     while seen.len() < 40 && tokio::time::Instant::now() < deadline {
         for sub in [&mut a1, &mut a2] {
             for d in sub.fetch(7, Duration::from_millis(200)).await.unwrap() {
-                assert!(seen.insert(d.message.offset), "duplicate {}", d.message.offset);
+                assert!(
+                    seen.insert(d.message.offset),
+                    "duplicate {}",
+                    d.message.offset
+                );
                 d.ack().await.unwrap();
             }
         }
@@ -127,7 +151,9 @@ pub async fn groups_are_independent_and_members_share(mesh: Arc<dyn Mesh>) {
 pub async fn group_resumes_after_reconnect(mesh: Arc<dyn Mesh>) {
     let topic = fresh_topic("resume");
     for i in 0..10 {
-        mesh.publish(&topic, Outgoing::new(format!("{i}"))).await.unwrap();
+        mesh.publish(&topic, Outgoing::new(format!("{i}")))
+            .await
+            .unwrap();
     }
     {
         let mut sub = mesh.subscribe(&topic, "worker", opts(1_000)).await.unwrap();
@@ -154,7 +180,12 @@ pub async fn replay_from_offset_and_time(mesh: Arc<dyn Mesh>) {
     let topic = fresh_topic("replay");
     let mut offsets = Vec::new();
     for i in 0..5 {
-        offsets.push(mesh.publish(&topic, Outgoing::new(format!("early{i}"))).await.unwrap().offset);
+        offsets.push(
+            mesh.publish(&topic, Outgoing::new(format!("early{i}")))
+                .await
+                .unwrap()
+                .offset,
+        );
     }
     // Wait until the wall clock moves past the early messages' millisecond.
     let before = Timestamp::from_millis(now_ms());
@@ -163,14 +194,25 @@ pub async fn replay_from_offset_and_time(mesh: Arc<dyn Mesh>) {
     }
     let cut = Timestamp::from_millis(now_ms());
     for i in 0..5 {
-        offsets.push(mesh.publish(&topic, Outgoing::new(format!("late{i}"))).await.unwrap().offset);
+        offsets.push(
+            mesh.publish(&topic, Outgoing::new(format!("late{i}")))
+                .await
+                .unwrap()
+                .offset,
+        );
     }
     let all = mesh.read(&topic, StartAt::Earliest, 100).await.unwrap();
     assert_eq!(all.len(), 10);
-    let from3 = mesh.read(&topic, StartAt::Offset(offsets[3]), 100).await.unwrap();
+    let from3 = mesh
+        .read(&topic, StartAt::Offset(offsets[3]), 100)
+        .await
+        .unwrap();
     assert_eq!(from3.len(), 7);
     assert_eq!(from3[0].payload, b"early3");
-    let two = mesh.read(&topic, StartAt::Offset(offsets[3]), 2).await.unwrap();
+    let two = mesh
+        .read(&topic, StartAt::Offset(offsets[3]), 2)
+        .await
+        .unwrap();
     assert_eq!(two.len(), 2);
     let late = mesh.read(&topic, StartAt::Time(cut), 100).await.unwrap();
     assert_eq!(late.len(), 5, "{late:?}");
@@ -178,14 +220,33 @@ pub async fn replay_from_offset_and_time(mesh: Arc<dyn Mesh>) {
     assert!(late[0].timestamp >= cut);
     // A new group can start at an offset too.
     let mut sub = mesh
-        .subscribe(&topic, "from-offset", SubscribeOptions { start: StartAt::Offset(offsets[8]), ack_wait: Duration::from_secs(30) })
+        .subscribe(
+            &topic,
+            "from-offset",
+            SubscribeOptions {
+                start: StartAt::Offset(offsets[8]),
+                ack_wait: Duration::from_secs(30),
+            },
+        )
         .await
         .unwrap();
     let got = collect(&mut sub, 2, true).await;
-    assert_eq!(got.iter().map(|d| d.message.payload.clone()).collect::<Vec<_>>(), vec![b"late3".to_vec(), b"late4".to_vec()]);
+    assert_eq!(
+        got.iter()
+            .map(|d| d.message.payload.clone())
+            .collect::<Vec<_>>(),
+        vec![b"late3".to_vec(), b"late4".to_vec()]
+    );
     // And at "latest": only what comes after.
     let mut latest = mesh
-        .subscribe(&topic, "latest", SubscribeOptions { start: StartAt::Latest, ack_wait: Duration::from_secs(30) })
+        .subscribe(
+            &topic,
+            "latest",
+            SubscribeOptions {
+                start: StartAt::Latest,
+                ack_wait: Duration::from_secs(30),
+            },
+        )
         .await
         .unwrap();
     mesh.publish(&topic, Outgoing::new("newest")).await.unwrap();
@@ -199,18 +260,47 @@ pub async fn topic_management(mesh: Arc<dyn Mesh>) {
     mesh.ensure_topic(&topic).await.unwrap();
     mesh.ensure_topic(&topic).await.unwrap();
     let listed = mesh.topics().await.unwrap();
-    let info = listed.iter().find(|t| t.topic == topic).expect("topic listed");
+    let info = listed
+        .iter()
+        .find(|t| t.topic == topic)
+        .expect("topic listed");
     assert_eq!(info.messages, 0);
     mesh.publish(&topic, Outgoing::new("x")).await.unwrap();
-    let _sub = mesh.subscribe(&topic, "watchers", opts(30_000)).await.unwrap();
-    let info = mesh.topics().await.unwrap().into_iter().find(|t| t.topic == topic).unwrap();
+    let _sub = mesh
+        .subscribe(&topic, "watchers", opts(30_000))
+        .await
+        .unwrap();
+    let info = mesh
+        .topics()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.topic == topic)
+        .unwrap();
     assert_eq!(info.messages, 1);
-    assert!(info.groups.contains(&"watchers".to_owned()), "{:?}", info.groups);
+    assert!(
+        info.groups.contains(&"watchers".to_owned()),
+        "{:?}",
+        info.groups
+    );
     assert!(mesh.delete_topic(&topic).await.unwrap());
-    assert!(!mesh.topics().await.unwrap().iter().any(|t| t.topic == topic));
+    assert!(
+        !mesh
+            .topics()
+            .await
+            .unwrap()
+            .iter()
+            .any(|t| t.topic == topic)
+    );
     assert!(!mesh.delete_topic(&topic).await.unwrap());
-    assert!(matches!(mesh.read(&topic, StartAt::Earliest, 1).await, Err(MeshError::NoTopic(_))));
-    assert!(matches!(mesh.subscribe(&topic, "bad group!", opts(1000)).await, Err(MeshError::Invalid(_))));
+    assert!(matches!(
+        mesh.read(&topic, StartAt::Earliest, 1).await,
+        Err(MeshError::NoTopic(_))
+    ));
+    assert!(matches!(
+        mesh.subscribe(&topic, "bad group!", opts(1000)).await,
+        Err(MeshError::Invalid(_))
+    ));
 }
 
 pub async fn concurrent_publishers_lose_nothing(mesh: Arc<dyn Mesh>) {
@@ -221,7 +311,12 @@ pub async fn concurrent_publishers_lose_nothing(mesh: Arc<dyn Mesh>) {
         let topic = topic.clone();
         set.spawn(async move {
             for i in 0..50 {
-                mesh.publish(&topic, Outgoing::new(format!("{p}-{i}")).with_key(format!("p{p}"))).await.unwrap();
+                mesh.publish(
+                    &topic,
+                    Outgoing::new(format!("{p}-{i}")).with_key(format!("p{p}")),
+                )
+                .await
+                .unwrap();
             }
         });
     }

@@ -29,12 +29,23 @@ fn invalid(msg: impl Into<String>) -> ApiError {
 
 fn refusal(r: MeshRefusal) -> ApiError {
     match r {
-        MeshRefusal::Refused { verdict, reasons, audit_seq } => {
-            let why: Vec<String> = reasons.iter().map(|r| format!("{}: {}", r.rule, r.message)).collect();
+        MeshRefusal::Refused {
+            verdict,
+            reasons,
+            audit_seq,
+        } => {
+            let why: Vec<String> = reasons
+                .iter()
+                .map(|r| format!("{}: {}", r.rule, r.message))
+                .collect();
             ApiError::new(
                 StatusCode::FORBIDDEN,
                 "message_refused",
-                format!("governance answered {} (audit seq {audit_seq}): {}", verdict.as_str(), why.join("; ")),
+                format!(
+                    "governance answered {} (audit seq {audit_seq}): {}",
+                    verdict.as_str(),
+                    why.join("; ")
+                ),
             )
         }
         MeshRefusal::Failed(e) => e.into(),
@@ -53,7 +64,9 @@ fn acting(caller: &Principal, requested: Option<&str>) -> Result<AgentName, ApiE
             "token of agent `{own}` cannot send as `{req}`"
         ))),
         (_, Some(req)) => AgentName::new(req).map_err(|e| invalid(e.to_string())),
-        (None, None) => Err(invalid("name the sending agent (`source`); this token acts for no agent")),
+        (None, None) => Err(invalid(
+            "name the sending agent (`source`); this token acts for no agent",
+        )),
     }
 }
 
@@ -127,8 +140,9 @@ pub(crate) struct MessageView {
 }
 
 fn message_view(m: Message, attempt: Option<u32>) -> MessageView {
-    let body = serde_json::from_slice(&m.payload)
-        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&m.payload).into_owned()));
+    let body = serde_json::from_slice(&m.payload).unwrap_or_else(|_| {
+        serde_json::Value::String(String::from_utf8_lossy(&m.payload).into_owned())
+    });
     MessageView {
         offset: m.offset,
         timestamp: m.timestamp.to_rfc3339(),
@@ -214,12 +228,19 @@ pub(super) async fn publish(
         .map_err(|_| invalid(format!("unknown message type `{}`, expected task, result, handoff, query, heartbeat or learn", req.kind)))?;
     let mut env = Envelope::new(state.mesh.now(), &agent, &req.target, kind, req.payload);
     env.priority = req.priority.unwrap_or(5);
-    env.trace = req.traceparent.map(|traceparent| TraceContext { traceparent, tracestate: None });
+    env.trace = req.traceparent.map(|traceparent| TraceContext {
+        traceparent,
+        tracestate: None,
+    });
     env.idempotency_key = req.idempotency_key;
     env.correlation_id = req.correlation_id;
     env.reply_to = req.reply_to;
     env.task_id = req.task_id;
-    let p = state.mesh.publish(&agent, &topic, env, actor_of(&caller)).await.map_err(refusal)?;
+    let p = state
+        .mesh
+        .publish(&agent, &topic, env, actor_of(&caller))
+        .await
+        .map_err(refusal)?;
     Ok(Json(PublishedView {
         id: p.envelope.id,
         topic: topic.to_string(),
@@ -244,7 +265,11 @@ pub(super) async fn topics(State(state): State<AppState>) -> Result<Json<TopicsV
                 messages: t.info.messages,
                 first_offset: t.info.first_offset,
                 last_offset: t.info.last_offset,
-                groups: t.lag.into_iter().map(|(group, lag)| GroupView { group, lag }).collect(),
+                groups: t
+                    .lag
+                    .into_iter()
+                    .map(|(group, lag)| GroupView { group, lag })
+                    .collect(),
             })
             .collect(),
     }))
@@ -262,13 +287,16 @@ pub(super) async fn read(
     let from = match (q.from, q.since) {
         (Some(o), None) => StartAt::Offset(o),
         (None, Some(t)) => StartAt::Time(
-            Timestamp::parse_rfc3339(&t).ok_or_else(|| invalid(format!("`since` `{t}` is not an RFC 3339 time")))?,
+            Timestamp::parse_rfc3339(&t)
+                .ok_or_else(|| invalid(format!("`since` `{t}` is not an RFC 3339 time")))?,
         ),
         (None, None) => StartAt::Earliest,
         (Some(_), Some(_)) => return Err(invalid("give `from` or `since`, not both")),
     };
     let list = state.mesh.read(&topic, from, q.max.unwrap_or(100)).await?;
-    Ok(Json(list.into_iter().map(|m| message_view(m, None)).collect()))
+    Ok(Json(
+        list.into_iter().map(|m| message_view(m, None)).collect(),
+    ))
 }
 
 /// Takes the next messages for a consumer group and acknowledges them (at most once per group over HTTP).
@@ -283,9 +311,18 @@ pub(super) async fn take(
     let topic = topic(&name)?;
     let got = state
         .mesh
-        .take(&topic, &group, q.max.unwrap_or(10), Duration::from_millis(q.wait_ms.unwrap_or(0)))
+        .take(
+            &topic,
+            &group,
+            q.max.unwrap_or(10),
+            Duration::from_millis(q.wait_ms.unwrap_or(0)),
+        )
         .await?;
-    Ok(Json(got.into_iter().map(|(m, a)| message_view(m, Some(a))).collect()))
+    Ok(Json(
+        got.into_iter()
+            .map(|(m, a)| message_view(m, Some(a)))
+            .collect(),
+    ))
 }
 
 /// A task.
@@ -337,7 +374,10 @@ fn task_view(t: Task, children: Vec<Task>) -> TaskView {
         parent: t.parent,
         title: t.title,
         state: t.state.as_str().into(),
-        phase: serde_json::to_value(t.phase).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+        phase: serde_json::to_value(t.phase)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
         priority: t.priority,
         assignee: t.assignee,
         required: t.required.into_iter().collect(),
@@ -413,22 +453,38 @@ pub(crate) struct CancelRequest {
 /// Tasks, newest first.
 #[utoipa::path(get, path = "/api/v1/tasks", tag = "mesh", params(TaskQuery),
     responses((status = 200, body = Vec<TaskView>), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)))]
-pub(super) async fn tasks(State(state): State<AppState>, Query(q): Query<TaskQuery>) -> Result<Json<Vec<TaskView>>, ApiError> {
+pub(super) async fn tasks(
+    State(state): State<AppState>,
+    Query(q): Query<TaskQuery>,
+) -> Result<Json<Vec<TaskView>>, ApiError> {
     let st = match q.state.as_deref() {
         None => None,
         Some(s) => Some(TaskState::parse(s).ok_or_else(|| {
             invalid(format!("unknown state `{s}`, expected pending, assigned, in_progress, waiting, completed, failed or cancelled"))
         })?),
     };
-    let list = state.mesh.tasks(&TaskFilter { state: st, assignee: q.assignee, parent: q.parent, limit: Some(q.limit.unwrap_or(100)) });
-    Ok(Json(list.into_iter().map(|t| task_view(t, Vec::new())).collect()))
+    let list = state.mesh.tasks(&TaskFilter {
+        state: st,
+        assignee: q.assignee,
+        parent: q.parent,
+        limit: Some(q.limit.unwrap_or(100)),
+    });
+    Ok(Json(
+        list.into_iter().map(|t| task_view(t, Vec::new())).collect(),
+    ))
 }
 
 /// One task with its children.
 #[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "mesh", params(("id" = String, Path, description = "Task id")),
     responses((status = 200, body = TaskView), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
-pub(super) async fn task(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<TaskView>, ApiError> {
-    let (t, children) = state.mesh.task(&id).ok_or_else(|| ApiError::not_found(format!("no task `{id}`")))?;
+pub(super) async fn task(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<TaskView>, ApiError> {
+    let (t, children) = state
+        .mesh
+        .task(&id)
+        .ok_or_else(|| ApiError::not_found(format!("no task `{id}`")))?;
     Ok(Json(task_view(t, children)))
 }
 
@@ -452,8 +508,16 @@ pub(super) async fn create_task(
         verification: req.verification,
         idempotency_key: req.idempotency_key,
     };
-    let (t, fresh) = state.mesh.create_task(&agent, new, actor_of(&caller)).await.map_err(refusal)?;
-    let code = if fresh { StatusCode::CREATED } else { StatusCode::OK };
+    let (t, fresh) = state
+        .mesh
+        .create_task(&agent, new, actor_of(&caller))
+        .await
+        .map_err(refusal)?;
+    let code = if fresh {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((code, Json(task_view(t, Vec::new()))))
 }
 
@@ -475,7 +539,16 @@ pub(super) async fn cancel_task(
     };
     let t = state
         .mesh
-        .transition(&agent, &id, TaskState::Cancelled, Transition { error: Some(req.reason.unwrap_or_else(|| "cancelled".into())), ..Default::default() }, actor_of(&caller))
+        .transition(
+            &agent,
+            &id,
+            TaskState::Cancelled,
+            Transition {
+                error: Some(req.reason.unwrap_or_else(|| "cancelled".into())),
+                ..Default::default()
+            },
+            actor_of(&caller),
+        )
         .await
         .map_err(refusal)?;
     let children = state.mesh.task(&t.id).map(|(_, c)| c).unwrap_or_default();
@@ -541,15 +614,27 @@ pub(crate) struct CountView {
 /// Dead-letter queues with their sizes.
 #[utoipa::path(get, path = "/api/v1/dlq", tag = "mesh",
     responses((status = 200, body = Vec<QueueView>), (status = 401, body = ErrorBody)))]
-pub(super) async fn dlq_queues(State(state): State<AppState>) -> Result<Json<Vec<QueueView>>, ApiError> {
+pub(super) async fn dlq_queues(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<QueueView>>, ApiError> {
     let q = state.mesh.dlq_queues().await?;
-    Ok(Json(q.into_iter().map(|q| QueueView { topic: q.topic, size: q.size }).collect()))
+    Ok(Json(
+        q.into_iter()
+            .map(|q| QueueView {
+                topic: q.topic,
+                size: q.size,
+            })
+            .collect(),
+    ))
 }
 
 /// The entries of one topic's dead-letter queue.
 #[utoipa::path(get, path = "/api/v1/dlq/{topic}", tag = "mesh", params(("topic" = String, Path, description = "Original topic")),
     responses((status = 200, body = Vec<DeadLetterView>), (status = 401, body = ErrorBody)))]
-pub(super) async fn dlq_list(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Vec<DeadLetterView>>, ApiError> {
+pub(super) async fn dlq_list(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<DeadLetterView>>, ApiError> {
     let list = state.mesh.dlq_list(&topic(&name)?, 1000).await?;
     Ok(Json(list.into_iter().map(dead_view).collect()))
 }
@@ -558,8 +643,13 @@ pub(super) async fn dlq_list(State(state): State<AppState>, Path(name): Path<Str
 #[utoipa::path(get, path = "/api/v1/dlq/{topic}/{offset}", tag = "mesh",
     params(("topic" = String, Path, description = "Original topic"), ("offset" = u64, Path, description = "Entry")),
     responses((status = 200, body = DeadLetterView), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
-pub(super) async fn dlq_show(State(state): State<AppState>, Path((name, offset)): Path<(String, u64)>) -> Result<Json<DeadLetterView>, ApiError> {
-    Ok(Json(dead_view(state.mesh.dlq_show(&topic(&name)?, offset).await?)))
+pub(super) async fn dlq_show(
+    State(state): State<AppState>,
+    Path((name, offset)): Path<(String, u64)>,
+) -> Result<Json<DeadLetterView>, ApiError> {
+    Ok(Json(dead_view(
+        state.mesh.dlq_show(&topic(&name)?, offset).await?,
+    )))
 }
 
 /// Replays entries to the original topic (audited).
@@ -573,15 +663,25 @@ pub(super) async fn dlq_replay(
     body: Option<Json<ReplayRequest>>,
 ) -> Result<Json<CountView>, ApiError> {
     let offsets = body.and_then(|Json(b)| b.offsets);
-    let count = state.mesh.dlq_replay(&topic(&name)?, offsets, actor_of(&caller)).await?;
+    let count = state
+        .mesh
+        .dlq_replay(&topic(&name)?, offsets, actor_of(&caller))
+        .await?;
     Ok(Json(CountView { count }))
 }
 
 /// Deletes a dead-letter queue (audited).
 #[utoipa::path(delete, path = "/api/v1/dlq/{topic}", tag = "mesh", params(("topic" = String, Path, description = "Original topic")),
     responses((status = 200, body = CountView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub(super) async fn dlq_purge(State(state): State<AppState>, Caller(caller): Caller, Path(name): Path<String>) -> Result<Json<CountView>, ApiError> {
-    let count = state.mesh.dlq_purge(&topic(&name)?, actor_of(&caller)).await?;
+pub(super) async fn dlq_purge(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+) -> Result<Json<CountView>, ApiError> {
+    let count = state
+        .mesh
+        .dlq_purge(&topic(&name)?, actor_of(&caller))
+        .await?;
     Ok(Json(CountView { count }))
 }
 
@@ -611,7 +711,9 @@ pub(crate) struct RunnerView {
 fn runner_view(r: AgentRuntime) -> RunnerView {
     let (mode, tmux_target) = match &r.mode {
         aura_agents::runner::RunMode::Process => ("process".to_owned(), None),
-        aura_agents::runner::RunMode::Tmux { session } => ("tmux".to_owned(), Some(format!("{session}:{}", r.name))),
+        aura_agents::runner::RunMode::Tmux { session } => {
+            ("tmux".to_owned(), Some(format!("{session}:{}", r.name)))
+        }
     };
     RunnerView {
         name: r.name,
@@ -643,5 +745,10 @@ pub(super) async fn control(
     Caller(caller): Caller,
     Path((name, op)): Path<(String, String)>,
 ) -> Result<Json<RunnerView>, ApiError> {
-    Ok(Json(runner_view(state.mesh.control_agent(&name, &op, actor_of(&caller)).await?)))
+    Ok(Json(runner_view(
+        state
+            .mesh
+            .control_agent(&name, &op, actor_of(&caller))
+            .await?,
+    )))
 }

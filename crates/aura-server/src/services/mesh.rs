@@ -7,18 +7,18 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aura_agents::AgentsError;
 use aura_agents::dlq::{DeadLetter, DeadLetters, QueueSummary};
 use aura_agents::envelope::{Envelope, HEARTBEAT_TOPIC, MessageType};
 use aura_agents::runner::{AgentRuntime, AgentSpec, Backoff, RunMode, Runner};
 use aura_agents::tasks::{NewTask, Retention, Task, TaskFilter, TaskState, TaskStore, Transition};
-use aura_agents::AgentsError;
 use aura_audit::{Actor, RiskLevel};
 use aura_config::{Config, MeshBackend};
 use aura_core::{Action, AgentName, Clock, Estimate, RawAction, Reason, Verdict};
 use aura_govern::kernel::{ActionOutcome, Actual};
 use aura_mesh::{
-    EmbeddedConfig, EmbeddedMesh, Mesh, MeshError, Message, Receipt, StartAt, SubscribeOptions,
-    Spooled, Topic, TopicInfo,
+    EmbeddedConfig, EmbeddedMesh, Mesh, MeshError, Message, Receipt, Spooled, StartAt,
+    SubscribeOptions, Topic, TopicInfo,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -131,14 +131,20 @@ pub async fn open_mesh(
     let remote: Arc<dyn Mesh> = match m.backend {
         MeshBackend::Embedded => return Ok((Arc::new(embedded("mesh")?), None)),
         MeshBackend::Nats => Arc::new(
-            aura_mesh::NatsMesh::connect(&aura_mesh::NatsConfig { url: url()?, timeout })
-                .await
-                .map_err(mesh_err)?,
+            aura_mesh::NatsMesh::connect(&aura_mesh::NatsConfig {
+                url: url()?,
+                timeout,
+            })
+            .await
+            .map_err(mesh_err)?,
         ),
         MeshBackend::Redis => Arc::new(
-            aura_mesh::RedisMesh::connect(&aura_mesh::RedisConfig { url: url()?, timeout })
-                .await
-                .map_err(mesh_err)?,
+            aura_mesh::RedisMesh::connect(&aura_mesh::RedisConfig {
+                url: url()?,
+                timeout,
+            })
+            .await
+            .map_err(mesh_err)?,
         ),
         MeshBackend::Kafka => {
             return Err(ServiceError::Invalid(
@@ -167,19 +173,28 @@ impl MeshService {
         clock: Arc<dyn Clock>,
     ) -> Result<MeshService, ServiceError> {
         let (mesh, spool) = open_mesh(config, clock.clone()).await?;
-        let tasks = TaskStore::open(config.data_dir.join("tasks"), clock.clone(), Retention::default())
-            .map_err(agents_err)?;
+        let tasks = TaskStore::open(
+            config.data_dir.join("tasks"),
+            clock.clone(),
+            Retention::default(),
+        )
+        .map_err(agents_err)?;
         let dlq = DeadLetters::new(mesh.clone(), config.mesh.dlq_alert_threshold);
         let mut specs = Vec::new();
         for a in &config.mesh.agents {
             AgentName::new(a.name.as_str())
                 .map_err(|e| ServiceError::Invalid(format!("mesh.agents: {e}")))?;
             if a.command.is_empty() {
-                return Err(ServiceError::Invalid(format!("mesh.agents: `{}` has an empty command", a.name)));
+                return Err(ServiceError::Invalid(format!(
+                    "mesh.agents: `{}` has an empty command",
+                    a.name
+                )));
             }
             let mode = match a.mode.as_str() {
                 "process" => RunMode::Process,
-                "tmux" => RunMode::Tmux { session: "ai-infrastructure".into() },
+                "tmux" => RunMode::Tmux {
+                    session: "ai-infrastructure".into(),
+                },
                 other => {
                     return Err(ServiceError::Invalid(format!(
                         "mesh.agents: `{}` has mode `{other}`; use process or tmux",
@@ -197,19 +212,72 @@ impl MeshService {
                 autostart: a.autostart,
             });
         }
-        let runner = Runner::new(specs, config.data_dir.join("agents"), Backoff::default(), clock.clone());
-        metrics::describe_counter!(PUBLISHED, metrics::Unit::Count, "Messages published to the mesh, by topic.");
-        metrics::describe_counter!(REFUSED, metrics::Unit::Count, "Messages refused by governance, by topic and verdict.");
-        metrics::describe_gauge!(LAG, "Messages not yet acknowledged by a consumer group, by topic and group.");
-        metrics::describe_gauge!(aura_agents::dlq::DLQ_SIZE, "Entries waiting in a dead-letter queue, by topic.");
-        metrics::describe_counter!(aura_agents::dlq::DEAD_LETTERED, metrics::Unit::Count, "Messages dead-lettered, by topic.");
-        metrics::describe_counter!(aura_agents::dlq::DLQ_ALERTS, metrics::Unit::Count, "Times a dead-letter queue passed its alert threshold, by topic.");
-        metrics::describe_counter!(aura_agents::worker::DELIVERED, metrics::Unit::Count, "Messages delivered to consumers, by topic.");
-        metrics::describe_counter!(aura_agents::worker::REDELIVERED, metrics::Unit::Count, "Messages delivered again after a nack or timeout, by topic.");
-        metrics::describe_counter!(aura_agents::runner::RESTARTS, metrics::Unit::Count, "Agent restarts by the watchdog, by agent and cause.");
-        tracing::info!(backend = mesh.backend(), spool = spool.is_some(), "event mesh opened");
+        let runner = Runner::new(
+            specs,
+            config.data_dir.join("agents"),
+            Backoff::default(),
+            clock.clone(),
+        );
+        metrics::describe_counter!(
+            PUBLISHED,
+            metrics::Unit::Count,
+            "Messages published to the mesh, by topic."
+        );
+        metrics::describe_counter!(
+            REFUSED,
+            metrics::Unit::Count,
+            "Messages refused by governance, by topic and verdict."
+        );
+        metrics::describe_gauge!(
+            LAG,
+            "Messages not yet acknowledged by a consumer group, by topic and group."
+        );
+        metrics::describe_gauge!(
+            aura_agents::dlq::DLQ_SIZE,
+            "Entries waiting in a dead-letter queue, by topic."
+        );
+        metrics::describe_counter!(
+            aura_agents::dlq::DEAD_LETTERED,
+            metrics::Unit::Count,
+            "Messages dead-lettered, by topic."
+        );
+        metrics::describe_counter!(
+            aura_agents::dlq::DLQ_ALERTS,
+            metrics::Unit::Count,
+            "Times a dead-letter queue passed its alert threshold, by topic."
+        );
+        metrics::describe_counter!(
+            aura_agents::worker::DELIVERED,
+            metrics::Unit::Count,
+            "Messages delivered to consumers, by topic."
+        );
+        metrics::describe_counter!(
+            aura_agents::worker::REDELIVERED,
+            metrics::Unit::Count,
+            "Messages delivered again after a nack or timeout, by topic."
+        );
+        metrics::describe_counter!(
+            aura_agents::runner::RESTARTS,
+            metrics::Unit::Count,
+            "Agent restarts by the watchdog, by agent and cause."
+        );
+        tracing::info!(
+            backend = mesh.backend(),
+            spool = spool.is_some(),
+            "event mesh opened"
+        );
         let tasks_topic = Topic::new("aura.tasks").map_err(mesh_err)?;
-        Ok(MeshService { mesh, spool, governance, audit, clock, tasks, dlq, runner, tasks_topic })
+        Ok(MeshService {
+            mesh,
+            spool,
+            governance,
+            audit,
+            clock,
+            tasks,
+            dlq,
+            runner,
+            tasks_topic,
+        })
     }
 
     /// The mesh (for benchmarks and tests).
@@ -266,7 +334,11 @@ impl MeshService {
     }
 
     async fn settle(&self, decision: &str, ok: bool, caller: &Actor) {
-        let outcome = if ok { ActionOutcome::Success } else { ActionOutcome::Failure };
+        let outcome = if ok {
+            ActionOutcome::Success
+        } else {
+            ActionOutcome::Failure
+        };
         if let Err(e) = self
             .governance
             .settle(decision, None, outcome, Actual::default(), caller.clone())
@@ -285,11 +357,21 @@ impl MeshService {
         caller: Actor,
     ) -> Result<PublishedMessage, MeshRefusal> {
         envelope.source = agent.to_string();
-        envelope.validate().map_err(|e| MeshRefusal::Failed(agents_err(e)))?;
-        let (decision, audit_seq) = self.govern(agent, topic, &envelope, "publish", &caller).await?;
-        let outgoing = envelope.to_outgoing().map_err(|e| MeshRefusal::Failed(agents_err(e)));
+        envelope
+            .validate()
+            .map_err(|e| MeshRefusal::Failed(agents_err(e)))?;
+        let (decision, audit_seq) = self
+            .govern(agent, topic, &envelope, "publish", &caller)
+            .await?;
+        let outgoing = envelope
+            .to_outgoing()
+            .map_err(|e| MeshRefusal::Failed(agents_err(e)));
         let published = match outgoing {
-            Ok(o) => self.mesh.publish(topic, o).await.map_err(|e| MeshRefusal::Failed(mesh_err(e))),
+            Ok(o) => self
+                .mesh
+                .publish(topic, o)
+                .await
+                .map_err(|e| MeshRefusal::Failed(mesh_err(e))),
             Err(e) => Err(e),
         };
         self.settle(&decision, published.is_ok(), &caller).await;
@@ -298,7 +380,11 @@ impl MeshService {
         if topic.as_str() == HEARTBEAT_TOPIC || envelope.kind == MessageType::Heartbeat {
             self.runner.heartbeat(agent.as_str());
         }
-        Ok(PublishedMessage { envelope, receipt, audit_seq })
+        Ok(PublishedMessage {
+            envelope,
+            receipt,
+            audit_seq,
+        })
     }
 
     /// Topics with their groups' lag.
@@ -317,37 +403,75 @@ impl MeshService {
     }
 
     /// Reads (replays) a topic from `from`.
-    pub async fn read(&self, topic: &Topic, from: StartAt, max: usize) -> Result<Vec<Message>, ServiceError> {
-        self.mesh.read(topic, from, max.min(10_000)).await.map_err(mesh_err)
+    pub async fn read(
+        &self,
+        topic: &Topic,
+        from: StartAt,
+        max: usize,
+    ) -> Result<Vec<Message>, ServiceError> {
+        self.mesh
+            .read(topic, from, max.min(10_000))
+            .await
+            .map_err(mesh_err)
     }
 
     /// Fetches up to `max` messages for `group` and acknowledges them (HTTP consumers: at most once per group).
-    pub async fn take(&self, topic: &Topic, group: &str, max: usize, wait: Duration) -> Result<Vec<(Message, u32)>, ServiceError> {
+    pub async fn take(
+        &self,
+        topic: &Topic,
+        group: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<(Message, u32)>, ServiceError> {
         let mut sub = self
             .mesh
             .subscribe(topic, group, SubscribeOptions::default())
             .await
             .map_err(mesh_err)?;
-        let got = sub.fetch(max.clamp(1, 1000), wait.min(Duration::from_secs(25))).await.map_err(mesh_err)?;
+        let got = sub
+            .fetch(max.clamp(1, 1000), wait.min(Duration::from_secs(25)))
+            .await
+            .map_err(mesh_err)?;
         let mut out = Vec::with_capacity(got.len());
         for d in got {
             d.ack().await.map_err(mesh_err)?;
-            metrics::counter!(aura_agents::worker::DELIVERED, "topic" => topic.to_string()).increment(1);
+            metrics::counter!(aura_agents::worker::DELIVERED, "topic" => topic.to_string())
+                .increment(1);
             out.push((d.message, d.attempt));
         }
         Ok(out)
     }
 
     /// Subscribes `group` on `topic` (for WebSocket consumers, which ack themselves).
-    pub async fn subscribe(&self, topic: &Topic, group: &str) -> Result<Box<dyn aura_mesh::Subscription>, ServiceError> {
-        self.mesh.subscribe(topic, group, SubscribeOptions::default()).await.map_err(mesh_err)
+    pub async fn subscribe(
+        &self,
+        topic: &Topic,
+        group: &str,
+    ) -> Result<Box<dyn aura_mesh::Subscription>, ServiceError> {
+        self.mesh
+            .subscribe(topic, group, SubscribeOptions::default())
+            .await
+            .map_err(mesh_err)
     }
 
     /// Creates a task (a governed `message` to `*`, op `task.create`).
-    pub async fn create_task(&self, agent: &AgentName, new: NewTask, caller: Actor) -> Result<(Task, bool), MeshRefusal> {
-        let env = Envelope::new(self.clock.now(), agent, "*", MessageType::Task, serde_json::json!({"title": new.title}));
+    pub async fn create_task(
+        &self,
+        agent: &AgentName,
+        new: NewTask,
+        caller: Actor,
+    ) -> Result<(Task, bool), MeshRefusal> {
+        let env = Envelope::new(
+            self.clock.now(),
+            agent,
+            "*",
+            MessageType::Task,
+            serde_json::json!({"title": new.title}),
+        );
         let topic = self.tasks_topic.clone();
-        let (decision, _) = self.govern(agent, &topic, &env, "task.create", &caller).await?;
+        let (decision, _) = self
+            .govern(agent, &topic, &env, "task.create", &caller)
+            .await?;
         let created = self.tasks.create(new).await.map_err(agents_err);
         self.settle(&decision, created.is_ok(), &caller).await;
         let (task, fresh) = created?;
@@ -366,12 +490,37 @@ impl MeshService {
         change: Transition,
         caller: Actor,
     ) -> Result<Task, MeshRefusal> {
-        let task = self.tasks.get(id).ok_or_else(|| ServiceError::NotFound(format!("no task `{id}`")))?;
-        let target = change.assignee.clone().or(task.assignee.clone()).unwrap_or_else(|| "*".into());
-        let mut env = Envelope::new(self.clock.now(), agent, &target, MessageType::Task, serde_json::json!({"to": to.as_str()}));
+        let task = self
+            .tasks
+            .get(id)
+            .ok_or_else(|| ServiceError::NotFound(format!("no task `{id}`")))?;
+        let target = change
+            .assignee
+            .clone()
+            .or(task.assignee.clone())
+            .unwrap_or_else(|| "*".into());
+        let mut env = Envelope::new(
+            self.clock.now(),
+            agent,
+            &target,
+            MessageType::Task,
+            serde_json::json!({"to": to.as_str()}),
+        );
         env.task_id = Some(id.to_owned());
-        let (decision, _) = self.govern(agent, &self.tasks_topic, &env, &format!("task.{}", to.as_str()), &caller).await?;
-        let moved = self.tasks.transition(id, to, change).await.map_err(agents_err);
+        let (decision, _) = self
+            .govern(
+                agent,
+                &self.tasks_topic,
+                &env,
+                &format!("task.{}", to.as_str()),
+                &caller,
+            )
+            .await?;
+        let moved = self
+            .tasks
+            .transition(id, to, change)
+            .await
+            .map_err(agents_err);
         self.settle(&decision, moved.is_ok(), &caller).await;
         let task = moved?;
         self.notify(agent, &task, to.as_str()).await;
@@ -380,7 +529,13 @@ impl MeshService {
 
     async fn notify(&self, agent: &AgentName, task: &Task, what: &str) {
         let target = task.assignee.clone().unwrap_or_else(|| "*".into());
-        let mut env = Envelope::new(self.clock.now(), agent, &target, MessageType::Task, serde_json::json!({"event": what, "state": task.state.as_str(), "title": task.title}));
+        let mut env = Envelope::new(
+            self.clock.now(),
+            agent,
+            &target,
+            MessageType::Task,
+            serde_json::json!({"event": what, "state": task.state.as_str(), "title": task.title}),
+        );
         env.task_id = Some(task.id.clone());
         env.priority = task.priority;
         if let Ok(o) = env.to_outgoing()
@@ -409,7 +564,11 @@ impl MeshService {
     }
 
     /// Entries of one queue.
-    pub async fn dlq_list(&self, topic: &Topic, max: usize) -> Result<Vec<DeadLetter>, ServiceError> {
+    pub async fn dlq_list(
+        &self,
+        topic: &Topic,
+        max: usize,
+    ) -> Result<Vec<DeadLetter>, ServiceError> {
         self.dlq.list(topic, max).await.map_err(agents_err)
     }
 
@@ -423,16 +582,37 @@ impl MeshService {
     }
 
     /// Replays entries (audited).
-    pub async fn dlq_replay(&self, topic: &Topic, offsets: Option<Vec<u64>>, caller: Actor) -> Result<u64, ServiceError> {
-        let n = self.dlq.replay(topic, offsets.as_deref()).await.map_err(agents_err)?;
-        self.record(caller, ("dlq", topic.as_str()), "dlq.replay", serde_json::json!({"replayed": n, "offsets": offsets})).await?;
+    pub async fn dlq_replay(
+        &self,
+        topic: &Topic,
+        offsets: Option<Vec<u64>>,
+        caller: Actor,
+    ) -> Result<u64, ServiceError> {
+        let n = self
+            .dlq
+            .replay(topic, offsets.as_deref())
+            .await
+            .map_err(agents_err)?;
+        self.record(
+            caller,
+            ("dlq", topic.as_str()),
+            "dlq.replay",
+            serde_json::json!({"replayed": n, "offsets": offsets}),
+        )
+        .await?;
         Ok(n)
     }
 
     /// Purges a queue (audited).
     pub async fn dlq_purge(&self, topic: &Topic, caller: Actor) -> Result<u64, ServiceError> {
         let n = self.dlq.purge(topic).await.map_err(agents_err)?;
-        self.record(caller, ("dlq", topic.as_str()), "dlq.purge", serde_json::json!({"purged": n})).await?;
+        self.record(
+            caller,
+            ("dlq", topic.as_str()),
+            "dlq.purge",
+            serde_json::json!({"purged": n}),
+        )
+        .await?;
         Ok(n)
     }
 
@@ -442,19 +622,49 @@ impl MeshService {
     }
 
     /// Starts, stops or restarts a declared agent (audited).
-    pub async fn control_agent(&self, name: &str, op: &str, caller: Actor) -> Result<AgentRuntime, ServiceError> {
+    pub async fn control_agent(
+        &self,
+        name: &str,
+        op: &str,
+        caller: Actor,
+    ) -> Result<AgentRuntime, ServiceError> {
         match op {
             "start" => self.runner.start(name).map_err(agents_err)?,
             "stop" => self.runner.stop(name).await.map_err(agents_err)?,
             "restart" => self.runner.restart(name).await.map_err(agents_err)?,
-            other => return Err(ServiceError::Invalid(format!("unknown operation `{other}`"))),
+            other => {
+                return Err(ServiceError::Invalid(format!(
+                    "unknown operation `{other}`"
+                )));
+            }
         }
-        self.record(caller, ("agent", name), &format!("agent.{op}"), serde_json::json!({})).await?;
-        self.runner.status(name).ok_or_else(|| ServiceError::NotFound(format!("no agent `{name}`")))
+        self.record(
+            caller,
+            ("agent", name),
+            &format!("agent.{op}"),
+            serde_json::json!({}),
+        )
+        .await?;
+        self.runner
+            .status(name)
+            .ok_or_else(|| ServiceError::NotFound(format!("no agent `{name}`")))
     }
 
-    async fn record(&self, caller: Actor, resource: (&str, &str), action: &str, details: serde_json::Value) -> Result<(), ServiceError> {
-        let entry = audit::event(self.clock.now(), caller, resource, action, RiskLevel::Medium, details);
+    async fn record(
+        &self,
+        caller: Actor,
+        resource: (&str, &str),
+        action: &str,
+        details: serde_json::Value,
+    ) -> Result<(), ServiceError> {
+        let entry = audit::event(
+            self.clock.now(),
+            caller,
+            resource,
+            action,
+            RiskLevel::Medium,
+            details,
+        );
         self.audit.record(entry).await.map(|_| ())
     }
 
@@ -468,10 +678,13 @@ impl MeshService {
 
     /// Refreshes per-topic gauges (lag, DLQ size).
     pub async fn upkeep(&self) {
-        let Ok(topics) = self.topics().await else { return };
+        let Ok(topics) = self.topics().await else {
+            return;
+        };
         for t in topics {
             for (g, lag) in &t.lag {
-                metrics::gauge!(LAG, "topic" => t.info.topic.to_string(), "group" => g.clone()).set(*lag as f64);
+                metrics::gauge!(LAG, "topic" => t.info.topic.to_string(), "group" => g.clone())
+                    .set(*lag as f64);
             }
         }
         if let Ok(queues) = self.dlq.queues().await {
@@ -483,10 +696,19 @@ impl MeshService {
 
     /// Feeds heartbeats published on `agents.heartbeat` to the watchdog until `cancel`.
     pub async fn watch_heartbeats(&self, cancel: CancellationToken) {
-        let Ok(topic) = Topic::new(HEARTBEAT_TOPIC) else { return };
+        let Ok(topic) = Topic::new(HEARTBEAT_TOPIC) else {
+            return;
+        };
         let mut sub = match self
             .mesh
-            .subscribe(&topic, "aura-watchdog", SubscribeOptions { start: StartAt::Latest, ack_wait: Duration::from_secs(30) })
+            .subscribe(
+                &topic,
+                "aura-watchdog",
+                SubscribeOptions {
+                    start: StartAt::Latest,
+                    ack_wait: Duration::from_secs(30),
+                },
+            )
             .await
         {
             Ok(s) => s,
@@ -532,5 +754,8 @@ impl MeshService {
 
 /// Capabilities parsed from a comma list.
 pub fn capabilities(list: &[String]) -> BTreeSet<String> {
-    list.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()
+    list.iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
