@@ -513,10 +513,10 @@ async fn run_tmux(
         shell_quote(&log_path.to_string_lossy())
     );
     let target = format!("{session}:{}", spec.name);
-    if tmux(&["has-session", "-t", session]).await.is_err() {
-        if let Err(e) = tmux(&["new-session", "-d", "-s", session, "-n", "aura"]).await {
-            return Ended::Exited(format!("cannot create tmux session `{session}`: {e}"));
-        }
+    if tmux(&["has-session", "-t", session]).await.is_err()
+        && let Err(e) = tmux(&["new-session", "-d", "-s", session, "-n", "aura"]).await
+    {
+        return Ended::Exited(format!("cannot create tmux session `{session}`: {e}"));
     }
     let _ = tmux(&["kill-window", "-t", &target]).await;
     let mut args = vec![

@@ -1,5 +1,7 @@
 //! Tasks, retries, the dead-letter queue, routing and the request/reply patterns, on the embedded mesh.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers outside #[test] fns
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -2,6 +2,8 @@
 //! repeating the side effects its journal recorded. The binary is its own consumer: run with
 //! `AURA_JOURNAL_WORKER=<data-dir>` it consumes one task message and performs three journaled effects.
 
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers outside #[test] fns
+
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::Path;
 use std::process::{Command, Stdio};

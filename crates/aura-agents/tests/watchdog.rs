@@ -1,6 +1,8 @@
 //! The watchdog restarts a crashing child with the right backoff (10, 30, 60 s, then failed), on paused time;
 //! the count resets after a stable run; stale heartbeats trigger a restart; logs are captured.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers outside #[test] fns
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,5 +1,7 @@
 //! The conformance suite on the embedded segment log.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers outside #[test] fns
+
 mod common;
 
 use std::sync::Arc;

@@ -1,5 +1,7 @@
 //! The conformance suite on the real NATS JetStream server at 127.0.0.1:4222.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers outside #[test] fns
+
 mod common;
 
 use std::sync::Arc;

@@ -1,5 +1,7 @@
 //! Embedded log specifics: durability across reopen, torn-tail recovery, retention, the data-dir lock.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers outside #[test] fns
+
 use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! Fallback spool: a real NATS server (our own, on a free port) is stopped and restarted while a producer keeps
 //! publishing; every acknowledged message ends up in JetStream, in order, exactly once.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers outside #[test] fns
+
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

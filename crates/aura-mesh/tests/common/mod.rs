@@ -1,6 +1,6 @@
 //! The mesh conformance suite: the same behaviour checked on every backend.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers outside #[test] fns
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
