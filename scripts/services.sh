@@ -57,4 +57,15 @@ if ! python3 -c 'import moto, boto3' >/dev/null 2>&1; then
   python3 -m pip install --quiet 'moto[server]' || python3 -m pip install --quiet --break-system-packages 'moto[server]' || true
   python3 -c 'import moto' >/dev/null 2>&1 || echo "services: moto unavailable" >&2
 fi
+# Kafka-protocol broker for the Kafka mesh backend's tests (a pure-Rust broker from crates.io; ~10 min to build once).
+if ! command -v tansu >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tansu" ]; then
+  echo "services: installing tansu (cargo install --locked tansu --features dynostore)"
+  cargo install --locked tansu --features dynostore >/tmp/tansu-install.log 2>&1 \
+    || echo "services: tansu unavailable (see /tmp/tansu-install.log)" >&2
+fi
+
+# nats-server binary for the mesh spool test, which runs its own server on a free port and stops/restarts it.
+if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
+  echo "services: nats-server binary missing (Debian package nats-server)" >&2
+fi
 exit 0

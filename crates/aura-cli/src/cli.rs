@@ -20,6 +20,7 @@ Run:
 Access:
   token        Create, list and revoke API tokens
   agent        List registered agents; halt, pause and resume them
+  agents       Run the agents declared in mesh.agents: status, start, stop, restart, attach
 
 Govern:
   policy       Check policy files offline; show or reload the policy in force
@@ -27,6 +28,11 @@ Govern:
   budgets      Show an agent's budget usage
   decide       Ask the kernel for a verdict on an action (exit 0 allow, 3 deny/halt, 4 escalate)
   settle       Report how an allowed action went, with its real cost
+
+Coordinate:
+  mesh         Publish and consume messages on the event mesh; list topics
+  tasks        List, show and cancel durable tasks
+  dlq          Inspect, replay and purge dead-letter queues
 
 Inspect:
   status       Show a running server's readiness and status
@@ -46,7 +52,7 @@ Context:
 
 Tools:
   completions  Print a shell completion script (bash, zsh, fish)
-  bench        Measure Aura itself: startup time and idle memory
+  bench        Measure Aura itself: startup, kernel, audit and mesh throughput
   help         Print this message or the help of a command
 
 Options:
@@ -100,8 +106,20 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Token(TokenCommand),
     /// List registered agents; halt, pause and resume them.
-    #[command(subcommand, visible_alias = "agents")]
+    #[command(subcommand)]
     Agent(AgentCommand),
+    /// Run the agents declared in `mesh.agents`: status, start, stop, restart, attach.
+    #[command(subcommand)]
+    Agents(crate::mesh_cmd::AgentsCommand),
+    /// Publish and consume messages on the event mesh; list topics.
+    #[command(subcommand)]
+    Mesh(crate::mesh_cmd::MeshCommand),
+    /// List, show and cancel durable tasks.
+    #[command(subcommand)]
+    Tasks(crate::mesh_cmd::TasksCommand),
+    /// Inspect, replay and purge dead-letter queues.
+    #[command(subcommand)]
+    Dlq(crate::mesh_cmd::DlqCommand),
     /// Check policy files offline; show or reload the policy in force.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -824,6 +842,8 @@ pub(crate) struct CacheFlushArgs {
     /// Only asset ids matching this glob (`web-*`).
     #[arg(long, default_value = "*")]
     pub pattern: String,
+    /// Mesh publish/consume throughput and p99 latency per backend, with the raw client's figures for NATS/Redis.
+    Mesh(crate::bench_mesh::BenchMeshArgs),
 }
 
 /// Options of `aura bench kernel`.

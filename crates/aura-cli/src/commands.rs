@@ -94,6 +94,11 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(crate::cli::BenchCommand::Catalog(args)) => {
             crate::bench_catalog::catalog(args).await
         }
+        Command::Bench(crate::cli::BenchCommand::Mesh(args)) => crate::bench_mesh::run(args).await,
+        Command::Mesh(cmd) => crate::mesh_cmd::mesh(&cli, cmd).await,
+        Command::Tasks(cmd) => crate::mesh_cmd::tasks(&cli, cmd).await,
+        Command::Dlq(cmd) => crate::mesh_cmd::dlq(&cli, cmd).await,
+        Command::Agents(cmd) => crate::mesh_cmd::agents(&cli, cmd).await,
         Command::Audit(cmd) => crate::audit_cmd::run(&cli, cmd).await,
         Command::Report(cmd) => crate::report_cmd::run(&cli, cmd).await,
     }

@@ -25,6 +25,7 @@ mod context;
 mod error;
 mod index;
 mod load;
+mod mesh;
 mod schema;
 mod starter;
 mod values;
@@ -34,6 +35,7 @@ pub use context::{
 };
 pub use error::ConfigError;
 pub use load::{DEFAULT_CONFIG_FILE, Loaded, load, parse_str};
+pub use mesh::{AgentDecl, MeshBackend, MeshConfig};
 pub use schema::{
     AuditConfig, AuditExportConfig, Config, GovernanceConfig, LedgerKind, LogConfig, LogFormat,
     Overrides, PoliciesConfig, ServerConfig, StoreConfig, StoreUrl,

@@ -39,6 +39,9 @@ pub struct Config {
     /// The context plane: the local host sensor, asset files, the Guardian.
     #[serde(deserialize_with = "values::section")]
     pub context: crate::context::ContextConfig,
+    /// The event mesh and the agents Aura runs.
+    #[serde(deserialize_with = "values::section")]
+    pub mesh: crate::mesh::MeshConfig,
 }
 
 /// The `server` section.
@@ -295,6 +298,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             governance: GovernanceConfig::default(),
             context: crate::context::ContextConfig::default(),
+            mesh: crate::mesh::MeshConfig::default(),
         }
     }
 }

@@ -128,4 +128,20 @@ context:
   #     timeout_seconds: 5
   #     version_header: x-version
   services: []
+mesh:
+  # Event mesh backend: embedded (a durable log in data_dir), nats, redis or kafka.
+  backend: embedded
+  # Server of the nats, redis or kafka backend, e.g. nats://127.0.0.1:4222 or redis://127.0.0.1:6379.
+  # url:
+  # Size in bytes at which an embedded mesh log file is sealed (67108864 = 64 MiB; 4096 to 4294967296).
+  segment_bytes: 67108864
+  # Warn once a dead-letter queue holds this many messages (0 = never).
+  dlq_alert_threshold: 100
+  # Keep publishing to a local spool while the nats/redis/kafka server is down, forwarded on return (true or false).
+  spool: true
+  # Agents Aura starts and restarts (child processes, or tmux windows with mode: tmux), for example:
+  #   - name: planner
+  #     command: [python3, planner.py]
+  #     heartbeat_timeout_seconds: 60
+  agents: []
 "#;

@@ -109,6 +109,7 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
             "audit",
             "governance",
             "context",
+            "mesh",
         ],
     ),
     (
@@ -158,6 +159,17 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
     ("context.files", crate::context::FILES_KEYS),
     ("context.guardian", crate::context::GUARDIAN_KEYS),
     ("context.services", crate::context::SERVICE_KEYS),
+    (
+        "mesh",
+        &[
+            "backend",
+            "url",
+            "segment_bytes",
+            "dlq_alert_threshold",
+            "spool",
+            "agents",
+        ],
+    ),
 ];
 
 const NUMBER: &str = "a whole number";
@@ -344,6 +356,45 @@ pub(crate) const KEYS: &[Key] = &[
         expects: "a ledger kind",
         hint: Hint::Text(LEDGER_HINT),
     },
+    Key {
+        path: "mesh",
+        expects: SECTION,
+        hint: Hint::Text(
+            "write `mesh:` on its own line and indent its settings below it, e.g. `  backend: nats`",
+        ),
+    },
+    Key {
+        path: "mesh.backend",
+        expects: "a mesh backend",
+        hint: Hint::Text(crate::mesh::BACKEND_HINT),
+    },
+    Key {
+        path: "mesh.url",
+        expects: "a mesh server URL",
+        hint: Hint::Text(crate::mesh::URL_HINT),
+    },
+    Key {
+        path: "mesh.segment_bytes",
+        expects: NUMBER,
+        hint: Hint::Range(crate::mesh::SEGMENT_BYTES),
+    },
+    Key {
+        path: "mesh.dlq_alert_threshold",
+        expects: NUMBER,
+        hint: Hint::Range(crate::mesh::DLQ_THRESHOLD),
+    },
+    Key {
+        path: "mesh.spool",
+        expects: BOOLEAN,
+        hint: Hint::Text(BOOLEAN_HINT),
+    },
+    Key {
+        path: "mesh.agents",
+        expects: "a list of agents",
+        hint: Hint::Text(
+            "each agent: `- name: NAME` with `command: [PROGRAM, ARG…]`, optional `mode: process|tmux`, `heartbeat_timeout_seconds`, `autostart`",
+        ),
+    },
 ];
 
 const LISTEN_HINT: &str = "expected IP:PORT, e.g. 127.0.0.1:7470";
@@ -381,6 +432,11 @@ impl Key {
 }
 
 impl Range {
+    /// A range from `lo` to `hi` (inclusive) counting `unit`.
+    pub(crate) const fn new(lo: u64, hi: u64, unit: &'static str) -> Range {
+        Range { lo, hi, unit }
+    }
+
     fn hint(self) -> String {
         let unit = if self.unit.is_empty() {
             String::new()

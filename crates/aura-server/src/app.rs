@@ -12,6 +12,7 @@ use crate::services::Tokens;
 use crate::services::audit::AuditTrail;
 use crate::services::catalog::CatalogService;
 use crate::services::govern::Governance;
+use crate::services::mesh::MeshService;
 use crate::telemetry::Metrics;
 
 /// Everything a handler may reach. Cheap to clone.
@@ -22,6 +23,7 @@ pub(crate) struct AppState {
     pub(crate) audit: AuditTrail,
     pub(crate) governance: Governance,
     pub(crate) catalog: CatalogService,
+    pub(crate) mesh: MeshService,
     pub(crate) config: Arc<Config>,
     pub(crate) metrics: Metrics,
     pub(crate) started: Instant,
@@ -38,6 +40,7 @@ impl AppState {
         audit: AuditTrail,
         governance: Governance,
         catalog: CatalogService,
+        mesh: MeshService,
         config: Arc<Config>,
         metrics: Metrics,
         openapi_json: Arc<str>,
@@ -49,6 +52,7 @@ impl AppState {
             audit,
             governance,
             catalog,
+            mesh,
             config,
             metrics,
             started: Instant::now(),

@@ -70,6 +70,9 @@ pub enum ServeError {
     /// The asset catalog could not be loaded.
     #[error("catalog: {0}")]
     Catalog(String),
+    /// The event mesh could not be opened.
+    #[error("mesh: {0}")]
+    Mesh(String),
     /// The metrics recorder could not be installed.
     #[error("metrics: {0}")]
     Metrics(String),
@@ -214,12 +217,21 @@ pub async fn bind(config: Config) -> Result<BoundServer, ServeError> {
         aura_catalog::CatalogSettings::default(),
     )
     .map_err(ServeError::Catalog)?;
+    let mesh = crate::services::mesh::MeshService::open(
+        &config,
+        governance.clone(),
+        trail.clone(),
+        clock.clone(),
+    )
+    .await
+    .map_err(|e| ServeError::Mesh(e.to_string()))?;
     let state = AppState::new(
         tokens,
         store,
         trail,
         governance,
         catalog,
+        mesh,
         Arc::new(config),
         metrics,
         openapi_json,
@@ -308,6 +320,26 @@ impl BoundServer {
             cancel.clone(),
         );
         state.catalog.spawn_follower(&tasks, cancel.clone());
+        {
+            let mesh = state.mesh.clone();
+            let upkeep_cancel = cancel.clone();
+            tasks.spawn(async move {
+                let cancel = upkeep_cancel;
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tick.tick() => mesh.upkeep().await,
+                    }
+                }
+            });
+            let mesh = state.mesh.clone();
+            let watch_cancel = cancel.clone();
+            tasks.spawn(async move { mesh.watch_heartbeats(watch_cancel).await });
+            if let Err(e) = state.mesh.runner().start_all() {
+                tracing::error!(error = %e, "could not start the declared agents");
+            }
+        }
         if state.config.policies.watch {
             crate::watch::spawn_policy_watcher(
                 &tasks,
@@ -373,6 +405,7 @@ impl BoundServer {
         cancel.cancel();
         tasks.close();
         tasks.wait().await;
+        state.mesh.shutdown().await;
         let stop = audit::event(
             clock.now(),
             audit::system_actor(),

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod context;
 pub mod catalog;
 pub mod govern;
+pub mod mesh;
 
 use std::sync::Arc;
 

@@ -9,6 +9,7 @@ mod audit;
 mod catalog;
 mod govern;
 mod health;
+mod mesh;
 mod meta;
 mod tokens;
 mod wire;
@@ -40,6 +41,7 @@ use crate::telemetry;
         (name = "governance", description = "Decide and settle actions; policies, approvals, halts, budgets"),
         (name = "audit", description = "The tamper-evident audit trail: checkpoints, entries, proofs"),
         (name = "catalog", description = "The asset catalog: assets, health, queries, live watch streams"),
+        (name = "mesh", description = "Event mesh: publish, topics, replay, consume; tasks; dead-letter queues; agents Aura runs"),
     )
 )]
 struct ApiDoc;
@@ -133,6 +135,28 @@ fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
                 .routes(routes!(catalog::query))
                 .routes(routes!(catalog::watch))
                 .routes(routes!(catalog::advise)),
+            Permission::Act,
+            OpenApiRouter::new()
+                .routes(routes!(mesh::publish, mesh::read))
+                .routes(routes!(mesh::take))
+                .routes(routes!(mesh::create_task, mesh::tasks))
+                .routes(routes!(mesh::cancel_task)),
+        ))
+        .merge(group(
+            Permission::ReadInventory,
+            OpenApiRouter::new()
+                .routes(routes!(mesh::topics))
+                .routes(routes!(mesh::task))
+                .routes(routes!(mesh::dlq_queues))
+                .routes(routes!(mesh::dlq_show))
+                .routes(routes!(mesh::runner)),
+        ))
+        .merge(group(
+            Permission::Govern,
+            OpenApiRouter::new()
+                .routes(routes!(mesh::dlq_list, mesh::dlq_purge))
+                .routes(routes!(mesh::dlq_replay))
+                .routes(routes!(mesh::control)),
         ))
         .merge(group(
             Permission::ManageTokens,
