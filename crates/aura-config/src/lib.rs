@@ -22,6 +22,7 @@
 //! by the CLI through [`Config::apply`].
 
 mod error;
+mod gateway;
 mod index;
 mod load;
 mod schema;
@@ -29,6 +30,10 @@ mod starter;
 mod values;
 
 pub use error::ConfigError;
+pub use gateway::{
+    BreakerConfig, CacheConfig, DeploymentConfig, GatewayConfig, ModelRouteConfig, PriceConfig,
+    ProviderConfig, ProviderKind, RetryConfig,
+};
 pub use load::{DEFAULT_CONFIG_FILE, Loaded, load, parse_str};
 pub use schema::{
     AuditConfig, AuditExportConfig, Config, GovernanceConfig, LedgerKind, LogConfig, LogFormat,

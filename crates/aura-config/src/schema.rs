@@ -36,6 +36,9 @@ pub struct Config {
     /// Budgets and other governance state.
     #[serde(deserialize_with = "values::section")]
     pub governance: GovernanceConfig,
+    /// The LLM gateway; `None` (the default) routes no model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<crate::gateway::GatewayConfig>,
 }
 
 /// The `server` section.
@@ -291,6 +294,7 @@ impl Default for Config {
             policies: PoliciesConfig::default(),
             audit: AuditConfig::default(),
             governance: GovernanceConfig::default(),
+            gateway: None,
         }
     }
 }

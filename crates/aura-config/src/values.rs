@@ -108,6 +108,7 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
             "policies",
             "audit",
             "governance",
+            "gateway",
         ],
     ),
     (
@@ -159,6 +160,13 @@ const SECTION: &str = "a mapping of settings";
 
 /// Every key, sections included.
 pub(crate) const KEYS: &[Key] = &[
+    Key {
+        path: "gateway",
+        expects: SECTION,
+        hint: Hint::Text(
+            "write `gateway:` on its own line and indent `providers:`, `models:` and the other settings below it",
+        ),
+    },
     Key {
         path: "server",
         expects: SECTION,
