@@ -10,6 +10,7 @@ use aura_store::Store;
 
 use crate::services::Tokens;
 use crate::services::audit::AuditTrail;
+use crate::services::gateway::GatewayService;
 use crate::services::govern::Governance;
 use crate::telemetry::Metrics;
 
@@ -20,6 +21,7 @@ pub(crate) struct AppState {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) audit: AuditTrail,
     pub(crate) governance: Governance,
+    pub(crate) gateway: GatewayService,
     pub(crate) config: Arc<Config>,
     pub(crate) metrics: Metrics,
     pub(crate) started: Instant,
@@ -34,6 +36,7 @@ impl AppState {
         store: Arc<dyn Store>,
         audit: AuditTrail,
         governance: Governance,
+        gateway: GatewayService,
         config: Arc<Config>,
         metrics: Metrics,
         openapi_json: Arc<str>,
@@ -44,6 +47,7 @@ impl AppState {
             store,
             audit,
             governance,
+            gateway,
             config,
             metrics,
             started: Instant::now(),

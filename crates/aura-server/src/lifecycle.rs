@@ -206,11 +206,20 @@ pub async fn bind(config: Config) -> Result<BoundServer, ServeError> {
     let governance = Governance::open(&config, store.clone(), clock.clone(), trail.clone())
         .await
         .map_err(|e| ServeError::Governance(e.to_string()))?;
+    let gateway = crate::services::gateway::GatewayService::open(
+        config.gateway.as_ref(),
+        governance.clone(),
+        trail.clone(),
+        clock.clone(),
+        store.clone(),
+    )
+    .map_err(|e| ServeError::Governance(format!("gateway: {e}")))?;
     let state = AppState::new(
         tokens,
         store,
         trail,
         governance,
+        gateway,
         Arc::new(config),
         metrics,
         openapi_json,
@@ -355,6 +364,7 @@ impl BoundServer {
         cancel.cancel();
         tasks.close();
         tasks.wait().await;
+        state.gateway.shutdown().await;
         let stop = audit::event(
             clock.now(),
             audit::system_actor(),

@@ -6,6 +6,7 @@
 
 mod agents;
 mod audit;
+mod gateway;
 mod govern;
 mod health;
 mod meta;
@@ -38,6 +39,7 @@ use crate::telemetry;
         (name = "tokens", description = "API tokens (admin only)"),
         (name = "governance", description = "Decide and settle actions; policies, approvals, halts, budgets"),
         (name = "audit", description = "The tamper-evident audit trail: checkpoints, entries, proofs"),
+        (name = "gateway", description = "The LLM gateway (OpenAI, Anthropic and Gemini formats) and usage reports"),
     )
 )]
 struct ApiDoc;
@@ -88,6 +90,22 @@ fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
             OpenApiRouter::new()
                 .routes(routes!(govern::decide))
                 .routes(routes!(govern::settle)),
+        ))
+        .merge(group(
+            Permission::Act,
+            OpenApiRouter::new()
+                .routes(routes!(gateway::chat_completions))
+                .routes(routes!(gateway::embeddings))
+                .routes(routes!(gateway::models))
+                .routes(routes!(gateway::messages))
+                .routes(routes!(gateway::count_tokens))
+                .routes(routes!(gateway::gemini)),
+        ))
+        .merge(group(
+            Permission::ReadInventory,
+            OpenApiRouter::new()
+                .routes(routes!(gateway::usage_daily))
+                .routes(routes!(gateway::usage_budget)),
         ))
         .merge(group(
             Permission::ReadInventory,
