@@ -33,10 +33,11 @@ Inspect:
   config       Check or show the effective configuration
   audit        Verify the audit trail, prove entries, replay what an agent did
   report       Build a compliance report (EU AI Act, ISO/IEC 42001) from the audit trail
+  usage        LLM gateway usage: tokens and cost per day, agent or model
 
 Tools:
   completions  Print a shell completion script (bash, zsh, fish)
-  bench        Measure Aura itself: startup time and idle memory
+  bench        Measure Aura itself: startup, kernel, audit, gateway
   help         Print this message or the help of a command
 
 Options:
@@ -116,6 +117,9 @@ pub(crate) enum Command {
     /// Reports built from the audit trail, e.g. `aura report compliance`.
     #[command(subcommand)]
     Report(ReportCommand),
+    /// LLM gateway usage: calls, tokens and cost per day, agent or model.
+    #[command(subcommand)]
+    Usage(crate::gateway_cmd::UsageCommand),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// Measure Aura itself.
@@ -655,6 +659,8 @@ pub(crate) enum BenchCommand {
     Kernel(BenchKernelArgs),
     /// Durable audit appends per second with group commit (1, 8, 64 writers), checkpoint lag, verify rate.
     Audit(BenchAuditArgs),
+    /// The LLM gateway's added latency (p50/p99 at concurrency 1 and 64) and requests/s, against a fake upstream.
+    Gateway(crate::bench_gateway::BenchGatewayArgs),
 }
 
 /// Options of `aura bench kernel`.

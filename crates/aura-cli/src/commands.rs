@@ -82,6 +82,10 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(crate::cli::BenchCommand::Audit(args)) => crate::bench::audit(args).await,
         Command::Audit(cmd) => crate::audit_cmd::run(&cli, cmd).await,
         Command::Report(cmd) => crate::report_cmd::run(&cli, cmd).await,
+        Command::Usage(cmd) => crate::gateway_cmd::run(&cli, cmd).await,
+        Command::Bench(crate::cli::BenchCommand::Gateway(args)) => {
+            crate::bench_gateway::run(args).await
+        }
     }
 }
 

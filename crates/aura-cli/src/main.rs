@@ -2,8 +2,10 @@
 
 mod audit_cmd;
 mod bench;
+mod bench_gateway;
 mod cli;
 mod commands;
+mod gateway_cmd;
 mod govern_cmd;
 mod output;
 mod report_cmd;

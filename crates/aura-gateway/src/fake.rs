@@ -68,6 +68,7 @@ struct Shared {
     seen: Mutex<VecDeque<Seen>>,
     requests: AtomicU64,
     cancel: CancellationToken,
+    fast: Mutex<std::collections::HashSet<String>>,
 }
 
 /// A running fake upstream. Stops when dropped.
@@ -125,6 +126,15 @@ impl FakeUpstream {
             .extend(behaviors);
     }
 
+    /// Answers requests naming `model` without the configured latency (for measuring throughput).
+    pub fn fast_model(&self, model: &str) {
+        self.shared
+            .fast
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(model.to_owned());
+    }
+
     /// Requests received so far.
     pub fn requests(&self) -> u64 {
         self.shared.requests.load(Ordering::Relaxed)
@@ -180,7 +190,12 @@ impl Shared {
             .get_mut(model)
             .and_then(VecDeque::pop_front)
             .unwrap_or(Behavior::Ok);
-        if !self.latency.is_zero() {
+        let fast = self
+            .fast
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(model);
+        if !self.latency.is_zero() && !fast {
             // Simulated provider latency.
             tokio::time::sleep(self.latency).await;
         }
