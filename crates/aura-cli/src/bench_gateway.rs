@@ -276,7 +276,7 @@ impl AuraUnderTest {
         std::fs::write(
             home.path().join("policies/bench.yaml"),
             "agents:\n  bench: { level: standard }\nrules:\n  - id: llm\n    description: the bench agent may call models\n    \
-             when: { kind: llm_call, agent: [bench] }\n    then: allow\nloops: { repeat: 1000000000, within: 1s, then: deny }\n",
+             when: { kind: llm_call, agent: [bench] }\n    then: allow\nloops: { repeat: 10000, within: 1s, then: deny }\n",
         )?;
         std::fs::write(
             home.path().join("aura.yaml"),

@@ -32,7 +32,7 @@ budgets:
     scope: { agent: "*" }
     period: day
     limit: { cost_usd: 100 }
-loops: { repeat: 1000000, within: 1s, then: deny }
+loops: { repeat: 10000, within: 1s, then: deny }
 "#;
 
 fn gateway_yaml(upstream: &str, extra: &str) -> String {
@@ -118,7 +118,7 @@ fn openai_call_cost() -> i64 {
     (p as i64 * 150_000 + c as i64 * 600_000 + 999_999) / 1_000_000
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_and_anthropic_and_gemini_sdks_through_the_gateway() {
     let upstream = FakeUpstream::start(0, Duration::from_millis(5)).await.unwrap();
     upstream.script("gpt-4o-mini", [Behavior::Ok, Behavior::Ok, Behavior::ToolCall]);
@@ -224,8 +224,9 @@ print(json.dumps({"plain": r.text, "tokens": r.usage_metadata.total_token_count,
             assert!(!text.contains(PROVIDER_KEY), "provider key in {}", path.display());
         }
     }
-    let entries = aura.cli(&["audit", "replay", "--output", "json"]).code(0).stdout;
-    assert!(entries.contains("llm.settle") && entries.contains("cost_micros"), "{entries}");
+    let entries = aura.get("/api/v1/audit/entries?limit=1000").await.to_string();
+    assert!(entries.contains("llm.settle") && entries.contains("\"cost_micros\""), "{entries}");
+    assert!(!entries.contains(PROVIDER_KEY));
 
     // Metrics.
     let metrics = client().get(aura.url("/metrics")).send().await.unwrap().text().await.unwrap();
@@ -246,7 +247,7 @@ async fn chat(aura: &Aura, token: &str, model: &str, stream: bool) -> reqwest::R
         .unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_fallbacks_errors_and_cut_streams() {
     let upstream = FakeUpstream::start(0, Duration::ZERO).await.unwrap();
     let (_home, aura) = start(&upstream, POLICY, "");
@@ -295,7 +296,8 @@ async fn retries_fallbacks_errors_and_cut_streams() {
             }
         }
     }
-    assert!(failed, "the client must see the cut: {seen}");
+    let models: Vec<String> = upstream.seen().iter().map(|s| s.model.clone()).collect();
+    assert!(failed || seen.contains("upstream_cut"), "the client must see the cut: {models:?}");
     assert!(seen.contains("Hello!"), "{seen}");
 
     // Unknown and unpriced models fail closed; tool-call streams pass through.
@@ -315,7 +317,7 @@ async fn retries_fallbacks_errors_and_cut_streams() {
     assert!(row(&rows, "gpt-4.1-nano").unwrap()["output_tokens"].as_i64().unwrap() > 0);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_calls_never_overshoot_the_budget() {
     let upstream = FakeUpstream::start(0, Duration::from_millis(20)).await.unwrap();
     // 5,000 micro-dollars a day: each call reserves its worst case and costs 18 (19 + 10 tokens of gpt-4o-mini).
@@ -361,7 +363,7 @@ async fn a_thousand_concurrent_calls_never_overshoot_the_budget() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_halt_cancels_an_in_flight_stream_within_100_ms() {
     let upstream = FakeUpstream::start(0, Duration::ZERO).await.unwrap();
     upstream.script("gpt-4o-mini", [Behavior::Slow(10_000, Duration::from_millis(10))]);
@@ -389,7 +391,7 @@ async fn a_halt_cancels_an_in_flight_stream_within_100_ms() {
     assert!(row(&rows, "gpt-4o-mini").unwrap()["output_tokens"].as_i64().unwrap() > 0);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caches_answer_repeated_requests_and_secrets_are_redacted() {
     let upstream = FakeUpstream::start(0, Duration::ZERO).await.unwrap();
     let (_home, aura) = start(&upstream, POLICY, "  cache: { responses: true, embeddings: true, ttl_seconds: 60, max_entries: 100 }\n");

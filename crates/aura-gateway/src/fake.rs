@@ -228,6 +228,8 @@ fn sse(events: Vec<String>, behavior: &Behavior) -> Response {
         let events = events.clone();
         async move {
             if limit.is_some_and(|n| i == n) {
+                // Let what was sent reach the client first (else the connection is refused as a whole).
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 let cut: Result<Bytes, std::io::Error> =
                     Err(std::io::Error::other("stream cut by the fake upstream"));
                 return Some((cut, usize::MAX));

@@ -154,6 +154,22 @@ pub(super) async fn gemini(
     serve(state, caller, headers, inbound, body).await
 }
 
+#[utoipa::path(post, path = "/v1/models/{target}", tag = "gateway",
+    params(("target" = String, Path, description = "`MODEL:generateContent` or `MODEL:streamGenerateContent`")),
+    request_body(content = Object, description = "A Gemini generateContent request (API version v1)"),
+    responses((status = 200, description = "A Gemini response, or server-sent events for streamGenerateContent"),
+        (status = 401, body = ErrorBody), (status = 403, description = "Refused by governance"),
+        (status = 404, description = "Model or method not served")))]
+pub(super) async fn gemini_v1(
+    state: State<AppState>,
+    caller: Caller,
+    target: Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    gemini(state, caller, target, headers, body).await
+}
+
 async fn serve(
     state: AppState,
     caller: Principal,

@@ -99,7 +99,8 @@ fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
                 .routes(routes!(gateway::models))
                 .routes(routes!(gateway::messages))
                 .routes(routes!(gateway::count_tokens))
-                .routes(routes!(gateway::gemini)),
+                .routes(routes!(gateway::gemini))
+                .routes(routes!(gateway::gemini_v1)),
         ))
         .merge(group(
             Permission::ReadInventory,

@@ -422,7 +422,7 @@ impl GatewayService {
                 let next = tokio::select! {
                     biased;
                     _ = watch.halted() => {
-                        let _ = tx.send(Ok(Bytes::from(halt_event(call.protocol)))).await;
+                        let _ = tx.send(Ok(Bytes::from(error_event(call.protocol, "halted", "the agent was halted")))).await;
                         break "halted";
                     }
                     _ = cancel.cancelled() => break "cancelled",
@@ -460,6 +460,8 @@ impl GatewayService {
             let cost = dep.price.map_or(0, |p| p.cost(&usage));
             let outcome = if status == "ok" { ActionOutcome::Success } else { ActionOutcome::Failure };
             if status == "cut" {
+                // Tell the client in the stream's own format (SDKs raise on it), then abort the response.
+                let _ = tx.send(Ok(Bytes::from(error_event(call.protocol, "upstream_cut", "the upstream stream was cut before it finished")))).await;
                 let _ = tx.send(Err(std::io::Error::other("upstream stream cut"))).await;
             }
             drop(tx);
@@ -698,15 +700,20 @@ fn gateway_failure(e: &GatewayError) -> Failure {
     }
 }
 
-fn halt_event(protocol: ProviderKind) -> String {
+/// An error event in the stream's own format: Anthropic's `event: error`, else a `data:` object with `error`.
+fn error_event(protocol: ProviderKind, code: &str, message: &str) -> String {
     match protocol {
         ProviderKind::Anthropic => format!(
             "event: error\ndata: {}\n\n",
-            json!({"type": "error", "error": {"type": "permission_error", "message": "the agent was halted"}})
+            json!({"type": "error", "error": {"type": code, "message": message}})
         ),
-        _ => format!(
+        ProviderKind::Gemini => format!(
             "data: {}\n\n",
-            json!({"error": {"message": "the agent was halted", "type": "halted", "code": "halted"}})
+            json!({"error": {"code": 500, "message": message, "status": code}})
+        ),
+        ProviderKind::Openai => format!(
+            "data: {}\n\n",
+            json!({"error": {"message": message, "type": code, "code": code}})
         ),
     }
 }
