@@ -47,4 +47,11 @@ if ! python3 -c 'import moto, boto3' >/dev/null 2>&1; then
   python3 -m pip install --quiet 'moto[server]' || python3 -m pip install --quiet --break-system-packages 'moto[server]' || true
   python3 -c 'import moto' >/dev/null 2>&1 || echo "services: moto unavailable" >&2
 fi
+# Official LLM SDKs used as clients by the gateway tests (crates/aura-cli/tests/gateway.rs).
+if ! python3 -c 'import openai, anthropic, google.genai' >/dev/null 2>&1; then
+  echo "services: installing openai, anthropic and google-genai (PyPI)"
+  python3 -m pip install --quiet openai anthropic google-genai \
+    || python3 -m pip install --quiet --break-system-packages openai anthropic google-genai || true
+  python3 -c 'import openai, anthropic, google.genai' >/dev/null 2>&1 || echo "services: LLM SDKs unavailable" >&2
+fi
 exit 0

@@ -32,11 +32,11 @@ pub(crate) struct BenchGatewayArgs {
     /// Only serve the fake upstream on this port (model `bench-fast` without latency) until Ctrl-C.
     #[arg(long, value_name = "PORT")]
     pub serve_fake: Option<u16>,
-    /// Use this running fake upstream instead of starting one (with `--target`).
+    /// Use this running fake upstream (`--serve-fake`) instead of starting one.
     #[arg(long, value_name = "URL")]
     pub upstream: Option<String>,
     /// Measure this OpenAI-compatible gateway instead of `aura up` (e.g. LiteLLM's proxy).
-    #[arg(long, value_name = "URL", requires = "upstream")]
+    #[arg(long, value_name = "URL")]
     pub target: Option<String>,
     /// The API key for `--target`.
     #[arg(long, env = "BENCH_GATEWAY_KEY", hide_env_values = true)]
@@ -125,7 +125,11 @@ pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
     load(&client, &direct, MODEL, 16, 200.min(args.requests)).await?;
     let mut runs = Vec::new();
     for concurrency in [1usize, 64] {
-        let n = if concurrency == 1 { args.requests.min(1000) } else { args.requests };
+        let n = if concurrency == 1 {
+            args.requests.min(1000)
+        } else {
+            args.requests
+        };
         let d = load(&client, &direct, MODEL, concurrency, n).await?;
         let g = load(&client, &gateway, MODEL, concurrency, n).await?;
         runs.push(Run {
@@ -165,7 +169,13 @@ pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
         for r in &report.runs {
             println!(
                 "  concurrency {:>2}: added p50 {:>6} µs, added p99 {:>6} µs, {:>8.0} req/s (direct p50 {} µs, through p50 {} µs; {} errors)",
-                r.concurrency, r.added_p50_us, r.added_p99_us, r.requests_per_sec, r.direct_p50_us, r.gateway_p50_us, r.errors
+                r.concurrency,
+                r.added_p50_us,
+                r.added_p99_us,
+                r.requests_per_sec,
+                r.direct_p50_us,
+                r.gateway_p50_us,
+                r.errors
             );
         }
         println!(
@@ -209,10 +219,10 @@ async fn load(
     concurrency: usize,
     n: u64,
 ) -> anyhow::Result<Sample> {
-    let body = Arc::new(
-        serde_json::to_vec(&json!({"model": model, "max_tokens": 16,
-            "messages": [{"role": "user", "content": "Say hello."}]}))?,
-    );
+    let body = Arc::new(serde_json::to_vec(
+        &json!({"model": model, "max_tokens": 16,
+            "messages": [{"role": "user", "content": "Say hello."}]}),
+    )?);
     let next = Arc::new(AtomicUsize::new(0));
     let mut workers = tokio::task::JoinSet::new();
     let started = Instant::now();
@@ -301,10 +311,13 @@ impl AuraUnderTest {
             .spawn()
             .context("spawning aura up")?;
         let stdout = child.stdout.take().context("no stdout")?;
-        let line = tokio::time::timeout(Duration::from_secs(20), BufReader::new(stdout).lines().next_line())
-            .await
-            .context("aura up did not start within 20 s")??
-            .context("aura up exited before listening")?;
+        let line = tokio::time::timeout(
+            Duration::from_secs(20),
+            BufReader::new(stdout).lines().next_line(),
+        )
+        .await
+        .context("aura up did not start within 20 s")??
+        .context("aura up exited before listening")?;
         let url = line
             .strip_prefix("listening on ")
             .context("unexpected first line from aura up")?
@@ -321,7 +334,10 @@ impl AuraUnderTest {
             .error_for_status()?
             .json()
             .await?;
-        let key = resp["token"].as_str().context("no token in the answer")?.to_owned();
+        let key = resp["token"]
+            .as_str()
+            .context("no token in the answer")?
+            .to_owned();
         Ok(AuraUnderTest {
             child,
             url,
@@ -332,7 +348,10 @@ impl AuraUnderTest {
 
     async fn stop(mut self) {
         if let Some(pid) = self.child.id().and_then(|p| i32::try_from(p).ok()) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
         }
         let _ = tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await;
     }

@@ -65,7 +65,12 @@ pub(crate) async fn run(cli: &Cli, cmd: &UsageCommand) -> anyhow::Result<ExitCod
         Some(by) => {
             let mut sums: BTreeMap<String, UsageRow> = BTreeMap::new();
             for r in rows {
-                let key = if by == "agent" { r.agent.clone() } else { r.model.clone() }.unwrap_or_default();
+                let key = if by == "agent" {
+                    r.agent.clone()
+                } else {
+                    r.model.clone()
+                }
+                .unwrap_or_default();
                 let e = sums.entry(key.clone()).or_insert_with(|| UsageRow {
                     day: None,
                     agent: (by == "agent").then(|| key.clone()),

@@ -66,7 +66,11 @@ fn gateway_yaml(upstream: &str, extra: &str) -> String {
 
 fn start(upstream: &FakeUpstream, policy: &str, extra: &str) -> (tempfile::TempDir, Aura) {
     let home = home_with(&[("base.yaml", policy)]);
-    std::fs::write(home.path().join("aura.yaml"), gateway_yaml(&upstream.url(), extra)).unwrap();
+    std::fs::write(
+        home.path().join("aura.yaml"),
+        gateway_yaml(&upstream.url(), extra),
+    )
+    .unwrap();
     let aura = Aura::start_in_with_envs(
         home.path(),
         "data",
@@ -90,7 +94,10 @@ fn python(script: &str, envs: &[(&str, &str)]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("python printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+        panic!(
+            "python printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
     })
 }
 
@@ -120,8 +127,13 @@ fn openai_call_cost() -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_and_anthropic_and_gemini_sdks_through_the_gateway() {
-    let upstream = FakeUpstream::start(0, Duration::from_millis(5)).await.unwrap();
-    upstream.script("gpt-4o-mini", [Behavior::Ok, Behavior::Ok, Behavior::ToolCall]);
+    let upstream = FakeUpstream::start(0, Duration::from_millis(5))
+        .await
+        .unwrap();
+    upstream.script(
+        "gpt-4o-mini",
+        [Behavior::Ok, Behavior::Ok, Behavior::ToolCall],
+    );
     let (_home, aura) = start(&upstream, POLICY, "");
     let bot = aura.token("bot-token", "agent", Some("bot")).await;
 
@@ -151,7 +163,13 @@ print(json.dumps({"plain": r.choices[0].message.content, "usage": r.usage.total_
     assert_eq!(openai["usage"], 29);
     assert_eq!(openai["stream"], fake::REPLY, "{openai}");
     assert_eq!(openai["tool"], "get_current_weather");
-    assert!(openai["models"].as_array().unwrap().iter().any(|m| m == "gpt-4o-mini"));
+    assert!(
+        openai["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m == "gpt-4o-mini")
+    );
     assert_eq!(openai["dims"], 3);
     assert_eq!(openai["missing"], 404);
 
@@ -205,32 +223,74 @@ print(json.dumps({"plain": r.text, "tokens": r.usage_metadata.total_token_count,
 
     // The budget saw the same spend; the CLI report agrees.
     let budget = aura.get("/api/v1/usage/budget?agent=bot").await;
-    let spent: i64 = rows.iter().map(|r| r["cost_micros"].as_i64().unwrap()).sum();
+    let spent: i64 = rows
+        .iter()
+        .map(|r| r["cost_micros"].as_i64().unwrap())
+        .sum();
     assert_eq!(budget[0]["spent_micros"], spent, "{budget}");
-    let by_model = aura.cli(&["usage", "by-model", "--output", "json"]).code(0).json();
-    assert!(by_model.as_array().unwrap().iter().any(|r| r["model"] == "gpt-4o-mini" && r["calls"] == 3), "{by_model}");
-    let by_agent = aura.cli(&["usage", "by-agent", "--output", "json"]).code(0).json();
+    let by_model = aura
+        .cli(&["usage", "by-model", "--output", "json"])
+        .code(0)
+        .json();
+    assert!(
+        by_model
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["model"] == "gpt-4o-mini" && r["calls"] == 3),
+        "{by_model}"
+    );
+    let by_agent = aura
+        .cli(&["usage", "by-agent", "--output", "json"])
+        .code(0)
+        .json();
     assert_eq!(by_agent[0]["agent"], "bot");
     assert_eq!(by_agent[0]["cost_micros"], spent);
     aura.cli(&["usage", "daily"]).code(0);
 
     // The upstream got the provider key; it appears nowhere in the audit log, and the SDK key never went upstream.
-    assert!(upstream.seen().iter().all(|s| s.api_key.as_deref() == Some(PROVIDER_KEY)));
+    assert!(
+        upstream
+            .seen()
+            .iter()
+            .all(|s| s.api_key.as_deref() == Some(PROVIDER_KEY))
+    );
     for entry in std::fs::read_dir(aura.data_dir.join("audit")).unwrap() {
         let path = entry.unwrap().path();
         if path.is_file() {
             let bytes = std::fs::read(&path).unwrap();
             let text = String::from_utf8_lossy(&bytes);
-            assert!(!text.contains(PROVIDER_KEY), "provider key in {}", path.display());
+            assert!(
+                !text.contains(PROVIDER_KEY),
+                "provider key in {}",
+                path.display()
+            );
         }
     }
-    let entries = aura.get("/api/v1/audit/entries?limit=1000").await.to_string();
-    assert!(entries.contains("llm.settle") && entries.contains("\"cost_micros\""), "{entries}");
+    let entries = aura
+        .get("/api/v1/audit/entries?limit=1000")
+        .await
+        .to_string();
+    assert!(
+        entries.contains("llm.settle") && entries.contains("\"cost_micros\""),
+        "{entries}"
+    );
     assert!(!entries.contains(PROVIDER_KEY));
 
     // Metrics.
-    let metrics = client().get(aura.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    for name in ["aura_llm_tokens_total", "aura_llm_cost_microdollars_total", "aura_llm_request_duration_seconds"] {
+    let metrics = client()
+        .get(aura.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "aura_llm_tokens_total",
+        "aura_llm_cost_microdollars_total",
+        "aura_llm_request_duration_seconds",
+    ] {
         assert!(metrics.contains(name), "{name} missing");
     }
     promtool_check(&metrics);
@@ -254,21 +314,37 @@ async fn retries_fallbacks_errors_and_cut_streams() {
     let bot = aura.token("bot-token", "agent", Some("bot")).await;
 
     // 429 with Retry-After, then 500: retried on the same deployment, then answered.
-    upstream.script("gpt-4o-mini", [Behavior::Status(429, Some("0".into())), Behavior::Status(500, None)]);
+    upstream.script(
+        "gpt-4o-mini",
+        [
+            Behavior::Status(429, Some("0".into())),
+            Behavior::Status(500, None),
+        ],
+    );
     let before = upstream.requests();
     let r = chat(&aura, &bot, "gpt-4o-mini", false).await;
     assert_eq!(r.status(), 200);
     assert_eq!(upstream.requests() - before, 3);
 
     // 500 on every try: the fallback model answers (decided again).
-    upstream.script("gpt-4o-mini", [Behavior::Status(500, None), Behavior::Status(500, None), Behavior::Status(500, None)]);
+    upstream.script(
+        "gpt-4o-mini",
+        [
+            Behavior::Status(500, None),
+            Behavior::Status(500, None),
+            Behavior::Status(500, None),
+        ],
+    );
     let r = chat(&aura, &bot, "gpt-4o-mini", false).await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["model"], "gpt-4.1-nano", "{body}");
 
     // A hanging upstream times out (2 s per try, no retry left after the budget of tries) and falls back.
-    upstream.script("gpt-4.1-nano", [Behavior::Hang, Behavior::Hang, Behavior::Hang]);
+    upstream.script(
+        "gpt-4.1-nano",
+        [Behavior::Hang, Behavior::Hang, Behavior::Hang],
+    );
     let r = chat(&aura, &bot, "gpt-4.1-nano", false).await;
     assert_eq!(r.status(), 502, "no fallback for gpt-4.1-nano");
     let err: Value = r.json().await.unwrap();
@@ -297,7 +373,10 @@ async fn retries_fallbacks_errors_and_cut_streams() {
         }
     }
     let models: Vec<String> = upstream.seen().iter().map(|s| s.model.clone()).collect();
-    assert!(failed || seen.contains("upstream_cut"), "the client must see the cut: {models:?}");
+    assert!(
+        failed || seen.contains("upstream_cut"),
+        "the client must see the cut: {models:?}"
+    );
     assert!(seen.contains("Hello!"), "{seen}");
 
     // Unknown and unpriced models fail closed; tool-call streams pass through.
@@ -306,20 +385,37 @@ async fn retries_fallbacks_errors_and_cut_streams() {
     let err: Value = r.json().await.unwrap();
     assert_eq!(err["error"]["code"], "unpriced_model");
     upstream.script("gpt-4o-mini", [Behavior::ToolCall]);
-    let text = chat(&aura, &bot, "gpt-4o-mini", true).await.text().await.unwrap();
-    assert!(text.contains("get_current_weather") && text.contains("[DONE]"), "{text}");
-    assert!(!text.contains("\"usage\""), "usage chunk not asked for: {text}");
+    let text = chat(&aura, &bot, "gpt-4o-mini", true)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("get_current_weather") && text.contains("[DONE]"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("\"usage\""),
+        "usage chunk not asked for: {text}"
+    );
 
     let rows = usage_until(&aura, |rows| {
         row(rows, "gpt-4.1-nano").is_some_and(|r| r["calls"].as_i64().unwrap() >= 4)
     })
     .await;
-    assert!(row(&rows, "gpt-4.1-nano").unwrap()["output_tokens"].as_i64().unwrap() > 0);
+    assert!(
+        row(&rows, "gpt-4.1-nano").unwrap()["output_tokens"]
+            .as_i64()
+            .unwrap()
+            > 0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_calls_never_overshoot_the_budget() {
-    let upstream = FakeUpstream::start(0, Duration::from_millis(20)).await.unwrap();
+    let upstream = FakeUpstream::start(0, Duration::from_millis(20))
+        .await
+        .unwrap();
     // 5,000 micro-dollars a day: each call reserves its worst case and costs 18 (19 + 10 tokens of gpt-4o-mini).
     let policy = POLICY.replace("cost_usd: 100", "cost_usd: 0.005");
     let (_home, aura) = start(&upstream, &policy, "");
@@ -333,8 +429,10 @@ async fn a_thousand_concurrent_calls_never_overshoot_the_budget() {
             let r = c
                 .post(url)
                 .bearer_auth(bot)
-                .json(&json!({"model": "gpt-4o-mini", "max_tokens": 10, "stream": i % 2 == 0,
-                    "messages": [{"role": "user", "content": format!("Hello {i}")}]}))
+                .json(
+                    &json!({"model": "gpt-4o-mini", "max_tokens": 10, "stream": i % 2 == 0,
+                    "messages": [{"role": "user", "content": format!("Hello {i}")}]}),
+                )
                 .send()
                 .await
                 .unwrap();
@@ -345,15 +443,26 @@ async fn a_thousand_concurrent_calls_never_overshoot_the_budget() {
     });
     let statuses = futures_util::future::join_all(calls).await;
     let ok = statuses.iter().filter(|s| **s == 200).count() as i64;
-    assert!(ok > 0 && statuses.iter().all(|s| *s == 200 || *s == 402), "{statuses:?}");
-    let rows = usage_until(&aura, |rows| row(rows, "gpt-4o-mini").is_some_and(|r| r["calls"] == ok)).await;
-    let spent = row(&rows, "gpt-4o-mini").unwrap()["cost_micros"].as_i64().unwrap();
+    assert!(
+        ok > 0 && statuses.iter().all(|s| *s == 200 || *s == 402),
+        "{statuses:?}"
+    );
+    let rows = usage_until(&aura, |rows| {
+        row(rows, "gpt-4o-mini").is_some_and(|r| r["calls"] == ok)
+    })
+    .await;
+    let spent = row(&rows, "gpt-4o-mini").unwrap()["cost_micros"]
+        .as_i64()
+        .unwrap();
     assert_eq!(spent, ok * openai_call_cost());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let budget = aura.get("/api/v1/usage/budget?agent=bot").await;
         let b = &budget[0];
-        assert!(b["spent_micros"].as_i64().unwrap() <= 5_000, "overshoot: {b}");
+        assert!(
+            b["spent_micros"].as_i64().unwrap() <= 5_000,
+            "overshoot: {b}"
+        );
         if b["reserved_micros"] == 0 {
             assert_eq!(b["spent_micros"], spent, "{b}");
             break;
@@ -366,7 +475,10 @@ async fn a_thousand_concurrent_calls_never_overshoot_the_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_halt_cancels_an_in_flight_stream_within_100_ms() {
     let upstream = FakeUpstream::start(0, Duration::ZERO).await.unwrap();
-    upstream.script("gpt-4o-mini", [Behavior::Slow(10_000, Duration::from_millis(10))]);
+    upstream.script(
+        "gpt-4o-mini",
+        [Behavior::Slow(10_000, Duration::from_millis(10))],
+    );
     let (_home, aura) = start(&upstream, POLICY, "");
     let bot = aura.token("bot-token", "agent", Some("bot")).await;
     let r = chat(&aura, &bot, "gpt-4o-mini", true).await;
@@ -374,7 +486,12 @@ async fn a_halt_cancels_an_in_flight_stream_within_100_ms() {
     let mut body = r.bytes_stream();
     let first = body.next().await.unwrap().unwrap();
     assert!(!first.is_empty());
-    let (status, _) = post(&aura.url("/api/v1/halts"), &aura.admin_token(), json!({"agent": "bot", "reason": "test"})).await;
+    let (status, _) = post(
+        &aura.url("/api/v1/halts"),
+        &aura.admin_token(),
+        json!({"agent": "bot", "reason": "test"}),
+    )
+    .await;
     let halted = Instant::now();
     assert_eq!(status, 200);
     let mut tail = String::new();
@@ -382,19 +499,31 @@ async fn a_halt_cancels_an_in_flight_stream_within_100_ms() {
         tail.push_str(&String::from_utf8_lossy(&chunk));
     }
     let took = halted.elapsed();
-    assert!(took < Duration::from_millis(100), "stream ended {took:?} after the halt");
+    assert!(
+        took < Duration::from_millis(100),
+        "stream ended {took:?} after the halt"
+    );
     assert!(tail.contains("halted"), "{tail}");
     // New calls are refused.
     let r = chat(&aura, &bot, "gpt-4o-mini", false).await;
     assert_eq!(r.status(), 403);
     let rows = usage_until(&aura, |rows| row(rows, "gpt-4o-mini").is_some()).await;
-    assert!(row(&rows, "gpt-4o-mini").unwrap()["output_tokens"].as_i64().unwrap() > 0);
+    assert!(
+        row(&rows, "gpt-4o-mini").unwrap()["output_tokens"]
+            .as_i64()
+            .unwrap()
+            > 0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caches_answer_repeated_requests_and_secrets_are_redacted() {
     let upstream = FakeUpstream::start(0, Duration::ZERO).await.unwrap();
-    let (_home, aura) = start(&upstream, POLICY, "  cache: { responses: true, embeddings: true, ttl_seconds: 60, max_entries: 100 }\n");
+    let (_home, aura) = start(
+        &upstream,
+        POLICY,
+        "  cache: { responses: true, embeddings: true, ttl_seconds: 60, max_entries: 100 }\n",
+    );
     let bot = aura.token("bot-token", "agent", Some("bot")).await;
     let before = upstream.requests();
     for _ in 0..3 {
@@ -402,16 +531,33 @@ async fn caches_answer_repeated_requests_and_secrets_are_redacted() {
         assert_eq!(r.status(), 200);
     }
     for _ in 0..2 {
-        let (status, _) = post(&aura.url("/v1/embeddings"), &bot, json!({"model": "text-embedding-3-small", "input": ["a", "b"]})).await;
+        let (status, _) = post(
+            &aura.url("/v1/embeddings"),
+            &bot,
+            json!({"model": "text-embedding-3-small", "input": ["a", "b"]}),
+        )
+        .await;
         assert_eq!(status, 200);
     }
-    assert_eq!(upstream.requests() - before, 2, "one upstream call per distinct request");
+    assert_eq!(
+        upstream.requests() - before,
+        2,
+        "one upstream call per distinct request"
+    );
 
     // A secret in the prompt is redacted before it goes upstream.
     let secret = "AKIAIOSFODNN7EXAMPLE";
-    let (status, _) = post(&aura.url("/v1/chat/completions"), &bot, json!({"model": "gpt-4o-mini", "max_tokens": 5,
-        "messages": [{"role": "user", "content": format!("my key is {secret}")}]})).await;
+    let (status, _) = post(
+        &aura.url("/v1/chat/completions"),
+        &bot,
+        json!({"model": "gpt-4o-mini", "max_tokens": 5,
+        "messages": [{"role": "user", "content": format!("my key is {secret}")}]}),
+    )
+    .await;
     assert_eq!(status, 200);
     let last = upstream.seen().last().unwrap().body.to_string();
-    assert!(!last.contains(secret) && last.contains("REDACTED"), "{last}");
+    assert!(
+        !last.contains(secret) && last.contains("REDACTED"),
+        "{last}"
+    );
 }

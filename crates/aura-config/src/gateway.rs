@@ -216,7 +216,10 @@ impl GatewayConfig {
         }
         for m in &self.models {
             if m.deployments.is_empty() {
-                return Err(format!("gateway.models `{}`: needs at least one deployment", m.name));
+                return Err(format!(
+                    "gateway.models `{}`: needs at least one deployment",
+                    m.name
+                ));
             }
             for d in &m.deployments {
                 if !names.contains(d.provider.as_str()) {
@@ -250,7 +253,10 @@ impl GatewayConfig {
                 p.audio_per_minute_micros,
             ];
             if prices.into_iter().flatten().any(|x| x < 0) {
-                return Err(format!("gateway.pricing `{}`: prices must not be negative", p.model));
+                return Err(format!(
+                    "gateway.pricing `{}`: prices must not be negative",
+                    p.model
+                ));
             }
         }
         if !(1..=3600).contains(&self.timeout_seconds)

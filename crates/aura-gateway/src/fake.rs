@@ -257,7 +257,10 @@ fn words(behavior: &Behavior) -> Vec<String> {
 }
 
 fn model_of(body: &Value) -> String {
-    body.get("model").and_then(Value::as_str).unwrap_or("").to_owned()
+    body.get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned()
 }
 
 async fn openai_chat(
@@ -266,9 +269,15 @@ async fn openai_chat(
     axum::Json(body): axum::Json<Value>,
 ) -> Response {
     let model = model_of(&body);
-    let behavior = s.next("/v1/chat/completions", &model, &headers, &body).await;
+    let behavior = s
+        .next("/v1/chat/completions", &model, &headers, &body)
+        .await;
     if let Behavior::Status(code, after) = &behavior {
-        return status_response(*code, after.as_deref(), json!({"error": {"message": "Rate limit reached for requests", "type": "requests", "param": null, "code": if *code == 429 { "rate_limit_exceeded" } else { "server_error" }}}));
+        return status_response(
+            *code,
+            after.as_deref(),
+            json!({"error": {"message": "Rate limit reached for requests", "type": "requests", "param": null, "code": if *code == 429 { "rate_limit_exceeded" } else { "server_error" }}}),
+        );
     }
     let (p, c) = OPENAI_USAGE;
     let usage = json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c,
@@ -297,7 +306,10 @@ async fn openai_chat(
                 "system_fingerprint": "fp_44709d6fcb", "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]})
         )
     };
-    let mut events = vec![chunk(json!({"role": "assistant", "content": "", "refusal": null}), Value::Null)];
+    let mut events = vec![chunk(
+        json!({"role": "assistant", "content": "", "refusal": null}),
+        Value::Null,
+    )];
     if tool {
         events.push(chunk(json!({"tool_calls": [{"index": 0, "id": "call_abc123", "type": "function", "function": {"name": "get_current_weather", "arguments": ""}}]}), Value::Null));
         events.push(chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"location\": \"Boston, MA\"}"}}]}), Value::Null));
@@ -308,7 +320,11 @@ async fn openai_chat(
         }
         events.push(chunk(json!({}), json!("stop")));
     }
-    if body.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true) {
+    if body
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
         events.push(format!(
             "data: {}\n\n",
             json!({"id": "chatcmpl-123", "object": "chat.completion.chunk", "created": 1694268190, "model": model,
@@ -327,7 +343,11 @@ async fn openai_embeddings(
     let model = model_of(&body);
     let behavior = s.next("/v1/embeddings", &model, &headers, &body).await;
     if let Behavior::Status(code, after) = &behavior {
-        return status_response(*code, after.as_deref(), json!({"error": {"message": "upstream error", "type": "server_error"}}));
+        return status_response(
+            *code,
+            after.as_deref(),
+            json!({"error": {"message": "upstream error", "type": "server_error"}}),
+        );
     }
     let inputs = match body.get("input") {
         Some(Value::Array(a)) => a.len().max(1),
@@ -347,7 +367,8 @@ async fn anthropic_count(
     axum::Json(body): axum::Json<Value>,
 ) -> Response {
     let model = model_of(&body);
-    s.next("/v1/messages/count_tokens", &model, &headers, &body).await;
+    s.next("/v1/messages/count_tokens", &model, &headers, &body)
+        .await;
     axum::Json(json!({"input_tokens": ANTHROPIC_USAGE.0})).into_response()
 }
 
@@ -364,7 +385,11 @@ async fn anthropic_messages(
             529 => "overloaded_error",
             _ => "api_error",
         };
-        return status_response(*code, after.as_deref(), json!({"type": "error", "error": {"type": kind, "message": "upstream error"}}));
+        return status_response(
+            *code,
+            after.as_deref(),
+            json!({"type": "error", "error": {"type": kind, "message": "upstream error"}}),
+        );
     }
     let (input, output) = ANTHROPIC_USAGE;
     let tool = behavior == Behavior::ToolCall;
@@ -383,9 +408,10 @@ async fn anthropic_messages(
         .into_response();
     }
     let ev = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
-    let mut events = vec![
-        ev("message_start", json!({"type": "message_start", "message": {"id": "msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY", "type": "message", "role": "assistant", "content": [], "model": model, "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": input, "output_tokens": 1}}})),
-    ];
+    let mut events = vec![ev(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": "msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY", "type": "message", "role": "assistant", "content": [], "model": model, "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": input, "output_tokens": 1}}}),
+    )];
     if tool {
         events.push(ev("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_01T1x1fJ34qAmk2tNTrN7Up6", "name": "get_weather", "input": {}}})));
         events.push(ev("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "{\"location\": \"San Francisco, CA\"}"}})));
@@ -396,7 +422,10 @@ async fn anthropic_messages(
             events.push(ev("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}})));
         }
     }
-    events.push(ev("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
+    events.push(ev(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
     events.push(ev("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": if tool { "tool_use" } else { "end_turn" }, "stop_sequence": null}, "usage": {"output_tokens": output}})));
     events.push(ev("message_stop", json!({"type": "message_stop"})));
     sse(events, &behavior)
@@ -409,11 +438,19 @@ async fn gemini(
     axum::Json(body): axum::Json<Value>,
 ) -> Response {
     let Some((model, method)) = target.split_once(':') else {
-        return status_response(404, None, json!({"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}}));
+        return status_response(
+            404,
+            None,
+            json!({"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}}),
+        );
     };
     let behavior = s.next("/v1beta/models", model, &headers, &body).await;
     if let Behavior::Status(code, after) = &behavior {
-        return status_response(*code, after.as_deref(), json!({"error": {"code": code, "message": "upstream error", "status": if *code == 429 { "RESOURCE_EXHAUSTED" } else { "INTERNAL" }}}));
+        return status_response(
+            *code,
+            after.as_deref(),
+            json!({"error": {"code": code, "message": "upstream error", "status": if *code == 429 { "RESOURCE_EXHAUSTED" } else { "INTERNAL" }}}),
+        );
     }
     let (p, c) = GEMINI_USAGE;
     let usage = json!({"promptTokenCount": p, "candidatesTokenCount": c, "totalTokenCount": p + c});
@@ -446,4 +483,3 @@ async fn gemini(
         .collect();
     sse(events, &behavior)
 }
-

@@ -62,21 +62,63 @@ fn ceil_millionths(total: i128) -> i64 {
 
 /// Bundled default prices (USD list prices, micro-dollars per million tokens).
 const BUNDLED: &[(&str, Price)] = &[
-    ("gpt-4o", Price::new(2_500_000, 10_000_000, 1_250_000, 2_500_000)),
+    (
+        "gpt-4o",
+        Price::new(2_500_000, 10_000_000, 1_250_000, 2_500_000),
+    ),
     ("gpt-4o-mini", Price::new(150_000, 600_000, 75_000, 150_000)),
-    ("gpt-4.1", Price::new(2_000_000, 8_000_000, 500_000, 2_000_000)),
-    ("gpt-4.1-mini", Price::new(400_000, 1_600_000, 100_000, 400_000)),
-    ("gpt-4.1-nano", Price::new(100_000, 400_000, 25_000, 100_000)),
-    ("o3-mini", Price::new(1_100_000, 4_400_000, 550_000, 1_100_000)),
-    ("text-embedding-3-small", Price::new(20_000, 0, 20_000, 20_000)),
-    ("text-embedding-3-large", Price::new(130_000, 0, 130_000, 130_000)),
-    ("claude-3-5-haiku-latest", Price::new(800_000, 4_000_000, 80_000, 1_000_000)),
-    ("claude-3-5-sonnet-latest", Price::new(3_000_000, 15_000_000, 300_000, 3_750_000)),
-    ("claude-sonnet-4-20250514", Price::new(3_000_000, 15_000_000, 300_000, 3_750_000)),
-    ("claude-opus-4-20250514", Price::new(15_000_000, 75_000_000, 1_500_000, 18_750_000)),
-    ("gemini-2.0-flash", Price::new(100_000, 400_000, 25_000, 100_000)),
-    ("gemini-2.5-flash", Price::new(300_000, 2_500_000, 75_000, 300_000)),
-    ("gemini-2.5-pro", Price::new(1_250_000, 10_000_000, 310_000, 1_250_000)),
+    (
+        "gpt-4.1",
+        Price::new(2_000_000, 8_000_000, 500_000, 2_000_000),
+    ),
+    (
+        "gpt-4.1-mini",
+        Price::new(400_000, 1_600_000, 100_000, 400_000),
+    ),
+    (
+        "gpt-4.1-nano",
+        Price::new(100_000, 400_000, 25_000, 100_000),
+    ),
+    (
+        "o3-mini",
+        Price::new(1_100_000, 4_400_000, 550_000, 1_100_000),
+    ),
+    (
+        "text-embedding-3-small",
+        Price::new(20_000, 0, 20_000, 20_000),
+    ),
+    (
+        "text-embedding-3-large",
+        Price::new(130_000, 0, 130_000, 130_000),
+    ),
+    (
+        "claude-3-5-haiku-latest",
+        Price::new(800_000, 4_000_000, 80_000, 1_000_000),
+    ),
+    (
+        "claude-3-5-sonnet-latest",
+        Price::new(3_000_000, 15_000_000, 300_000, 3_750_000),
+    ),
+    (
+        "claude-sonnet-4-20250514",
+        Price::new(3_000_000, 15_000_000, 300_000, 3_750_000),
+    ),
+    (
+        "claude-opus-4-20250514",
+        Price::new(15_000_000, 75_000_000, 1_500_000, 18_750_000),
+    ),
+    (
+        "gemini-2.0-flash",
+        Price::new(100_000, 400_000, 25_000, 100_000),
+    ),
+    (
+        "gemini-2.5-flash",
+        Price::new(300_000, 2_500_000, 75_000, 300_000),
+    ),
+    (
+        "gemini-2.5-pro",
+        Price::new(1_250_000, 10_000_000, 310_000, 1_250_000),
+    ),
 ];
 
 /// Prices by upstream model name.
@@ -88,18 +130,20 @@ pub struct Pricing {
 impl Pricing {
     /// The bundled table with `overrides` applied on top.
     pub fn new(overrides: &[PriceConfig]) -> Pricing {
-        let mut prices: HashMap<String, Price> = BUNDLED
-            .iter()
-            .map(|(m, p)| ((*m).to_owned(), *p))
-            .collect();
+        let mut prices: HashMap<String, Price> =
+            BUNDLED.iter().map(|(m, p)| ((*m).to_owned(), *p)).collect();
         for o in overrides {
             prices.insert(
                 o.model.clone(),
                 Price {
                     input: o.input_per_mtok_micros,
                     output: o.output_per_mtok_micros,
-                    cached_input: o.cached_input_per_mtok_micros.unwrap_or(o.input_per_mtok_micros),
-                    cache_write: o.cache_write_per_mtok_micros.unwrap_or(o.input_per_mtok_micros),
+                    cached_input: o
+                        .cached_input_per_mtok_micros
+                        .unwrap_or(o.input_per_mtok_micros),
+                    cache_write: o
+                        .cache_write_per_mtok_micros
+                        .unwrap_or(o.input_per_mtok_micros),
                     audio_per_minute: o.audio_per_minute_micros.unwrap_or(0),
                 },
             );

@@ -68,7 +68,9 @@ pub fn facts(
     stream_from_path: bool,
 ) -> Result<RequestFacts, RequestError> {
     if !body.is_object() {
-        return Err(RequestError::Invalid("the body must be a JSON object".into()));
+        return Err(RequestError::Invalid(
+            "the body must be a JSON object".into(),
+        ));
     }
     let model = match path_model {
         Some(m) => m.to_owned(),
@@ -340,8 +342,7 @@ impl StreamMeter {
                     let reason = v
                         .pointer("/candidates/0/finishReason")
                         .and_then(Value::as_str);
-                    self.output_chars +=
-                        chars.saturating_sub(roles + reason.map_or(0, str::len));
+                    self.output_chars += chars.saturating_sub(roles + reason.map_or(0, str::len));
                     if reason.is_some() {
                         self.finished = true;
                     }
@@ -383,11 +384,24 @@ mod tests {
     fn facts_per_protocol() {
         let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 50, "stream": true});
         let f = facts(ProviderKind::Openai, Op::Chat, &body, None, false).unwrap();
-        assert_eq!((f.model.as_str(), f.stream, f.max_tokens), ("gpt-4o-mini", true, Some(50)));
+        assert_eq!(
+            (f.model.as_str(), f.stream, f.max_tokens),
+            ("gpt-4o-mini", true, Some(50))
+        );
         assert!(f.prompt_tokens >= 5);
         let g = json!({"contents": [{"parts": [{"text": "hi"}]}], "generationConfig": {"maxOutputTokens": 7}});
-        let f = facts(ProviderKind::Gemini, Op::Chat, &g, Some("gemini-2.0-flash"), true).unwrap();
-        assert_eq!((f.model.as_str(), f.stream, f.max_tokens), ("gemini-2.0-flash", true, Some(7)));
+        let f = facts(
+            ProviderKind::Gemini,
+            Op::Chat,
+            &g,
+            Some("gemini-2.0-flash"),
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            (f.model.as_str(), f.stream, f.max_tokens),
+            ("gemini-2.0-flash", true, Some(7))
+        );
         let bad = json!({"model": "x"});
         assert!(facts(ProviderKind::Anthropic, Op::Chat, &bad, None, false).is_err());
     }
@@ -396,12 +410,23 @@ mod tests {
     fn usage_from_responses() {
         let o = json!({"usage": {"prompt_tokens": 10, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 4}}});
         let u = response_usage(ProviderKind::Openai, &o).unwrap();
-        assert_eq!((u.input_tokens, u.output_tokens, u.cached_input_tokens), (10, 5, 4));
+        assert_eq!(
+            (u.input_tokens, u.output_tokens, u.cached_input_tokens),
+            (10, 5, 4)
+        );
         let a = json!({"usage": {"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 2, "cache_creation_input_tokens": 3}});
         let u = response_usage(ProviderKind::Anthropic, &a).unwrap();
-        assert_eq!((u.input_tokens, u.cached_input_tokens, u.cache_write_tokens), (15, 2, 3));
+        assert_eq!(
+            (u.input_tokens, u.cached_input_tokens, u.cache_write_tokens),
+            (15, 2, 3)
+        );
         let g = json!({"usageMetadata": {"promptTokenCount": 4, "candidatesTokenCount": 6, "thoughtsTokenCount": 1}});
-        assert_eq!(response_usage(ProviderKind::Gemini, &g).unwrap().output_tokens, 7);
+        assert_eq!(
+            response_usage(ProviderKind::Gemini, &g)
+                .unwrap()
+                .output_tokens,
+            7
+        );
     }
 
     #[test]
@@ -411,13 +436,21 @@ mod tests {
         let u = m.usage(12);
         assert!(u.counted);
         assert_eq!(u.input_tokens, 12);
-        assert_eq!(u.output_tokens, estimate_tokens("Hello world, how are".len()));
+        assert_eq!(
+            u.output_tokens,
+            estimate_tokens("Hello world, how are".len())
+        );
         let mut a = StreamMeter::new(ProviderKind::Anthropic);
-        a.observe(r#"{"type":"message_start","message":{"usage":{"input_tokens":25,"output_tokens":1}}}"#);
+        a.observe(
+            r#"{"type":"message_start","message":{"usage":{"input_tokens":25,"output_tokens":1}}}"#,
+        );
         a.observe(r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi there"}}"#);
         a.observe(r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":15}}"#);
         a.observe(r#"{"type":"message_stop"}"#);
         let u = a.usage(0);
-        assert_eq!((u.input_tokens, u.output_tokens, u.counted), (25, 15, false));
+        assert_eq!(
+            (u.input_tokens, u.output_tokens, u.counted),
+            (25, 15, false)
+        );
     }
 }

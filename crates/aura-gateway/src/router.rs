@@ -12,9 +12,9 @@ use aura_config::{GatewayConfig, RetryConfig};
 use bytes::Bytes;
 use serde_json::Value;
 
+use crate::ProviderKind;
 use crate::pricing::{Price, Pricing};
 use crate::protocol::{self, Op};
-use crate::ProviderKind;
 
 /// Why the gateway cannot serve a model at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,7 +67,9 @@ impl fmt::Display for AttemptError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AttemptError::Upstream { status, .. } => write!(f, "upstream answered {status}"),
-            AttemptError::Rejected { status, .. } => write!(f, "upstream rejected the request ({status})"),
+            AttemptError::Rejected { status, .. } => {
+                write!(f, "upstream rejected the request ({status})")
+            }
             AttemptError::Unreachable(why) => write!(f, "upstream unreachable: {why}"),
             AttemptError::BreakerOpen => f.write_str("circuit breaker open"),
         }
@@ -160,17 +162,20 @@ impl Gateway {
     ) -> Result<Gateway, GatewayError> {
         config.validate().map_err(GatewayError::Config)?;
         let pricing = Pricing::new(&config.pricing);
-        let providers: HashMap<&str, &aura_config::ProviderConfig> =
-            config.providers.iter().map(|p| (p.name.as_str(), p)).collect();
+        let providers: HashMap<&str, &aura_config::ProviderConfig> = config
+            .providers
+            .iter()
+            .map(|p| (p.name.as_str(), p))
+            .collect();
         let mut deployments = Vec::new();
         let mut routes = HashMap::new();
         for m in &config.models {
             let mut idx = Vec::new();
             let mut slots = Vec::new();
             for d in &m.deployments {
-                let p = providers
-                    .get(d.provider.as_str())
-                    .ok_or_else(|| GatewayError::Config(format!("unknown provider `{}`", d.provider)))?;
+                let p = providers.get(d.provider.as_str()).ok_or_else(|| {
+                    GatewayError::Config(format!("unknown provider `{}`", d.provider))
+                })?;
                 let api_key = match &p.api_key_env {
                     Some(var) => Some(env(var).ok_or_else(|| {
                         GatewayError::Config(format!(
@@ -299,7 +304,9 @@ impl Gateway {
             audio_per_minute: 0,
         };
         for d in &matching {
-            let p = d.price.ok_or_else(|| GatewayError::Unpriced(d.model.clone()))?;
+            let p = d
+                .price
+                .ok_or_else(|| GatewayError::Unpriced(d.model.clone()))?;
             max.input = max.input.max(p.input);
             max.output = max.output.max(p.output);
             max.cached_input = max.cached_input.max(p.cached_input);
@@ -488,7 +495,10 @@ impl Breaker {
     }
 
     fn until(&self) -> Option<Instant> {
-        *self.open_until.lock().unwrap_or_else(PoisonError::into_inner)
+        *self
+            .open_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Closed, or open with its cooldown over (without taking the probe).
@@ -512,7 +522,10 @@ impl Breaker {
     }
 
     fn record(&self, success: bool) {
-        let mut open = self.open_until.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut open = self
+            .open_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if success {
             self.failures.store(0, Ordering::Relaxed);
             *open = None;
@@ -521,7 +534,10 @@ impl Breaker {
             if n >= self.threshold || open.is_some() {
                 *open = Some(Instant::now() + self.cooldown);
                 if open.is_some() {
-                    tracing::warn!(failures = n, "circuit breaker opened for an upstream deployment");
+                    tracing::warn!(
+                        failures = n,
+                        "circuit breaker opened for an upstream deployment"
+                    );
                 }
             }
         }

@@ -31,10 +31,7 @@ impl Parser {
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<Event>, String> {
         self.buf.extend_from_slice(chunk);
         let mut events = Vec::new();
-        loop {
-            let Some((end, sep)) = find_boundary(&self.buf) else {
-                break;
-            };
+        while let Some((end, sep)) = find_boundary(&self.buf) {
             let raw_bytes: Vec<u8> = self.buf.drain(..end + sep).collect();
             let raw = String::from_utf8_lossy(&raw_bytes).into_owned();
             if let Some(e) = parse_event(&raw) {
@@ -103,7 +100,11 @@ mod tests {
     #[test]
     fn events_split_across_chunks() {
         let mut p = Parser::new();
-        assert!(p.push(b"event: message_start\ndata: {\"a\"").unwrap().is_empty());
+        assert!(
+            p.push(b"event: message_start\ndata: {\"a\"")
+                .unwrap()
+                .is_empty()
+        );
         let e = p.push(b":1}\n\ndata: [DONE]\n\n: comment\n\n").unwrap();
         assert_eq!(e.len(), 2);
         assert_eq!(e[0].event.as_deref(), Some("message_start"));

@@ -31,6 +31,7 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
+    #[allow(clippy::too_many_arguments)] // one handle per plane, wired once in `lifecycle::bind`
     pub(crate) fn new(
         tokens: Tokens,
         store: Arc<dyn Store>,

@@ -46,13 +46,13 @@ use async_trait::async_trait;
 use aura_core::{AgentName, Role, Timestamp, TokenHash, TokenId};
 
 pub use error::StoreError;
-pub use usage::{UsageRecord, UsageStore, UsageSummary};
 pub use govern::{
     AgentEdgeRecord, ApprovalDecideOutcome, ApprovalDecision, ApprovalRecord, ApprovalStatus,
     BudgetAmounts, BudgetCounterRecord, BudgetFinishOutcome, BudgetHoldLine, BudgetHoldOutcome,
     BudgetHoldRecord, BudgetHoldRequest, BudgetLimits, BudgetOverrideRecord, GovernStore,
     HaltCauseRecord, HaltRecord, HaltStateRecord,
 };
+pub use usage::{UsageRecord, UsageStore, UsageSummary};
 
 /// Where the state lives.
 #[derive(Clone, PartialEq, Eq)]

@@ -125,17 +125,19 @@ macro_rules! impl_usage_store {
                         .map_err(|e| self.target.error(e))?;
                 Ok(rows
                     .into_iter()
-                    .map(|(day, agent, model, calls, input_tokens, output_tokens, cost_micros)| {
-                        $crate::usage::UsageSummary {
-                            day,
-                            agent,
-                            model,
-                            calls,
-                            input_tokens,
-                            output_tokens,
-                            cost_micros,
-                        }
-                    })
+                    .map(
+                        |(day, agent, model, calls, input_tokens, output_tokens, cost_micros)| {
+                            $crate::usage::UsageSummary {
+                                day,
+                                agent,
+                                model,
+                                calls,
+                                input_tokens,
+                                output_tokens,
+                                cost_micros,
+                            }
+                        },
+                    )
                     .collect())
             }
         }

@@ -144,7 +144,9 @@ pub(super) async fn gemini(
                 Failure {
                     status: 404,
                     code: "not_found",
-                    message: format!("no method `{target}`; use MODEL:generateContent or MODEL:streamGenerateContent"),
+                    message: format!(
+                        "no method `{target}`; use MODEL:generateContent or MODEL:streamGenerateContent"
+                    ),
                     retry_after: None,
                     upstream_body: None,
                 },
@@ -196,7 +198,11 @@ async fn serve(
         .call(agent, actor_of(&caller), inbound, &body, pass)
         .await
     {
-        Ok(Reply::Json { status, body, cached }) => {
+        Ok(Reply::Json {
+            status,
+            body,
+            cached,
+        }) => {
             let mut r = Response::new(Body::from(body));
             *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             r.headers_mut().insert(
@@ -249,7 +255,8 @@ fn gateway_agent(caller: &Principal, headers: &HeaderMap) -> Result<AgentName, F
             "only an admin token may name an agent (`{n}`) in `x-aura-agent`"
         ))),
         (None, None) => Err(refuse(
-            "the gateway needs an agent token (or an admin token with an `x-aura-agent` header)".into(),
+            "the gateway needs an agent token (or an admin token with an `x-aura-agent` header)"
+                .into(),
         )),
     }
 }

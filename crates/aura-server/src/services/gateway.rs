@@ -118,7 +118,7 @@ impl Failure {
 }
 
 enum UsageMsg {
-    Record(UsageRecord),
+    Record(Box<UsageRecord>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -179,9 +179,20 @@ impl GatewayService {
             allowed_mime_types: None,
         })
         .map_err(|e| ServiceError::Internal(e.to_string()))?;
-        metrics::describe_counter!(LLM_TOKENS, metrics::Unit::Count, "LLM tokens through the gateway, by model and direction.");
-        metrics::describe_counter!(LLM_COST, "LLM cost through the gateway in micro-dollars, by model.");
-        metrics::describe_histogram!(LLM_DURATION, metrics::Unit::Seconds, "Gateway call duration, by protocol and status.");
+        metrics::describe_counter!(
+            LLM_TOKENS,
+            metrics::Unit::Count,
+            "LLM tokens through the gateway, by model and direction."
+        );
+        metrics::describe_counter!(
+            LLM_COST,
+            "LLM cost through the gateway in micro-dollars, by model."
+        );
+        metrics::describe_histogram!(
+            LLM_DURATION,
+            metrics::Unit::Seconds,
+            "Gateway call duration, by protocol and status."
+        );
         let (tx, rx) = mpsc::channel(65_536);
         let tasks = TaskTracker::new();
         let cancel = CancellationToken::new();
@@ -205,7 +216,12 @@ impl GatewayService {
 
     /// Model names served.
     pub fn models(&self) -> Vec<String> {
-        self.inner.gateway.models().into_iter().map(str::to_owned).collect()
+        self.inner
+            .gateway
+            .models()
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Cancels in-flight streams, settles them, and flushes usage records. Call once at shutdown.
@@ -226,15 +242,17 @@ impl GatewayService {
     /// Usage summed per day, agent and model over the last `days` days (today included).
     pub async fn usage(&self, days: u32) -> Result<Vec<UsageSummary>, ServiceError> {
         self.flush().await;
-        let since = self.inner.clock.now().as_millis() - i64::from(days.saturating_sub(1)) * 86_400_000;
+        let since =
+            self.inner.clock.now().as_millis() - i64::from(days.saturating_sub(1)) * 86_400_000;
         let day = day_of(aura_core::Timestamp::from_millis(since));
         Ok(self.inner.store.usage_summary(&day).await?)
     }
 
     /// Counts the prompt tokens of an Anthropic `count_tokens` body (no upstream call, no cost).
     pub fn count_tokens(&self, body: &[u8]) -> Result<u64, Failure> {
-        let value: Value = serde_json::from_slice(body)
-            .map_err(|e| Failure::new(400, "invalid_request", format!("the body is not JSON: {e}")))?;
+        let value: Value = serde_json::from_slice(body).map_err(|e| {
+            Failure::new(400, "invalid_request", format!("the body is not JSON: {e}"))
+        })?;
         protocol::facts(ProviderKind::Anthropic, Op::Chat, &value, None, false)
             .map(|f| f.prompt_tokens)
             .map_err(|e| Failure::new(400, "invalid_request", e.to_string()))
@@ -252,8 +270,9 @@ impl GatewayService {
         let started = Instant::now();
         let protocol = inbound.protocol();
         let op = inbound.op();
-        let mut request: Value = serde_json::from_slice(body)
-            .map_err(|e| Failure::new(400, "invalid_request", format!("the body is not JSON: {e}")))?;
+        let mut request: Value = serde_json::from_slice(body).map_err(|e| {
+            Failure::new(400, "invalid_request", format!("the body is not JSON: {e}"))
+        })?;
         let (path_model, path_stream) = match &inbound {
             Inbound::Gemini { model, stream } => (Some(model.as_str()), *stream),
             _ => (None, false),
@@ -268,7 +287,11 @@ impl GatewayService {
             Op::Chat => None,
         };
         let cache_key = cache.map(|_| Cache::key(protocol.as_str(), &facts.model, &request));
-        let mut last = Failure::new(502, "upstream_unavailable", "no deployment could serve the call");
+        let mut last = Failure::new(
+            502,
+            "upstream_unavailable",
+            "no deployment could serve the call",
+        );
         for (i, route) in chain.iter().enumerate() {
             let (mut deployments, price) = match gw.plan(route, protocol) {
                 Ok(p) => p,
@@ -278,7 +301,15 @@ impl GatewayService {
             };
             let max_tokens = facts.max_tokens.unwrap_or(gw.default_max_tokens);
             let estimate = price.estimate(facts.prompt_tokens, max_tokens);
-            let action = llm_action(&agent, &route.name, protocol, &facts, max_tokens, estimate, &request)?;
+            let action = llm_action(
+                &agent,
+                &route.name,
+                protocol,
+                &facts,
+                max_tokens,
+                estimate,
+                &request,
+            )?;
             let decided = self.inner.governance.decide(&action, caller.clone()).await;
             let d = decided.decision;
             if d.verdict != Verdict::Allow {
@@ -321,8 +352,19 @@ impl GatewayService {
             if let (Some(cache), Some(key)) = (cache, cache_key.as_ref())
                 && let Some(hit) = cache.get(key)
             {
-                call.settle("cache", &model, Usage::default(), 0, "cached", ActionOutcome::Success);
-                return Ok(Reply::Json { status: 200, body: hit, cached: true });
+                call.settle(
+                    "cache",
+                    &model,
+                    Usage::default(),
+                    0,
+                    "cached",
+                    ActionOutcome::Success,
+                );
+                return Ok(Reply::Json {
+                    status: 200,
+                    body: hit,
+                    cached: true,
+                });
             }
             let mut watch = self.inner.governance.kernel().halts().watch(&agent);
             for dep in &deployments {
@@ -341,46 +383,101 @@ impl GatewayService {
                         if let (Some(cache), Some(key)) = (cache, cache_key) {
                             cache.put(key, body.clone());
                         }
-                        call.settle(&dep.provider, &dep.model, usage, cost, "ok", ActionOutcome::Success);
-                        return Ok(Reply::Json { status, body, cached: false });
+                        call.settle(
+                            &dep.provider,
+                            &dep.model,
+                            usage,
+                            cost,
+                            "ok",
+                            ActionOutcome::Success,
+                        );
+                        return Ok(Reply::Json {
+                            status,
+                            body,
+                            cached: false,
+                        });
                     }
                     Ok(Upstream::Stream(resp)) => {
                         return Ok(Reply::Stream(self.pump(call, dep.clone(), resp, watch)));
                     }
                     Err(AttemptError::Rejected { status, body }) => {
-                        call.settle(&dep.provider, &dep.model, Usage::default(), 0, "rejected", ActionOutcome::Cancelled);
-                        let mut f = Failure::new(status, "upstream_rejected", "the upstream refused the request");
+                        call.settle(
+                            &dep.provider,
+                            &dep.model,
+                            Usage::default(),
+                            0,
+                            "rejected",
+                            ActionOutcome::Cancelled,
+                        );
+                        let mut f = Failure::new(
+                            status,
+                            "upstream_rejected",
+                            "the upstream refused the request",
+                        );
                         f.upstream_body = Some(body);
                         return Err(f);
                     }
                     Err(e) => {
                         tracing::warn!(deployment = %dep.id, error = %e, "deployment failed; trying the next");
                         last = match e {
-                            AttemptError::Upstream { status: 429, retry_after, .. } => {
-                                let mut f = Failure::new(429, "upstream_rate_limited", "the upstream is rate limiting");
+                            AttemptError::Upstream {
+                                status: 429,
+                                retry_after,
+                                ..
+                            } => {
+                                let mut f = Failure::new(
+                                    429,
+                                    "upstream_rate_limited",
+                                    "the upstream is rate limiting",
+                                );
                                 f.retry_after = retry_after;
                                 f
                             }
-                            AttemptError::BreakerOpen => Failure::new(503, "breaker_open", "every deployment's circuit breaker is open"),
+                            AttemptError::BreakerOpen => Failure::new(
+                                503,
+                                "breaker_open",
+                                "every deployment's circuit breaker is open",
+                            ),
                             other => Failure::new(502, "upstream_unavailable", other.to_string()),
                         };
                     }
                 }
             }
             // Every deployment failed: nothing was spent; the next fallback is decided afresh.
-            call.settle("-", &model, Usage::default(), 0, "error", ActionOutcome::Failure);
+            call.settle(
+                "-",
+                &model,
+                Usage::default(),
+                0,
+                "error",
+                ActionOutcome::Failure,
+            );
         }
         Err(last)
     }
 
     /// Usage of a complete body (counted when missing) and the body with secrets redacted when the policy says so.
-    fn complete(&self, protocol: ProviderKind, facts: &RequestFacts, body: Bytes) -> (Bytes, Usage) {
+    fn complete(
+        &self,
+        protocol: ProviderKind,
+        facts: &RequestFacts,
+        body: Bytes,
+    ) -> (Bytes, Usage) {
         let Ok(value) = serde_json::from_slice::<Value>(&body) else {
-            return (body, Usage { input_tokens: facts.prompt_tokens, counted: true, ..Usage::default() });
+            return (
+                body,
+                Usage {
+                    input_tokens: facts.prompt_tokens,
+                    counted: true,
+                    ..Usage::default()
+                },
+            );
         };
         let usage = protocol::response_usage(protocol, &value).unwrap_or_else(|| Usage {
             input_tokens: facts.prompt_tokens,
-            output_tokens: protocol::estimate_tokens(protocol::response_text_chars(protocol, &value)),
+            output_tokens: protocol::estimate_tokens(protocol::response_text_chars(
+                protocol, &value,
+            )),
             cached_input_tokens: 0,
             cache_write_tokens: 0,
             counted: true,
@@ -501,7 +598,15 @@ struct Call {
 
 impl Call {
     /// Settles in the background (owned by the service's tracker), so the answer is not held up.
-    fn settle(&self, provider: &str, upstream: &str, usage: Usage, cost: i64, status: &'static str, outcome: ActionOutcome) {
+    fn settle(
+        &self,
+        provider: &str,
+        upstream: &str,
+        usage: Usage,
+        cost: i64,
+        status: &'static str,
+        outcome: ActionOutcome,
+    ) {
         let call = Call {
             service: self.service.clone(),
             agent: self.agent.clone(),
@@ -515,11 +620,20 @@ impl Call {
         let provider = provider.to_owned();
         let upstream = upstream.to_owned();
         self.service.inner.tasks.spawn(async move {
-            call.settle_now(&provider, &upstream, usage, cost, status, outcome).await;
+            call.settle_now(&provider, &upstream, usage, cost, status, outcome)
+                .await;
         });
     }
 
-    async fn settle_now(&self, provider: &str, upstream: &str, usage: Usage, cost: i64, status: &'static str, outcome: ActionOutcome) {
+    async fn settle_now(
+        &self,
+        provider: &str,
+        upstream: &str,
+        usage: Usage,
+        cost: i64,
+        status: &'static str,
+        outcome: ActionOutcome,
+    ) {
         let inner = &self.service.inner;
         let elapsed = self.started.elapsed();
         let actual = Actual {
@@ -544,17 +658,25 @@ impl Call {
             && s.spent_micros > 0
         {
             for key in &s.keys {
-                let label = key.rsplit_once('/').map_or(key.as_str(), |(h, _)| h).to_owned();
+                let label = key
+                    .rsplit_once('/')
+                    .map_or(key.as_str(), |(h, _)| h)
+                    .to_owned();
                 metrics::counter!(super::govern::BUDGET_SPENT, "budget" => label)
                     .increment(u64::try_from(s.spent_micros).unwrap_or(0));
             }
         }
         let model = self.model.clone();
-        metrics::counter!(LLM_TOKENS, "model" => model.clone(), "direction" => "input").increment(usage.input_tokens);
-        metrics::counter!(LLM_TOKENS, "model" => model.clone(), "direction" => "output").increment(usage.output_tokens);
-        metrics::counter!(LLM_TOKENS, "model" => model.clone(), "direction" => "cached").increment(usage.cached_input_tokens);
-        metrics::counter!(LLM_COST, "model" => model.clone()).increment(u64::try_from(cost).unwrap_or(0));
-        metrics::histogram!(LLM_DURATION, "protocol" => self.protocol.as_str(), "status" => status).record(elapsed.as_secs_f64());
+        metrics::counter!(LLM_TOKENS, "model" => model.clone(), "direction" => "input")
+            .increment(usage.input_tokens);
+        metrics::counter!(LLM_TOKENS, "model" => model.clone(), "direction" => "output")
+            .increment(usage.output_tokens);
+        metrics::counter!(LLM_TOKENS, "model" => model.clone(), "direction" => "cached")
+            .increment(usage.cached_input_tokens);
+        metrics::counter!(LLM_COST, "model" => model.clone())
+            .increment(u64::try_from(cost).unwrap_or(0));
+        metrics::histogram!(LLM_DURATION, "protocol" => self.protocol.as_str(), "status" => status)
+            .record(elapsed.as_secs_f64());
         let now = inner.clock.now();
         let mut entry = audit::event(
             now,
@@ -604,7 +726,12 @@ impl Call {
             streamed: self.facts.stream,
             latency_ms: i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX),
         };
-        if inner.usage.send(UsageMsg::Record(record)).await.is_err() {
+        if inner
+            .usage
+            .send(UsageMsg::Record(Box::new(record)))
+            .await
+            .is_err()
+        {
             tracing::warn!("usage writer stopped; a usage record was dropped");
         }
     }
@@ -615,8 +742,10 @@ async fn usage_writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<UsageMsg>) {
     let mut batch = Vec::new();
     let mut waiters = Vec::new();
     while let Some(msg) = rx.recv().await {
-        let push = |m: UsageMsg, batch: &mut Vec<UsageRecord>, waiters: &mut Vec<oneshot::Sender<()>>| match m {
-            UsageMsg::Record(r) => batch.push(r),
+        let push = |m: UsageMsg,
+                    batch: &mut Vec<UsageRecord>,
+                    waiters: &mut Vec<oneshot::Sender<()>>| match m {
+            UsageMsg::Record(r) => batch.push(*r),
             UsageMsg::Flush(w) => waiters.push(w),
         };
         push(msg, &mut batch, &mut waiters);
@@ -673,15 +802,23 @@ fn llm_action(
     .map_err(|e| Failure::new(400, "invalid_request", e.to_string()))
 }
 
-fn refusal(verdict: Verdict, reasons: &[aura_core::Reason], retry_after: Option<Duration>) -> Failure {
-    let why = reasons
-        .first()
-        .map_or_else(|| "refused by policy".to_owned(), |r| format!("{}: {}", r.rule, r.message));
+fn refusal(
+    verdict: Verdict,
+    reasons: &[aura_core::Reason],
+    retry_after: Option<Duration>,
+) -> Failure {
+    let why = reasons.first().map_or_else(
+        || "refused by policy".to_owned(),
+        |r| format!("{}: {}", r.rule, r.message),
+    );
     let mut f = match verdict {
         Verdict::Halt => Failure::new(403, "halted", why),
         Verdict::Escalate => Failure::new(403, "approval_required", why),
         _ if retry_after.is_some() => Failure::new(429, "rate_limited", why),
-        _ if reasons.first().is_some_and(|r| r.message.contains("budget")) => {
+        _ if reasons
+            .first()
+            .is_some_and(|r| r.message.contains("budget")) =>
+        {
             Failure::new(402, "budget_exceeded", why)
         }
         _ => Failure::new(403, "denied", why),
