@@ -67,5 +67,11 @@ fi
 # nats-server binary for the mesh spool test, which runs its own server on a free port and stops/restarts it.
 if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
   echo "services: nats-server binary missing (Debian package nats-server)" >&2
+# Official LLM SDKs used as clients by the gateway tests (crates/aura-cli/tests/gateway.rs).
+if ! python3 -c 'import openai, anthropic, google.genai' >/dev/null 2>&1; then
+  echo "services: installing openai, anthropic and google-genai (PyPI)"
+  python3 -m pip install --quiet openai anthropic google-genai \
+    || python3 -m pip install --quiet --break-system-packages openai anthropic google-genai || true
+  python3 -c 'import openai, anthropic, google.genai' >/dev/null 2>&1 || echo "services: LLM SDKs unavailable" >&2
 fi
 exit 0

@@ -44,6 +44,7 @@ Inspect:
   config       Check or show the effective configuration
   audit        Verify the audit trail, prove entries, replay what an agent did
   report       Build a compliance report (EU AI Act, ISO/IEC 42001) from the audit trail
+  usage        LLM gateway usage: tokens and cost per day, agent or model
 
 Context:
   sensor       Run the host sensor on its own, keeping an asset file current (e.g. as a sidecar)
@@ -53,6 +54,7 @@ Context:
 Tools:
   completions  Print a shell completion script (bash, zsh, fish)
   bench        Measure Aura itself: startup, kernel, audit and mesh throughput
+  bench        Measure Aura itself: startup, kernel, audit, gateway
   help         Print this message or the help of a command
 
 Options:
@@ -155,6 +157,9 @@ pub(crate) enum Command {
     /// Reports built from the audit trail, e.g. `aura report compliance`.
     #[command(subcommand)]
     Report(ReportCommand),
+    /// LLM gateway usage: calls, tokens and cost per day, agent or model.
+    #[command(subcommand)]
+    Usage(crate::gateway_cmd::UsageCommand),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// Measure Aura itself.
@@ -844,6 +849,8 @@ pub(crate) struct CacheFlushArgs {
     pub pattern: String,
     /// Mesh publish/consume throughput and p99 latency per backend, with the raw client's figures for NATS/Redis.
     Mesh(crate::bench_mesh::BenchMeshArgs),
+    /// The LLM gateway's added latency (p50/p99 at concurrency 1 and 64) and requests/s, against a fake upstream.
+    Gateway(crate::bench_gateway::BenchGatewayArgs),
 }
 
 /// Options of `aura bench kernel`.

@@ -101,6 +101,10 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agents(cmd) => crate::mesh_cmd::agents(&cli, cmd).await,
         Command::Audit(cmd) => crate::audit_cmd::run(&cli, cmd).await,
         Command::Report(cmd) => crate::report_cmd::run(&cli, cmd).await,
+        Command::Usage(cmd) => crate::gateway_cmd::run(&cli, cmd).await,
+        Command::Bench(crate::cli::BenchCommand::Gateway(args)) => {
+            crate::bench_gateway::run(args).await
+        }
     }
 }
 

@@ -23,6 +23,7 @@
 
 mod context;
 mod error;
+mod gateway;
 mod index;
 mod load;
 mod mesh;
@@ -34,6 +35,10 @@ pub use context::{
     ChangesConfig, ContextConfig, FilesConfig, GuardianConfig, SensorConfig, ServiceCheckConfig,
 };
 pub use error::ConfigError;
+pub use gateway::{
+    BreakerConfig, CacheConfig, DeploymentConfig, GatewayConfig, ModelRouteConfig, PriceConfig,
+    ProviderConfig, ProviderKind, RetryConfig,
+};
 pub use load::{DEFAULT_CONFIG_FILE, Loaded, load, parse_str};
 pub use mesh::{AgentDecl, MeshBackend, MeshConfig};
 pub use schema::{

@@ -42,6 +42,9 @@ pub struct Config {
     /// The event mesh and the agents Aura runs.
     #[serde(deserialize_with = "values::section")]
     pub mesh: crate::mesh::MeshConfig,
+    /// The LLM gateway; `None` (the default) routes no model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<crate::gateway::GatewayConfig>,
 }
 
 /// The `server` section.
@@ -299,6 +302,7 @@ impl Default for Config {
             governance: GovernanceConfig::default(),
             context: crate::context::ContextConfig::default(),
             mesh: crate::mesh::MeshConfig::default(),
+            gateway: None,
         }
     }
 }

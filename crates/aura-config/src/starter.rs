@@ -144,4 +144,11 @@ mesh:
   #     command: [python3, planner.py]
   #     heartbeat_timeout_seconds: 60
   agents: []
+# The LLM gateway (agents set their OpenAI/Anthropic/Gemini base URL to Aura): remove the # in front of
+# `gateway:` and its settings. Provider keys come from the environment variables named here, never from this file.
+# gateway:
+#   providers:
+#     - { name: openai, kind: openai, base_url: https://api.openai.com, api_key_env: OPENAI_API_KEY }
+#   models:
+#     - { name: gpt-4o-mini, deployments: [{ provider: openai, model: gpt-4o-mini }] }
 "#;

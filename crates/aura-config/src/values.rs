@@ -110,6 +110,7 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
             "governance",
             "context",
             "mesh",
+            "gateway",
         ],
     ),
     (
@@ -178,6 +179,13 @@ const SECTION: &str = "a mapping of settings";
 
 /// Every key, sections included.
 pub(crate) const KEYS: &[Key] = &[
+    Key {
+        path: "gateway",
+        expects: SECTION,
+        hint: Hint::Text(
+            "write `gateway:` on its own line and indent `providers:`, `models:` and the other settings below it",
+        ),
+    },
     Key {
         path: "server",
         expects: SECTION,

@@ -11,6 +11,7 @@ use aura_store::Store;
 use crate::services::Tokens;
 use crate::services::audit::AuditTrail;
 use crate::services::catalog::CatalogService;
+use crate::services::gateway::GatewayService;
 use crate::services::govern::Governance;
 use crate::services::mesh::MeshService;
 use crate::telemetry::Metrics;
@@ -24,6 +25,7 @@ pub(crate) struct AppState {
     pub(crate) governance: Governance,
     pub(crate) catalog: CatalogService,
     pub(crate) mesh: MeshService,
+    pub(crate) gateway: GatewayService,
     pub(crate) config: Arc<Config>,
     pub(crate) metrics: Metrics,
     pub(crate) started: Instant,
@@ -34,6 +36,7 @@ pub(crate) struct AppState {
 
 impl AppState {
     #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)] // one handle per plane, wired once in `lifecycle::bind`
     pub(crate) fn new(
         tokens: Tokens,
         store: Arc<dyn Store>,
@@ -41,6 +44,7 @@ impl AppState {
         governance: Governance,
         catalog: CatalogService,
         mesh: MeshService,
+        gateway: GatewayService,
         config: Arc<Config>,
         metrics: Metrics,
         openapi_json: Arc<str>,
@@ -53,6 +57,7 @@ impl AppState {
             governance,
             catalog,
             mesh,
+            gateway,
             config,
             metrics,
             started: Instant::now(),

@@ -63,6 +63,18 @@ fn describe(permission: Permission) -> &'static str {
 }
 
 fn bearer(request: &Request) -> Result<&str, ApiError> {
+    // LLM SDKs send their API key as `x-api-key` (Anthropic) or `x-goog-api-key` (Gemini): accept the Aura
+    // token there too when no Authorization header is present.
+    if request.headers().get(AUTHORIZATION).is_none() {
+        for name in ["x-api-key", "x-goog-api-key"] {
+            if let Some(v) = request.headers().get(name) {
+                return v
+                    .to_str()
+                    .map(str::trim)
+                    .map_err(|_| ApiError::unauthorized("malformed api key header"));
+            }
+        }
+    }
     let value = request
         .headers()
         .get(AUTHORIZATION)

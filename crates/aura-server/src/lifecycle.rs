@@ -225,6 +225,14 @@ pub async fn bind(config: Config) -> Result<BoundServer, ServeError> {
     )
     .await
     .map_err(|e| ServeError::Mesh(e.to_string()))?;
+    let gateway = crate::services::gateway::GatewayService::open(
+        config.gateway.as_ref(),
+        governance.clone(),
+        trail.clone(),
+        clock.clone(),
+        store.clone(),
+    )
+    .map_err(|e| ServeError::Governance(format!("gateway: {e}")))?;
     let state = AppState::new(
         tokens,
         store,
@@ -232,6 +240,7 @@ pub async fn bind(config: Config) -> Result<BoundServer, ServeError> {
         governance,
         catalog,
         mesh,
+        gateway,
         Arc::new(config),
         metrics,
         openapi_json,
@@ -406,6 +415,7 @@ impl BoundServer {
         tasks.close();
         tasks.wait().await;
         state.mesh.shutdown().await;
+        state.gateway.shutdown().await;
         let stop = audit::event(
             clock.now(),
             audit::system_actor(),

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod context;
 pub mod catalog;
+pub mod gateway;
 pub mod govern;
 pub mod mesh;
 

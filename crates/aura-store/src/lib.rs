@@ -35,6 +35,7 @@ mod govern_sql;
 mod migrations;
 mod postgres;
 mod sqlite;
+mod usage;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -51,6 +52,7 @@ pub use govern::{
     BudgetHoldRecord, BudgetHoldRequest, BudgetLimits, BudgetOverrideRecord, GovernStore,
     HaltCauseRecord, HaltRecord, HaltStateRecord,
 };
+pub use usage::{UsageRecord, UsageStore, UsageSummary};
 
 /// Where the state lives.
 #[derive(Clone, PartialEq, Eq)]
@@ -184,7 +186,7 @@ pub enum RevokeOutcome {
 /// Every method is one round trip or one transaction; none holds a lock across calls. The governance state
 /// ([`GovernStore`]) is a supertrait: an `Arc<dyn Store>` coerces to `Arc<dyn GovernStore>`.
 #[async_trait]
-pub trait Store: GovernStore + Send + Sync + fmt::Debug {
+pub trait Store: GovernStore + UsageStore + Send + Sync + fmt::Debug {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
 

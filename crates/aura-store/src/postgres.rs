@@ -91,6 +91,7 @@ impl std::fmt::Debug for PgStore {
 
 common::impl_store!(PgStore, "postgres");
 govern_sql::impl_govern_store!(PgStore);
+crate::usage::impl_usage_store!(PgStore);
 
 impl govern_sql::Backend for PgStore {
     type Db = Postgres;

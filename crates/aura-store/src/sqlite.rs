@@ -90,6 +90,7 @@ impl std::fmt::Debug for SqliteStore {
 
 common::impl_store!(SqliteStore, "sqlite");
 govern_sql::impl_govern_store!(SqliteStore);
+crate::usage::impl_usage_store!(SqliteStore);
 
 impl govern_sql::Backend for SqliteStore {
     type Db = Sqlite;

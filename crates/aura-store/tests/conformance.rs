@@ -25,7 +25,7 @@ use aura_store::{
 use sqlx::{Connection, Executor};
 
 /// The newest migration version this build ships.
-const LATEST_SCHEMA_VERSION: i64 = 2;
+const LATEST_SCHEMA_VERSION: i64 = 4;
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable";
 
@@ -52,6 +52,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    usage_records_sum_per_day_agent_and_model,
     migrations_are_applied_at_open,
     reopening_keeps_data_and_applies_nothing,
     concurrent_opens_of_a_fresh_store_all_succeed,
@@ -92,6 +93,51 @@ async fn migrations_are_applied_at_open(db: TestDb) {
     assert_eq!(db.migration_rows().await, LATEST_SCHEMA_VERSION);
     assert!(db.store.tokens().await.unwrap().is_empty());
     assert!(db.store.agents().await.unwrap().is_empty());
+}
+
+async fn usage_records_sum_per_day_agent_and_model(db: TestDb) {
+    let rec = |id: &str, day: &str, agent: &str, model: &str, cost: i64| aura_store::UsageRecord {
+        id: id.into(),
+        at: Timestamp::from_millis(1),
+        day: day.into(),
+        agent: agent.into(),
+        model: model.into(),
+        provider: "openai".into(),
+        upstream_model: model.into(),
+        input_tokens: 10,
+        output_tokens: 5,
+        cached_tokens: 0,
+        cost_micros: cost,
+        status: "ok".into(),
+        streamed: true,
+        latency_ms: 3,
+    };
+    db.store
+        .insert_usage(&[
+            rec("a", "2026-11-20", "bot", "gpt", 7),
+            rec("b", "2026-11-21", "bot", "gpt", 11),
+            rec("c", "2026-11-21", "bot", "gpt", 13),
+            rec("d", "2026-11-21", "ana", "claude", 17),
+        ])
+        .await
+        .unwrap();
+    // Re-inserting an id changes nothing.
+    db.store
+        .insert_usage(&[rec("b", "2026-11-21", "bot", "gpt", 11)])
+        .await
+        .unwrap();
+    let rows = db.store.usage_summary("2026-11-21").await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (rows[0].agent.as_str(), rows[0].calls, rows[0].cost_micros),
+        ("ana", 1, 17)
+    );
+    assert_eq!(
+        (rows[1].agent.as_str(), rows[1].calls, rows[1].cost_micros),
+        ("bot", 2, 24)
+    );
+    assert_eq!((rows[1].input_tokens, rows[1].output_tokens), (20, 10));
+    assert_eq!(db.store.usage_summary("2026-11-01").await.unwrap().len(), 3);
 }
 
 async fn reopening_keeps_data_and_applies_nothing(db: TestDb) {
@@ -1059,7 +1105,8 @@ impl TestDb {
 
     /// Rows in the migration ledger.
     async fn migration_rows(&self) -> i64 {
-        const SQL: &str = "SELECT COUNT(*) FROM _sqlx_migrations";
+        // The highest version applied (versions may have gaps).
+        const SQL: &str = "SELECT MAX(version) FROM _sqlx_migrations";
         match &self.options.target {
             StoreTarget::Sqlite { path } => {
                 let mut conn = raw_sqlite(path).await;

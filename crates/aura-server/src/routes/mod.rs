@@ -7,6 +7,7 @@
 mod agents;
 mod audit;
 mod catalog;
+mod gateway;
 mod govern;
 mod health;
 mod mesh;
@@ -42,6 +43,7 @@ use crate::telemetry;
         (name = "audit", description = "The tamper-evident audit trail: checkpoints, entries, proofs"),
         (name = "catalog", description = "The asset catalog: assets, health, queries, live watch streams"),
         (name = "mesh", description = "Event mesh: publish, topics, replay, consume; tasks; dead-letter queues; agents Aura runs"),
+        (name = "gateway", description = "The LLM gateway (OpenAI, Anthropic and Gemini formats) and usage reports"),
     )
 )]
 struct ApiDoc;
@@ -92,6 +94,23 @@ fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
             OpenApiRouter::new()
                 .routes(routes!(govern::decide))
                 .routes(routes!(govern::settle)),
+        ))
+        .merge(group(
+            Permission::Act,
+            OpenApiRouter::new()
+                .routes(routes!(gateway::chat_completions))
+                .routes(routes!(gateway::embeddings))
+                .routes(routes!(gateway::models))
+                .routes(routes!(gateway::messages))
+                .routes(routes!(gateway::count_tokens))
+                .routes(routes!(gateway::gemini))
+                .routes(routes!(gateway::gemini_v1)),
+        ))
+        .merge(group(
+            Permission::ReadInventory,
+            OpenApiRouter::new()
+                .routes(routes!(gateway::usage_daily))
+                .routes(routes!(gateway::usage_budget)),
         ))
         .merge(group(
             Permission::ReadInventory,

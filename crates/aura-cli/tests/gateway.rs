@@ -1,0 +1,563 @@
+//! Real-binary tests of the LLM gateway: `aura up` in front of the fake upstream (every provider's wire format),
+//! driven by the official `openai`, `anthropic` and `google-genai` Python SDKs and by raw HTTP: plain, streaming,
+//! tool calls, 429 with Retry-After, 500, timeouts, cut streams, fallbacks, budgets under 1,000 concurrent calls,
+//! a HALT cancelling a stream, usage reports, and the provider key never leaving.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use aura_gateway::fake::{self, Behavior, FakeUpstream};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+const PROVIDER_KEY: &str = "sk-upstream-secret-0123456789abcdef";
+
+/// `bot` may call models; a daily budget; loops relaxed (identical prompts are the norm in these tests).
+const POLICY: &str = r#"
+agents:
+  bot: { level: standard }
+rules:
+  - id: llm
+    description: bot may call models
+    when: { kind: llm_call, agent: [bot] }
+    then: allow
+budgets:
+  - id: daily-cost
+    scope: { agent: "*" }
+    period: day
+    limit: { cost_usd: 100 }
+loops: { repeat: 10000, within: 1s, then: deny }
+"#;
+
+fn gateway_yaml(upstream: &str, extra: &str) -> String {
+    format!(
+        r#"gateway:
+  timeout_seconds: 2
+  retries: {{ max_retries: 2, backoff_ms: 10, max_backoff_ms: 2000 }}
+  breaker: {{ failures: 50, cooldown_seconds: 30 }}
+  providers:
+    - {{ name: openai, kind: openai, base_url: "{upstream}", api_key_env: FAKE_OPENAI_KEY }}
+    - {{ name: backup, kind: openai, base_url: "{upstream}" }}
+    - {{ name: anthropic, kind: anthropic, base_url: "{upstream}", api_key_env: FAKE_OPENAI_KEY }}
+    - {{ name: gemini, kind: gemini, base_url: "{upstream}", api_key_env: FAKE_OPENAI_KEY }}
+  models:
+    - name: gpt-4o-mini
+      deployments: [{{ provider: openai, model: gpt-4o-mini }}]
+      fallbacks: [gpt-4.1-nano]
+    - name: gpt-4.1-nano
+      deployments: [{{ provider: backup, model: gpt-4.1-nano }}]
+    - name: claude-3-5-haiku-latest
+      deployments: [{{ provider: anthropic, model: claude-3-5-haiku-latest }}]
+    - name: gemini-2.0-flash
+      deployments: [{{ provider: gemini, model: gemini-2.0-flash }}]
+    - name: text-embedding-3-small
+      deployments: [{{ provider: openai, model: text-embedding-3-small }}]
+    - name: unpriced
+      deployments: [{{ provider: openai, model: some-unpriced-model }}]
+{extra}"#
+    )
+}
+
+fn start(upstream: &FakeUpstream, policy: &str, extra: &str) -> (tempfile::TempDir, Aura) {
+    let home = home_with(&[("base.yaml", policy)]);
+    std::fs::write(
+        home.path().join("aura.yaml"),
+        gateway_yaml(&upstream.url(), extra),
+    )
+    .unwrap();
+    let aura = Aura::start_in_with_envs(
+        home.path(),
+        "data",
+        &[],
+        &[("FAKE_OPENAI_KEY", PROVIDER_KEY)],
+    );
+    (home, aura)
+}
+
+fn python(script: &str, envs: &[(&str, &str)]) -> Value {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .envs(envs.iter().copied())
+        .output()
+        .expect("python3 (scripts/services.sh installs the SDKs)");
+    assert!(
+        out.status.success(),
+        "python failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "python printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Polls the daily usage report until `pred` holds (settlement and usage records are written after the answer).
+async fn usage_until(aura: &Aura, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = aura.get("/api/v1/usage/daily?days=1").await;
+        let rows = rows.as_array().unwrap().clone();
+        if pred(&rows) {
+            return rows;
+        }
+        assert!(Instant::now() < deadline, "usage never matched: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn row<'a>(rows: &'a [Value], model: &str) -> Option<&'a Value> {
+    rows.iter().find(|r| r["model"] == model)
+}
+
+/// gpt-4o-mini list price: 0.15 $/M input, 0.60 $/M output; the fake reports 19 + 10 tokens.
+fn openai_call_cost() -> i64 {
+    let (p, c) = fake::OPENAI_USAGE;
+    (p as i64 * 150_000 + c as i64 * 600_000 + 999_999) / 1_000_000
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_and_anthropic_and_gemini_sdks_through_the_gateway() {
+    let upstream = FakeUpstream::start(0, Duration::from_millis(5))
+        .await
+        .unwrap();
+    upstream.script(
+        "gpt-4o-mini",
+        [Behavior::Ok, Behavior::Ok, Behavior::ToolCall],
+    );
+    let (_home, aura) = start(&upstream, POLICY, "");
+    let bot = aura.token("bot-token", "agent", Some("bot")).await;
+
+    let openai = python(
+        r#"
+import json, os, openai
+c = openai.OpenAI(base_url=os.environ["AURA_URL"] + "/v1", api_key=os.environ["AURA_KEY"], max_retries=0)
+r = c.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hello"}], max_tokens=50)
+text = "".join(ch.choices[0].delta.content or "" for ch in c.chat.completions.create(
+    model="gpt-4o-mini", messages=[{"role": "user", "content": "Hello"}], max_tokens=50, stream=True) if ch.choices)
+t = c.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Weather?"}], max_tokens=50,
+    tools=[{"type": "function", "function": {"name": "get_current_weather", "parameters": {"type": "object"}}}])
+models = [m.id for m in c.models.list()]
+e = c.embeddings.create(model="text-embedding-3-small", input="hello")
+try:
+    c.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+    missing = None
+except openai.NotFoundError as err:
+    missing = err.status_code
+print(json.dumps({"plain": r.choices[0].message.content, "usage": r.usage.total_tokens, "stream": text,
+    "tool": t.choices[0].message.tool_calls[0].function.name, "models": models, "dims": len(e.data[0].embedding),
+    "missing": missing}))
+"#,
+        &[("AURA_URL", &aura.url), ("AURA_KEY", &bot)],
+    );
+    assert_eq!(openai["plain"], fake::REPLY, "{openai}");
+    assert_eq!(openai["usage"], 29);
+    assert_eq!(openai["stream"], fake::REPLY, "{openai}");
+    assert_eq!(openai["tool"], "get_current_weather");
+    assert!(
+        openai["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m == "gpt-4o-mini")
+    );
+    assert_eq!(openai["dims"], 3);
+    assert_eq!(openai["missing"], 404);
+
+    let anthropic = python(
+        r#"
+import json, os, anthropic
+c = anthropic.Anthropic(base_url=os.environ["AURA_URL"], api_key=os.environ["AURA_KEY"], max_retries=0)
+m = c.messages.create(model="claude-3-5-haiku-latest", max_tokens=64, messages=[{"role": "user", "content": "Hello"}])
+with c.messages.stream(model="claude-3-5-haiku-latest", max_tokens=64, messages=[{"role": "user", "content": "Hello"}]) as s:
+    text = "".join(s.text_stream)
+    final = s.get_final_message()
+n = c.messages.count_tokens(model="claude-3-5-haiku-latest", messages=[{"role": "user", "content": "Hello"}])
+print(json.dumps({"plain": m.content[0].text, "out": m.usage.output_tokens, "stream": text,
+    "stream_out": final.usage.output_tokens, "count": n.input_tokens}))
+"#,
+        &[("AURA_URL", &aura.url), ("AURA_KEY", &bot)],
+    );
+    assert_eq!(anthropic["plain"], fake::REPLY, "{anthropic}");
+    assert_eq!(anthropic["out"], fake::ANTHROPIC_USAGE.1);
+    assert_eq!(anthropic["stream"], fake::REPLY);
+    assert_eq!(anthropic["stream_out"], fake::ANTHROPIC_USAGE.1);
+    assert!(anthropic["count"].as_u64().unwrap() > 0);
+
+    let gemini = python(
+        r#"
+import json, os
+from google import genai
+from google.genai import types
+c = genai.Client(api_key=os.environ["AURA_KEY"], http_options=types.HttpOptions(base_url=os.environ["AURA_URL"]))
+r = c.models.generate_content(model="gemini-2.0-flash", contents="Hello")
+text = "".join(ch.text or "" for ch in c.models.generate_content_stream(model="gemini-2.0-flash", contents="Hello"))
+print(json.dumps({"plain": r.text, "tokens": r.usage_metadata.total_token_count, "stream": text}))
+"#,
+        &[("AURA_URL", &aura.url), ("AURA_KEY", &bot)],
+    );
+    assert_eq!(gemini["plain"], fake::REPLY, "{gemini}");
+    assert_eq!(gemini["stream"], fake::REPLY, "{gemini}");
+
+    // Settlement: exact cost per call, from the reported usage (the stream's final usage event included).
+    let rows = usage_until(&aura, |rows| {
+        row(rows, "gpt-4o-mini").is_some_and(|r| r["calls"] == 3)
+            && row(rows, "gemini-2.0-flash").is_some_and(|r| r["calls"] == 2)
+            && row(rows, "claude-3-5-haiku-latest").is_some_and(|r| r["calls"] == 2)
+    })
+    .await;
+    let gpt = row(&rows, "gpt-4o-mini").unwrap();
+    assert_eq!(gpt["cost_micros"], 3 * openai_call_cost(), "{gpt}");
+    assert_eq!(gpt["input_tokens"], 3 * fake::OPENAI_USAGE.0);
+    let claude = row(&rows, "claude-3-5-haiku-latest").unwrap();
+    assert_eq!(claude["output_tokens"], 2 * fake::ANTHROPIC_USAGE.1);
+
+    // The budget saw the same spend; the CLI report agrees.
+    let budget = aura.get("/api/v1/usage/budget?agent=bot").await;
+    let spent: i64 = rows
+        .iter()
+        .map(|r| r["cost_micros"].as_i64().unwrap())
+        .sum();
+    assert_eq!(budget[0]["spent_micros"], spent, "{budget}");
+    let by_model = aura
+        .cli(&["usage", "by-model", "--output", "json"])
+        .code(0)
+        .json();
+    assert!(
+        by_model
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["model"] == "gpt-4o-mini" && r["calls"] == 3),
+        "{by_model}"
+    );
+    let by_agent = aura
+        .cli(&["usage", "by-agent", "--output", "json"])
+        .code(0)
+        .json();
+    assert_eq!(by_agent[0]["agent"], "bot");
+    assert_eq!(by_agent[0]["cost_micros"], spent);
+    aura.cli(&["usage", "daily"]).code(0);
+
+    // The upstream got the provider key; it appears nowhere in the audit log, and the SDK key never went upstream.
+    assert!(
+        upstream
+            .seen()
+            .iter()
+            .all(|s| s.api_key.as_deref() == Some(PROVIDER_KEY))
+    );
+    for entry in std::fs::read_dir(aura.data_dir.join("audit")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(
+                !text.contains(PROVIDER_KEY),
+                "provider key in {}",
+                path.display()
+            );
+        }
+    }
+    let entries = aura
+        .get("/api/v1/audit/entries?limit=1000")
+        .await
+        .to_string();
+    assert!(
+        entries.contains("llm.settle") && entries.contains("\"cost_micros\""),
+        "{entries}"
+    );
+    assert!(!entries.contains(PROVIDER_KEY));
+
+    // Metrics.
+    let metrics = client()
+        .get(aura.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "aura_llm_tokens_total",
+        "aura_llm_cost_microdollars_total",
+        "aura_llm_request_duration_seconds",
+    ] {
+        assert!(metrics.contains(name), "{name} missing");
+    }
+    promtool_check(&metrics);
+}
+
+async fn chat(aura: &Aura, token: &str, model: &str, stream: bool) -> reqwest::Response {
+    client()
+        .post(aura.url("/v1/chat/completions"))
+        .bearer_auth(token)
+        .json(&json!({"model": model, "max_tokens": 20, "stream": stream,
+            "messages": [{"role": "user", "content": "Hello"}]}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_fallbacks_errors_and_cut_streams() {
+    let upstream = FakeUpstream::start(0, Duration::ZERO).await.unwrap();
+    let (_home, aura) = start(&upstream, POLICY, "");
+    let bot = aura.token("bot-token", "agent", Some("bot")).await;
+
+    // 429 with Retry-After, then 500: retried on the same deployment, then answered.
+    upstream.script(
+        "gpt-4o-mini",
+        [
+            Behavior::Status(429, Some("0".into())),
+            Behavior::Status(500, None),
+        ],
+    );
+    let before = upstream.requests();
+    let r = chat(&aura, &bot, "gpt-4o-mini", false).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(upstream.requests() - before, 3);
+
+    // 500 on every try: the fallback model answers (decided again).
+    upstream.script(
+        "gpt-4o-mini",
+        [
+            Behavior::Status(500, None),
+            Behavior::Status(500, None),
+            Behavior::Status(500, None),
+        ],
+    );
+    let r = chat(&aura, &bot, "gpt-4o-mini", false).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["model"], "gpt-4.1-nano", "{body}");
+
+    // A hanging upstream times out (2 s per try, no retry left after the budget of tries) and falls back.
+    upstream.script(
+        "gpt-4.1-nano",
+        [Behavior::Hang, Behavior::Hang, Behavior::Hang],
+    );
+    let r = chat(&aura, &bot, "gpt-4.1-nano", false).await;
+    assert_eq!(r.status(), 502, "no fallback for gpt-4.1-nano");
+    let err: Value = r.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "upstream_unavailable", "{err}");
+
+    // 429 whose Retry-After is too long: passed back as 429 with the hint.
+    upstream.script("gpt-4.1-nano", [Behavior::Status(429, Some("3600".into()))]);
+    let r = chat(&aura, &bot, "gpt-4.1-nano", false).await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().get("retry-after").is_some());
+
+    // A cut stream: what was seen is forwarded, the client sees the cut, and it is settled with counted tokens.
+    upstream.script("gpt-4.1-nano", [Behavior::Cut(3)]);
+    let r = chat(&aura, &bot, "gpt-4.1-nano", true).await;
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    let mut seen = String::new();
+    let mut failed = false;
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(c) => seen.push_str(&String::from_utf8_lossy(&c)),
+            Err(_) => {
+                failed = true;
+                break;
+            }
+        }
+    }
+    let models: Vec<String> = upstream.seen().iter().map(|s| s.model.clone()).collect();
+    assert!(
+        failed || seen.contains("upstream_cut"),
+        "the client must see the cut: {models:?}"
+    );
+    assert!(seen.contains("Hello!"), "{seen}");
+
+    // Unknown and unpriced models fail closed; tool-call streams pass through.
+    let r = chat(&aura, &bot, "unpriced", false).await;
+    assert_eq!(r.status(), 403);
+    let err: Value = r.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "unpriced_model");
+    upstream.script("gpt-4o-mini", [Behavior::ToolCall]);
+    let text = chat(&aura, &bot, "gpt-4o-mini", true)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("get_current_weather") && text.contains("[DONE]"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("\"usage\""),
+        "usage chunk not asked for: {text}"
+    );
+
+    let rows = usage_until(&aura, |rows| {
+        row(rows, "gpt-4.1-nano").is_some_and(|r| r["calls"].as_i64().unwrap() >= 4)
+    })
+    .await;
+    assert!(
+        row(&rows, "gpt-4.1-nano").unwrap()["output_tokens"]
+            .as_i64()
+            .unwrap()
+            > 0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_calls_never_overshoot_the_budget() {
+    let upstream = FakeUpstream::start(0, Duration::from_millis(20))
+        .await
+        .unwrap();
+    // 5,000 micro-dollars a day: each call reserves its worst case and costs 18 (19 + 10 tokens of gpt-4o-mini).
+    let policy = POLICY.replace("cost_usd: 100", "cost_usd: 0.005");
+    let (_home, aura) = start(&upstream, &policy, "");
+    let bot = aura.token("bot-token", "agent", Some("bot")).await;
+    let c = client();
+    let calls = (0..1000).map(|i| {
+        let c = c.clone();
+        let url = aura.url("/v1/chat/completions");
+        let bot = bot.clone();
+        async move {
+            let r = c
+                .post(url)
+                .bearer_auth(bot)
+                .json(
+                    &json!({"model": "gpt-4o-mini", "max_tokens": 10, "stream": i % 2 == 0,
+                    "messages": [{"role": "user", "content": format!("Hello {i}")}]}),
+                )
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let _ = r.bytes().await;
+            status
+        }
+    });
+    let statuses = futures_util::future::join_all(calls).await;
+    let ok = statuses.iter().filter(|s| **s == 200).count() as i64;
+    assert!(
+        ok > 0 && statuses.iter().all(|s| *s == 200 || *s == 402),
+        "{statuses:?}"
+    );
+    let rows = usage_until(&aura, |rows| {
+        row(rows, "gpt-4o-mini").is_some_and(|r| r["calls"] == ok)
+    })
+    .await;
+    let spent = row(&rows, "gpt-4o-mini").unwrap()["cost_micros"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(spent, ok * openai_call_cost());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let budget = aura.get("/api/v1/usage/budget?agent=bot").await;
+        let b = &budget[0];
+        assert!(
+            b["spent_micros"].as_i64().unwrap() <= 5_000,
+            "overshoot: {b}"
+        );
+        if b["reserved_micros"] == 0 {
+            assert_eq!(b["spent_micros"], spent, "{b}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "reservations never settled: {b}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_halt_cancels_an_in_flight_stream_within_100_ms() {
+    let upstream = FakeUpstream::start(0, Duration::ZERO).await.unwrap();
+    upstream.script(
+        "gpt-4o-mini",
+        [Behavior::Slow(10_000, Duration::from_millis(10))],
+    );
+    let (_home, aura) = start(&upstream, POLICY, "");
+    let bot = aura.token("bot-token", "agent", Some("bot")).await;
+    let r = chat(&aura, &bot, "gpt-4o-mini", true).await;
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    let first = body.next().await.unwrap().unwrap();
+    assert!(!first.is_empty());
+    let (status, _) = post(
+        &aura.url("/api/v1/halts"),
+        &aura.admin_token(),
+        json!({"agent": "bot", "reason": "test"}),
+    )
+    .await;
+    let halted = Instant::now();
+    assert_eq!(status, 200);
+    let mut tail = String::new();
+    while let Some(Ok(chunk)) = body.next().await {
+        tail.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let took = halted.elapsed();
+    assert!(
+        took < Duration::from_millis(100),
+        "stream ended {took:?} after the halt"
+    );
+    assert!(tail.contains("halted"), "{tail}");
+    // New calls are refused.
+    let r = chat(&aura, &bot, "gpt-4o-mini", false).await;
+    assert_eq!(r.status(), 403);
+    let rows = usage_until(&aura, |rows| row(rows, "gpt-4o-mini").is_some()).await;
+    assert!(
+        row(&rows, "gpt-4o-mini").unwrap()["output_tokens"]
+            .as_i64()
+            .unwrap()
+            > 0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caches_answer_repeated_requests_and_secrets_are_redacted() {
+    let upstream = FakeUpstream::start(0, Duration::ZERO).await.unwrap();
+    let (_home, aura) = start(
+        &upstream,
+        POLICY,
+        "  cache: { responses: true, embeddings: true, ttl_seconds: 60, max_entries: 100 }\n",
+    );
+    let bot = aura.token("bot-token", "agent", Some("bot")).await;
+    let before = upstream.requests();
+    for _ in 0..3 {
+        let r = chat(&aura, &bot, "gpt-4o-mini", false).await;
+        assert_eq!(r.status(), 200);
+    }
+    for _ in 0..2 {
+        let (status, _) = post(
+            &aura.url("/v1/embeddings"),
+            &bot,
+            json!({"model": "text-embedding-3-small", "input": ["a", "b"]}),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(
+        upstream.requests() - before,
+        2,
+        "one upstream call per distinct request"
+    );
+
+    // A secret in the prompt is redacted before it goes upstream.
+    let secret = "AKIAIOSFODNN7EXAMPLE";
+    let (status, _) = post(
+        &aura.url("/v1/chat/completions"),
+        &bot,
+        json!({"model": "gpt-4o-mini", "max_tokens": 5,
+        "messages": [{"role": "user", "content": format!("my key is {secret}")}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let last = upstream.seen().last().unwrap().body.to_string();
+    assert!(
+        !last.contains(secret) && last.contains("REDACTED"),
+        "{last}"
+    );
+}

@@ -1,0 +1,578 @@
+//! Routing: model names to deployments (weighted round robin among healthy ones), ordered fallbacks to other
+//! models, one upstream attempt with retries on 429, 5xx and timeouts (honouring `Retry-After`), a circuit
+//! breaker per deployment, and per-attempt timeouts.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use aura_config::{GatewayConfig, RetryConfig};
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::ProviderKind;
+use crate::pricing::{Price, Pricing};
+use crate::protocol::{self, Op};
+
+/// Why the gateway cannot serve a model at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GatewayError {
+    /// No route has this name.
+    #[error("model `{0}` is not served by this gateway")]
+    UnknownModel(String),
+    /// The route has no deployment speaking the endpoint's format.
+    #[error("model `{model}` has no deployment speaking the {protocol} format")]
+    NoDeployment {
+        /// The model.
+        model: String,
+        /// The format.
+        protocol: &'static str,
+    },
+    /// A deployment's model has no price (fail closed).
+    #[error("model `{0}` has no price; add it under gateway.pricing")]
+    Unpriced(String),
+    /// The configuration is unusable.
+    #[error("gateway configuration: {0}")]
+    Config(String),
+}
+
+/// Why one deployment could not serve a call (after its retries).
+#[derive(Debug)]
+pub enum AttemptError {
+    /// The upstream kept answering 429 or 5xx; `retry_after` as it last said.
+    Upstream {
+        /// The last status.
+        status: u16,
+        /// The last body.
+        body: Bytes,
+        /// The last `Retry-After`.
+        retry_after: Option<Duration>,
+    },
+    /// The upstream refused the request itself (4xx other than 429): not retried, not failed over.
+    Rejected {
+        /// The status.
+        status: u16,
+        /// The body.
+        body: Bytes,
+    },
+    /// Timed out or could not connect, every try.
+    Unreachable(String),
+    /// The deployment's breaker is open.
+    BreakerOpen,
+}
+
+impl fmt::Display for AttemptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttemptError::Upstream { status, .. } => write!(f, "upstream answered {status}"),
+            AttemptError::Rejected { status, .. } => {
+                write!(f, "upstream rejected the request ({status})")
+            }
+            AttemptError::Unreachable(why) => write!(f, "upstream unreachable: {why}"),
+            AttemptError::BreakerOpen => f.write_str("circuit breaker open"),
+        }
+    }
+}
+
+/// A successful upstream answer.
+#[derive(Debug)]
+pub enum Upstream {
+    /// A complete body.
+    Complete {
+        /// The status (2xx).
+        status: u16,
+        /// The body.
+        body: Bytes,
+    },
+    /// A stream still arriving.
+    Stream(reqwest::Response),
+}
+
+/// One place a model is served. The API key never appears in `Debug`.
+pub struct Deployment {
+    /// `provider/model`.
+    pub id: String,
+    /// The provider's name.
+    pub provider: String,
+    /// Its wire format.
+    pub kind: ProviderKind,
+    /// The model upstream.
+    pub model: String,
+    /// Its price.
+    pub price: Option<Price>,
+    base_url: String,
+    api_key: Option<String>,
+    /// Share of the route's traffic.
+    pub weight: u32,
+    breaker: Breaker,
+}
+
+impl fmt::Debug for Deployment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Deployment")
+            .field("id", &self.id)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "[REDACTED]"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Deployment {
+    /// Whether the breaker lets a call through now.
+    pub fn available(&self) -> bool {
+        self.breaker.peek()
+    }
+}
+
+/// A model name and where it is served.
+#[derive(Debug)]
+pub struct Route {
+    /// The model name.
+    pub name: String,
+    /// Deployments, by index.
+    deployments: Vec<usize>,
+    /// Weighted slots for round robin.
+    slots: Vec<usize>,
+    cursor: AtomicUsize,
+    /// Fallback model names, in order.
+    pub fallbacks: Vec<String>,
+}
+
+/// The gateway: routes, deployments, the HTTP client and the retry settings.
+#[derive(Debug)]
+pub struct Gateway {
+    routes: HashMap<String, Route>,
+    deployments: Vec<Arc<Deployment>>,
+    client: reqwest::Client,
+    retries: RetryConfig,
+    timeout: Duration,
+    /// Bound on a quiet stream.
+    pub stream_idle_timeout: Duration,
+    /// Output tokens reserved when a request sets none.
+    pub default_max_tokens: u64,
+}
+
+impl Gateway {
+    /// Builds the gateway from its configuration; `env` reads provider keys (`api_key_env`).
+    pub fn from_config(
+        config: &GatewayConfig,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Gateway, GatewayError> {
+        config.validate().map_err(GatewayError::Config)?;
+        let pricing = Pricing::new(&config.pricing);
+        let providers: HashMap<&str, &aura_config::ProviderConfig> = config
+            .providers
+            .iter()
+            .map(|p| (p.name.as_str(), p))
+            .collect();
+        let mut deployments = Vec::new();
+        let mut routes = HashMap::new();
+        for m in &config.models {
+            let mut idx = Vec::new();
+            let mut slots = Vec::new();
+            for d in &m.deployments {
+                let p = providers.get(d.provider.as_str()).ok_or_else(|| {
+                    GatewayError::Config(format!("unknown provider `{}`", d.provider))
+                })?;
+                let api_key = match &p.api_key_env {
+                    Some(var) => Some(env(var).ok_or_else(|| {
+                        GatewayError::Config(format!(
+                            "provider `{}`: environment variable `{var}` (api_key_env) is not set",
+                            p.name
+                        ))
+                    })?),
+                    None => None,
+                };
+                let i = deployments.len();
+                deployments.push(Arc::new(Deployment {
+                    id: format!("{}/{}", p.name, d.model),
+                    provider: p.name.clone(),
+                    kind: p.kind,
+                    model: d.model.clone(),
+                    price: pricing.get(&d.model),
+                    base_url: p.base_url.trim_end_matches('/').to_owned(),
+                    api_key,
+                    weight: d.weight,
+                    breaker: Breaker::new(
+                        config.breaker.failures.max(1),
+                        Duration::from_secs(config.breaker.cooldown_seconds),
+                    ),
+                }));
+                idx.push(i);
+                for _ in 0..d.weight {
+                    slots.push(i);
+                }
+            }
+            routes.insert(
+                m.name.clone(),
+                Route {
+                    name: m.name.clone(),
+                    deployments: idx,
+                    slots,
+                    cursor: AtomicUsize::new(0),
+                    fallbacks: m.fallbacks.clone(),
+                },
+            );
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| GatewayError::Config(format!("http client: {e}")))?;
+        Ok(Gateway {
+            routes,
+            deployments,
+            client,
+            retries: config.retries.clone(),
+            timeout: Duration::from_secs(config.timeout_seconds),
+            stream_idle_timeout: Duration::from_secs(config.stream_idle_timeout_seconds),
+            default_max_tokens: config.default_max_tokens,
+        })
+    }
+
+    /// A gateway that serves nothing (no `gateway` section).
+    pub fn empty() -> Gateway {
+        Gateway {
+            routes: HashMap::new(),
+            deployments: Vec::new(),
+            client: reqwest::Client::new(),
+            retries: RetryConfig::default(),
+            timeout: Duration::from_secs(60),
+            stream_idle_timeout: Duration::from_secs(60),
+            default_max_tokens: 4096,
+        }
+    }
+
+    /// Model names served, sorted.
+    pub fn models(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.routes.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// The route named `model` followed by its fallbacks, in order.
+    pub fn chain(&self, model: &str) -> Result<Vec<&Route>, GatewayError> {
+        let first = self
+            .routes
+            .get(model)
+            .ok_or_else(|| GatewayError::UnknownModel(model.to_owned()))?;
+        let mut out = vec![first];
+        for f in &first.fallbacks {
+            if let Some(r) = self.routes.get(f) {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The deployments of `route` speaking `protocol`, in the order to try them: weighted round robin among
+    /// those whose breaker is closed. Also the highest price among them (what a reservation must cover); an
+    /// unpriced deployment fails closed.
+    pub fn plan(
+        &self,
+        route: &Route,
+        protocol: ProviderKind,
+    ) -> Result<(Vec<Arc<Deployment>>, Price), GatewayError> {
+        let n = route.slots.len().max(1);
+        let start = route.cursor.fetch_add(1, Ordering::Relaxed) % n;
+        let mut order: Vec<usize> = Vec::with_capacity(route.deployments.len());
+        for k in 0..route.slots.len() {
+            let i = route.slots[(start + k) % n];
+            if !order.contains(&i) {
+                order.push(i);
+            }
+        }
+        let matching: Vec<Arc<Deployment>> = order
+            .into_iter()
+            .filter_map(|i| self.deployments.get(i).cloned())
+            .filter(|d| d.kind == protocol)
+            .collect();
+        if matching.is_empty() {
+            return Err(GatewayError::NoDeployment {
+                model: route.name.clone(),
+                protocol: protocol.as_str(),
+            });
+        }
+        let mut max = Price {
+            input: 0,
+            output: 0,
+            cached_input: 0,
+            cache_write: 0,
+            audio_per_minute: 0,
+        };
+        for d in &matching {
+            let p = d
+                .price
+                .ok_or_else(|| GatewayError::Unpriced(d.model.clone()))?;
+            max.input = max.input.max(p.input);
+            max.output = max.output.max(p.output);
+            max.cached_input = max.cached_input.max(p.cached_input);
+            max.cache_write = max.cache_write.max(p.cache_write);
+        }
+        let (mut healthy, open): (Vec<_>, Vec<_>) =
+            matching.into_iter().partition(|d| d.available());
+        healthy.extend(open);
+        Ok((healthy, max))
+    }
+
+    /// One call to `dep`, retried on 429, 5xx and timeouts with backoff (a `Retry-After` wins, capped at
+    /// `max_backoff_ms`; a longer one gives up on this deployment). Headers named in `pass` are forwarded.
+    pub async fn call(
+        &self,
+        dep: &Deployment,
+        op: Op,
+        body: &Value,
+        stream: bool,
+        pass: &[(String, String)],
+    ) -> Result<Upstream, AttemptError> {
+        let url = format!(
+            "{}{}",
+            dep.base_url,
+            protocol::upstream_path(dep.kind, op, &dep.model, stream)
+        );
+        let payload = Bytes::from(
+            serde_json::to_vec(&protocol::upstream_body(dep.kind, body, &dep.model, stream))
+                .map_err(|e| AttemptError::Unreachable(e.to_string()))?,
+        );
+        let mut last = AttemptError::Unreachable("no attempt made".into());
+        for attempt in 0..=self.retries.max_retries {
+            if !dep.breaker.allow() {
+                return Err(AttemptError::BreakerOpen);
+            }
+            let mut req = self
+                .client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(payload.clone());
+            req = match (dep.kind, &dep.api_key) {
+                (ProviderKind::Openai, Some(k)) => req.bearer_auth(k),
+                (ProviderKind::Anthropic, Some(k)) => req.header("x-api-key", k),
+                (ProviderKind::Gemini, Some(k)) => req.header("x-goog-api-key", k),
+                (_, None) => req,
+            };
+            if dep.kind == ProviderKind::Anthropic
+                && !pass.iter().any(|(k, _)| k == "anthropic-version")
+            {
+                req = req.header("anthropic-version", "2023-06-01");
+            }
+            for (k, v) in pass {
+                req = req.header(k.as_str(), v.as_str());
+            }
+            let retry_after = match tokio::time::timeout(self.timeout, req.send()).await {
+                Err(_) => {
+                    dep.breaker.record(false);
+                    last = AttemptError::Unreachable(format!(
+                        "no response within {} s",
+                        self.timeout.as_secs()
+                    ));
+                    None
+                }
+                Ok(Err(e)) => {
+                    dep.breaker.record(false);
+                    last = AttemptError::Unreachable(without_url(&e));
+                    None
+                }
+                Ok(Ok(resp)) => {
+                    let status = resp.status().as_u16();
+                    if resp.status().is_success() {
+                        if stream {
+                            dep.breaker.record(true);
+                            return Ok(Upstream::Stream(resp));
+                        }
+                        match tokio::time::timeout(self.timeout, resp.bytes()).await {
+                            Ok(Ok(body)) => {
+                                dep.breaker.record(true);
+                                return Ok(Upstream::Complete { status, body });
+                            }
+                            Ok(Err(e)) => {
+                                dep.breaker.record(false);
+                                last = AttemptError::Unreachable(without_url(&e));
+                            }
+                            Err(_) => {
+                                dep.breaker.record(false);
+                                last = AttemptError::Unreachable("response body timed out".into());
+                            }
+                        }
+                        None
+                    } else if status == 429 || status >= 500 {
+                        let after = retry_after(resp.headers());
+                        if status >= 500 {
+                            dep.breaker.record(false);
+                        } else {
+                            dep.breaker.release_probe();
+                        }
+                        let body = resp.bytes().await.unwrap_or_default();
+                        last = AttemptError::Upstream {
+                            status,
+                            body,
+                            retry_after: after,
+                        };
+                        after
+                    } else {
+                        dep.breaker.release_probe();
+                        let body = resp.bytes().await.unwrap_or_default();
+                        return Err(AttemptError::Rejected { status, body });
+                    }
+                }
+            };
+            if attempt == self.retries.max_retries {
+                break;
+            }
+            let max = Duration::from_millis(self.retries.max_backoff_ms);
+            let wait = match retry_after {
+                Some(after) if after > max => break,
+                Some(after) => after,
+                None => backoff(self.retries.backoff_ms, attempt).min(max),
+            };
+            tracing::debug!(deployment = %dep.id, attempt, wait_ms = wait.as_millis() as u64, "retrying upstream");
+            tokio::time::sleep(wait).await;
+        }
+        Err(last)
+    }
+}
+
+/// The error without the URL (it may carry a query key).
+fn without_url(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "response body failed"
+    } else {
+        "request failed"
+    };
+    kind.to_owned()
+}
+
+/// Exponential backoff with up to 25 % jitter.
+fn backoff(base_ms: u64, attempt: u32) -> Duration {
+    let exp = base_ms.saturating_mul(1u64 << attempt.min(16));
+    let nanos = Instant::now().elapsed().subsec_nanos() as u64 ^ u64::from(std::process::id());
+    let jitter = if exp >= 4 { nanos % (exp / 4) } else { 0 };
+    Duration::from_millis(exp + jitter)
+}
+
+/// `retry-after-ms` (OpenAI), else `retry-after` in seconds or as an HTTP date (treated as 1 s).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    if let Some(ms) = headers
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+    {
+        return Some(Duration::from_micros((ms * 1000.0) as u64));
+    }
+    let v = headers.get("retry-after")?.to_str().ok()?.trim();
+    match v.parse::<f64>() {
+        Ok(s) if s.is_finite() && s >= 0.0 => Some(Duration::from_millis((s * 1000.0) as u64)),
+        _ => Some(Duration::from_secs(1)),
+    }
+}
+
+/// A consecutive-failure breaker: opens after `threshold` failures, lets one probe through after `cooldown`.
+#[derive(Debug)]
+struct Breaker {
+    threshold: u32,
+    cooldown: Duration,
+    failures: AtomicU32,
+    open_until: Mutex<Option<Instant>>,
+    probing: AtomicBool,
+}
+
+impl Breaker {
+    fn new(threshold: u32, cooldown: Duration) -> Breaker {
+        Breaker {
+            threshold,
+            cooldown,
+            failures: AtomicU32::new(0),
+            open_until: Mutex::new(None),
+            probing: AtomicBool::new(false),
+        }
+    }
+
+    fn until(&self) -> Option<Instant> {
+        *self
+            .open_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Closed, or open with its cooldown over (without taking the probe).
+    fn peek(&self) -> bool {
+        self.until().is_none_or(|u| Instant::now() >= u)
+    }
+
+    fn allow(&self) -> bool {
+        match self.until() {
+            None => true,
+            Some(u) if Instant::now() < u => false,
+            Some(_) => self
+                .probing
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok(),
+        }
+    }
+
+    fn release_probe(&self) {
+        self.probing.store(false, Ordering::Release);
+    }
+
+    fn record(&self, success: bool) {
+        let mut open = self
+            .open_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if success {
+            self.failures.store(0, Ordering::Relaxed);
+            *open = None;
+        } else {
+            let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+            if n >= self.threshold || open.is_some() {
+                *open = Some(Instant::now() + self.cooldown);
+                if open.is_some() {
+                    tracing::warn!(
+                        failures = n,
+                        "circuit breaker opened for an upstream deployment"
+                    );
+                }
+            }
+        }
+        self.probing.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn breaker_opens_after_failures_and_probes_after_cooldown() {
+        let b = Breaker::new(2, Duration::ZERO);
+        assert!(b.allow());
+        b.record(false);
+        assert!(b.allow());
+        b.record(false);
+        // Cooldown zero: one probe at a time.
+        assert!(b.allow());
+        assert!(!b.allow());
+        b.record(true);
+        assert!(b.allow() && b.allow());
+        let long = Breaker::new(1, Duration::from_secs(3600));
+        long.record(false);
+        assert!(!long.allow());
+        assert!(!long.peek());
+    }
+
+    #[test]
+    fn retry_after_headers() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("retry-after", "2".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert("retry-after-ms", "150".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(150)));
+    }
+}
