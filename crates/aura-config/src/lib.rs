@@ -24,6 +24,7 @@
 mod error;
 mod index;
 mod load;
+mod proxy;
 mod schema;
 mod starter;
 mod values;
@@ -34,4 +35,5 @@ pub use schema::{
     AuditConfig, AuditExportConfig, Config, GovernanceConfig, LedgerKind, LogConfig, LogFormat,
     Overrides, PoliciesConfig, ServerConfig, StoreConfig, StoreUrl,
 };
+pub use proxy::{McpConfig, ProxyConfig};
 pub use starter::STARTER_YAML;

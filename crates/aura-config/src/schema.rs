@@ -36,6 +36,12 @@ pub struct Config {
     /// Budgets and other governance state.
     #[serde(deserialize_with = "values::section")]
     pub governance: GovernanceConfig,
+    /// The HTTP enforcement proxy agents send their outbound HTTP through.
+    #[serde(deserialize_with = "values::section")]
+    pub proxy: crate::ProxyConfig,
+    /// The MCP server (Streamable HTTP at `/mcp`, stdio with `aura mcp`).
+    #[serde(deserialize_with = "values::section")]
+    pub mcp: crate::McpConfig,
 }
 
 /// The `server` section.
@@ -291,6 +297,8 @@ impl Default for Config {
             policies: PoliciesConfig::default(),
             audit: AuditConfig::default(),
             governance: GovernanceConfig::default(),
+            proxy: crate::ProxyConfig::default(),
+            mcp: crate::McpConfig::default(),
         }
     }
 }

@@ -415,7 +415,7 @@ pub(crate) fn show(value: &str) -> String {
 }
 
 /// A validator message without a hint of its own (the key's hint is used).
-fn invalid(what: String) -> String {
+pub(crate) fn invalid(what: String) -> String {
     format!("{MARK}{what}")
 }
 
@@ -424,7 +424,7 @@ fn invalid_with_hint(what: String, hint: &str) -> String {
     format!("{MARK}{what}{HINT}{hint}")
 }
 
-fn leaf<'de, D, T>(d: D, check: impl FnOnce(&str) -> Result<T, String>) -> Result<T, D::Error>
+pub(crate) fn leaf<'de, D, T>(d: D, check: impl FnOnce(&str) -> Result<T, String>) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
 {
@@ -593,7 +593,7 @@ pub(crate) fn ledger<'de, D: Deserializer<'de>>(d: D) -> Result<LedgerKind, D::E
 /// Unlike the other leaves this is not read as a string, since a string cannot tell `true` from
 /// `"true"`. The parser runs with `strict_booleans` (see `load.rs`), so YAML 1.1 spellings such
 /// as `yes` or `on` arrive here as strings and are refused with a hint.
-fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+pub(crate) fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     d.deserialize_any(Boolean)
 }
 

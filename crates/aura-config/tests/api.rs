@@ -113,7 +113,7 @@ fn every_key_is_documented_and_in_the_starter_file() {
         retention_days: Some(1),
     });
     let keys = leaf_keys(&serde_saphyr::to_string(&config).unwrap());
-    assert_eq!(keys.len(), 25, "{keys:?}");
+    assert_eq!(keys.len(), 34, "{keys:?}");
     for key in &keys {
         assert!(
             docs.contains(&format!("`{key}`")),
