@@ -129,6 +129,9 @@ pub(crate) struct UpArgs {
     /// Address to listen on [default: 127.0.0.1:7470, or `server.listen` from the config file].
     #[arg(long, env = "AURA_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Address the HTTP enforcement proxy listens on [default: 127.0.0.1:7471, or `proxy.listen`].
+    #[arg(long, env = "AURA_PROXY_LISTEN", value_name = "ADDR")]
+    pub proxy_listen: Option<SocketAddr>,
 }
 
 /// Options of `aura init`.

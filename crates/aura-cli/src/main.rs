@@ -4,6 +4,7 @@ mod audit_cmd;
 mod bench;
 mod cli;
 mod commands;
+mod edge_cmd;
 mod govern_cmd;
 mod output;
 mod report_cmd;

@@ -2,6 +2,7 @@
 //! assign ids and timestamps, and enforce rules that hold whatever the edge (e.g. never revoke the last admin).
 
 pub mod audit;
+pub mod edge;
 pub mod govern;
 
 use std::sync::Arc;
