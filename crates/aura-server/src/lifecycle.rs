@@ -308,7 +308,11 @@ impl BoundServer {
                 state.config.policies.allow_widening,
             );
         }
-        let app = routes::router(state.clone())
+        let mut app = routes::router(state.clone());
+        if let Some(mcp) = routes::mcp::router(&state, &tasks, cancel.clone()) {
+            app = app.merge(mcp);
+        }
+        let app = app
             .layer(DefaultBodyLimit::max(max_body_bytes))
             .layer(TimeoutLayer::with_status_code(
                 StatusCode::REQUEST_TIMEOUT,

@@ -9,6 +9,7 @@ mod audit;
 mod govern;
 mod health;
 mod meta;
+pub(crate) mod mcp;
 mod tokens;
 mod wire;
 

@@ -218,3 +218,171 @@ pub fn refused(rule: &str, message: &str) -> Decided {
         audit_seq: 0,
     }
 }
+
+/// The agent's budget usage as the edges show it (micro-dollars).
+pub async fn budget_view(
+    governance: &Governance,
+    agent: &AgentName,
+) -> Result<serde_json::Value, ServiceError> {
+    let usage = governance.budgets(agent).await?;
+    Ok(serde_json::json!({
+        "agent": agent.as_str(),
+        "budgets": usage.into_iter().map(|(key, u)| {
+            let limit = u.limits.cost_micros;
+            serde_json::json!({
+                "key": key,
+                "spent_micros": u.spent.cost_micros,
+                "reserved_micros": u.reserved.cost_micros,
+                "limit_micros": limit,
+                "remaining_micros": limit.map(|l| l - u.spent.cost_micros - u.reserved.cost_micros),
+                "overridden": u.overridden,
+            })
+        }).collect::<Vec<_>>(),
+    }))
+}
+
+/// What the policy in force says about an agent: level (and its grants), pools, dependencies, and the rate
+/// limits and budgets whose scope can apply to it.
+pub fn limits_view(governance: &Governance, agent: &AgentName) -> serde_json::Value {
+    let set = governance.kernel().policy();
+    let spec = set.agent(agent.as_str());
+    let level = spec.and_then(|s| set.level(&s.level));
+    let patterns = |p: &[aura_policy::Pattern]| p.iter().map(|x| x.as_str().to_owned()).collect::<Vec<_>>();
+    serde_json::json!({
+        "agent": agent.as_str(),
+        "declared": spec.is_some(),
+        "level": spec.map(|s| s.level.clone()),
+        "grants": level.map(|l| serde_json::json!({
+            "read": patterns(&l.read), "write": patterns(&l.write),
+            "network": patterns(&l.network), "exec": patterns(&l.exec),
+        })),
+        "pools": spec.map(|s| s.pools.clone()).unwrap_or_default(),
+        "depends_on": spec.map(|s| s.depends_on.clone()).unwrap_or_default(),
+        "rate_limits": set.rate_limits().iter().map(|r| serde_json::json!({
+            "id": r.id.to_string(), "scope": format!("{:?}", r.scope),
+            "requests": r.requests.as_ref().map(|x| format!("{x:?}")),
+            "tokens": r.tokens.as_ref().map(|x| format!("{x:?}")),
+        })).collect::<Vec<_>>(),
+        "budgets": set.budgets().iter().map(|b| serde_json::json!({
+            "id": b.id.to_string(), "scope": format!("{:?}", b.scope), "period": format!("{:?}", b.period),
+            "limit_micros": b.limit.cost_micros,
+        })).collect::<Vec<_>>(),
+        "halted": governance.halts().iter().any(|h| h.target.to_string() == agent.as_str() || h.target.to_string() == "*"),
+        "policy_hash": set.bundle_hash(),
+    })
+}
+
+/// The MCP server's governance over this process's kernel.
+#[derive(Debug, Clone)]
+pub struct McpGovernance {
+    governance: Governance,
+}
+
+impl McpGovernance {
+    /// Over `governance`.
+    pub fn new(governance: Governance) -> McpGovernance {
+        McpGovernance { governance }
+    }
+
+    fn caller(agent: &aura_mcp::Agent) -> Result<(AgentName, Actor), aura_mcp::BackendError> {
+        let name = AgentName::new(agent.name.as_str())
+            .map_err(|e| aura_mcp::BackendError::Invalid(e.to_string()))?;
+        let actor = match &agent.principal {
+            Some(p) => super::audit::actor_of(p),
+            None => Actor {
+                kind: aura_audit::ActorKind::Agent,
+                id: format!("mcp:{name}"),
+                ip: None,
+            },
+        };
+        Ok((name, actor))
+    }
+}
+
+/// The kernel's decision in the MCP crate's terms.
+pub fn verdict_of(d: &Decided) -> aura_mcp::Verdict {
+    let first = d.decision.reasons.first();
+    aura_mcp::Verdict {
+        decision_id: d.decision.id.clone(),
+        verdict: d.decision.verdict.as_str().to_owned(),
+        rule: first.map_or_else(|| "default_deny".to_owned(), |r| r.rule.clone()),
+        reason: first.map_or_else(String::new, |r| r.message.clone()),
+        approval_id: d.decision.approval_id.clone(),
+        audit_seq: d.audit_seq,
+    }
+}
+
+#[async_trait::async_trait]
+impl aura_mcp::Backend for McpGovernance {
+    async fn decide(
+        &self,
+        agent: &aura_mcp::Agent,
+        kind: &str,
+        target: &str,
+        args: serde_json::Value,
+    ) -> Result<aura_mcp::Verdict, aura_mcp::BackendError> {
+        let (name, actor) = Self::caller(agent)?;
+        let mut labels = std::collections::BTreeMap::new();
+        labels.insert("edge".to_owned(), "mcp".to_owned());
+        let action = Action::extract(RawAction {
+            agent: name,
+            task: None,
+            kind: kind.into(),
+            target: target.into(),
+            args,
+            estimate: Estimate::default(),
+            labels,
+        })
+        .map_err(|e| aura_mcp::BackendError::Invalid(e.to_string()))?;
+        Ok(verdict_of(&self.governance.decide(&action, actor).await))
+    }
+
+    async fn guard_egress(
+        &self,
+        agent: &aura_mcp::Agent,
+        host: &str,
+        addr: SocketAddr,
+    ) -> Result<Option<aura_mcp::Verdict>, aura_mcp::BackendError> {
+        let (name, actor) = Self::caller(agent)?;
+        Ok(guard_egress(&self.governance, &name, None, host, addr, actor)
+            .await
+            .as_ref()
+            .map(verdict_of))
+    }
+
+    async fn settle(&self, agent: &aura_mcp::Agent, decision_id: &str, success: bool) {
+        let Ok((name, actor)) = Self::caller(agent) else {
+            return;
+        };
+        let outcome = if success {
+            aura_govern::kernel::ActionOutcome::Success
+        } else {
+            aura_govern::kernel::ActionOutcome::Failure
+        };
+        if let Err(e) = self
+            .governance
+            .settle(decision_id, Some(&name), outcome, Default::default(), actor)
+            .await
+        {
+            tracing::warn!(decision = %decision_id, error = %e, "mcp could not settle a decision");
+        }
+    }
+
+    async fn budget(
+        &self,
+        agent: &aura_mcp::Agent,
+    ) -> Result<serde_json::Value, aura_mcp::BackendError> {
+        let (name, _) = Self::caller(agent)?;
+        budget_view(&self.governance, &name)
+            .await
+            .map_err(|e| aura_mcp::BackendError::Unavailable(e.to_string()))
+    }
+
+    async fn limits(
+        &self,
+        agent: &aura_mcp::Agent,
+    ) -> Result<serde_json::Value, aura_mcp::BackendError> {
+        let (name, _) = Self::caller(agent)?;
+        Ok(limits_view(&self.governance, &name))
+    }
+}
