@@ -34,9 +34,14 @@ Inspect:
   audit        Verify the audit trail, prove entries, replay what an agent did
   report       Build a compliance report (EU AI Act, ISO/IEC 42001) from the audit trail
 
+Agents:
+  mcp          Serve the MCP tools over stdio for one agent (governed by the running server)
+  hook         Claude Code hooks: pre-tool-use asks the kernel, post-tool-use settles
+  tools        Print the tool definitions for function calling (openai, anthropic, langchain, mcp)
+
 Tools:
   completions  Print a shell completion script (bash, zsh, fish)
-  bench        Measure Aura itself: startup time and idle memory
+  bench        Measure Aura itself: startup, kernel, audit, proxy
   help         Print this message or the help of a command
 
 Options:
@@ -121,6 +126,14 @@ pub(crate) enum Command {
     /// Measure Aura itself.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Serve the MCP tools over stdio for the agent of `--token`, decided by the running server.
+    Mcp(crate::edge_cmd::McpArgs),
+    /// Claude Code hooks: `pre-tool-use` asks the kernel (allow, deny, ask), `post-tool-use` settles.
+    #[command(subcommand)]
+    Hook(crate::edge_cmd::HookCommand),
+    /// Tool definitions for function calling.
+    #[command(subcommand)]
+    Tools(crate::edge_cmd::ToolsCommand),
 }
 
 /// Options of `aura up`.
@@ -658,6 +671,8 @@ pub(crate) enum BenchCommand {
     Kernel(BenchKernelArgs),
     /// Durable audit appends per second with group commit (1, 8, 64 writers), checkpoint lag, verify rate.
     Audit(BenchAuditArgs),
+    /// The enforcement proxy's added latency (p50, p99) at a fixed request rate against a local target, vs direct.
+    Proxy(crate::bench_proxy::BenchProxyArgs),
 }
 
 /// Options of `aura bench kernel`.

@@ -2,6 +2,7 @@
 
 mod audit_cmd;
 mod bench;
+mod bench_proxy;
 mod cli;
 mod commands;
 mod edge_cmd;

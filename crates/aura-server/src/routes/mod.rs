@@ -6,6 +6,7 @@
 
 mod agents;
 mod audit;
+mod edge;
 mod govern;
 mod health;
 mod meta;
@@ -39,6 +40,7 @@ use crate::telemetry;
         (name = "tokens", description = "API tokens (admin only)"),
         (name = "governance", description = "Decide and settle actions; policies, approvals, halts, budgets"),
         (name = "audit", description = "The tamper-evident audit trail: checkpoints, entries, proofs"),
+        (name = "edge", description = "Agent-facing edges: an agent's own limits, A2A agent cards"),
     )
 )]
 struct ApiDoc;
@@ -119,6 +121,16 @@ fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
                 .routes(routes!(audit::entry))
                 .routes(routes!(audit::inclusion))
                 .routes(routes!(audit::consistency)),
+        ))
+        .merge(group(
+            Permission::Act,
+            OpenApiRouter::new().routes(routes!(edge::me)),
+        ))
+        .merge(group(
+            Permission::Authenticated,
+            OpenApiRouter::new()
+                .routes(routes!(edge::well_known))
+                .routes(routes!(edge::agent_card)),
         ))
         .merge(group(
             Permission::ManageTokens,
