@@ -122,7 +122,8 @@ pub(crate) async fn run(args: &BenchProxyArgs) -> anyhow::Result<ExitCode> {
     let url = format!("http://{target}/bench");
     // Warm-up, then the measured run: one tick per request, alternating paths.
     let _ = measure(&proxied, &direct, &url, args.rate, 1).await;
-    let (mut via, mut straight, errors) = measure(&proxied, &direct, &url, args.rate, args.seconds).await;
+    let (mut via, mut straight, errors) =
+        measure(&proxied, &direct, &url, args.rate, args.seconds).await;
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap_or(0)).unwrap_or(0)),
         nix::sys::signal::Signal::SIGTERM,
@@ -196,7 +197,11 @@ async fn measure(
     for i in 0..total {
         tick.tick().await;
         let through = i % 2 == 0;
-        let client = if through { proxied.clone() } else { direct.clone() };
+        let client = if through {
+            proxied.clone()
+        } else {
+            direct.clone()
+        };
         let url = url.to_owned();
         set.spawn(async move {
             let started = Instant::now();

@@ -80,7 +80,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(crate::cli::BenchCommand::Kernel(args)) => crate::bench::kernel(args).await,
         Command::Bench(crate::cli::BenchCommand::Audit(args)) => crate::bench::audit(args).await,
-        Command::Bench(crate::cli::BenchCommand::Proxy(args)) => crate::bench_proxy::run(args).await,
+        Command::Bench(crate::cli::BenchCommand::Proxy(args)) => {
+            crate::bench_proxy::run(args).await
+        }
         Command::Mcp(args) => crate::edge_cmd::mcp(&cli, args).await,
         Command::Hook(cmd) => crate::edge_cmd::hook(&cli, cmd).await,
         Command::Tools(cmd) => crate::edge_cmd::tools(cmd),

@@ -114,7 +114,11 @@ struct RemoteBackend {
 }
 
 impl RemoteBackend {
-    async fn post(&self, path: &str, body: &serde_json::Value) -> Result<serde_json::Value, aura_mcp::BackendError> {
+    async fn post(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, aura_mcp::BackendError> {
         let resp = self
             .client
             .post(format!("{}{path}", self.url))
@@ -129,7 +133,10 @@ impl RemoteBackend {
             Ok(value)
         } else if status.as_u16() == 422 {
             Err(aura_mcp::BackendError::Invalid(
-                value["error"]["message"].as_str().unwrap_or("invalid").to_owned(),
+                value["error"]["message"]
+                    .as_str()
+                    .unwrap_or("invalid")
+                    .to_owned(),
             ))
         } else {
             Err(aura_mcp::BackendError::Unavailable(format!(
@@ -165,7 +172,10 @@ fn verdict_of(v: &serde_json::Value) -> aura_mcp::Verdict {
     aura_mcp::Verdict {
         decision_id: text(&v["decision_id"]),
         verdict: v["verdict"].as_str().unwrap_or("deny").to_owned(),
-        rule: v["reasons"][0]["rule"].as_str().unwrap_or("default_deny").to_owned(),
+        rule: v["reasons"][0]["rule"]
+            .as_str()
+            .unwrap_or("default_deny")
+            .to_owned(),
         reason: text(&v["reasons"][0]["message"]),
         approval_id: v["approval_id"].as_str().map(str::to_owned),
         audit_seq: v["audit_seq"].as_u64().unwrap_or(0),
@@ -207,11 +217,17 @@ impl aura_mcp::Backend for RemoteBackend {
         }
     }
 
-    async fn budget(&self, _agent: &aura_mcp::Agent) -> Result<serde_json::Value, aura_mcp::BackendError> {
+    async fn budget(
+        &self,
+        _agent: &aura_mcp::Agent,
+    ) -> Result<serde_json::Value, aura_mcp::BackendError> {
         Ok(self.get("/api/v1/edge/me").await?["budget"].take())
     }
 
-    async fn limits(&self, _agent: &aura_mcp::Agent) -> Result<serde_json::Value, aura_mcp::BackendError> {
+    async fn limits(
+        &self,
+        _agent: &aura_mcp::Agent,
+    ) -> Result<serde_json::Value, aura_mcp::BackendError> {
         Ok(self.get("/api/v1/edge/me").await?["limits"].take())
     }
 }
@@ -244,18 +260,30 @@ async fn remote(
 }
 
 /// `aura mcp`: one MCP session over stdin/stdout. Nothing but protocol goes to stdout (logs go to stderr).
-pub(crate) async fn mcp(cli: &crate::cli::Cli, args: &McpArgs) -> anyhow::Result<std::process::ExitCode> {
+pub(crate) async fn mcp(
+    cli: &crate::cli::Cli,
+    args: &McpArgs,
+) -> anyhow::Result<std::process::ExitCode> {
     let (config, _) = crate::commands::load_config(cli, None)?;
     let (backend, agent) = remote(cli, &args.api).await?;
     let hub = aura_mcp::Hub::new(
         std::sync::Arc::new(backend),
-        std::sync::Arc::new(aura_mcp::context::AavDir::new(config.data_dir.join("assets"))),
+        std::sync::Arc::new(aura_mcp::context::AavDir::new(
+            config.data_dir.join("assets"),
+        )),
         aura_mcp::ExecSettings::from_config(&config.mcp),
     );
     let tasks = tokio_util::task::TaskTracker::new();
     let cancel = CancellationToken::new();
     hub.watch(&tasks, cancel.clone());
-    let served = aura_mcp::serve_stdio(hub, aura_mcp::Agent { name: agent, principal: None }).await;
+    let served = aura_mcp::serve_stdio(
+        hub,
+        aura_mcp::Agent {
+            name: agent,
+            principal: None,
+        },
+    )
+    .await;
     cancel.cancel();
     tasks.close();
     tasks.wait().await;
@@ -282,10 +310,16 @@ pub(crate) fn hook_action(input: &serde_json::Value) -> (String, String, serde_j
             ("shell".into(), program, args)
         }
         "Write" | "Edit" | "MultiEdit" | "NotebookEdit" => {
-            let path = s("file_path").or_else(|| s("notebook_path")).unwrap_or_default();
+            let path = s("file_path")
+                .or_else(|| s("notebook_path"))
+                .unwrap_or_default();
             ("file_write".into(), path, serde_json::json!({"tool": tool}))
         }
-        "Read" => ("file_read".into(), s("file_path").unwrap_or_default(), serde_json::json!({})),
+        "Read" => (
+            "file_read".into(),
+            s("file_path").unwrap_or_default(),
+            serde_json::json!({}),
+        ),
         "WebFetch" => (
             "http_request".into(),
             s("url").unwrap_or_default(),
@@ -294,9 +328,19 @@ pub(crate) fn hook_action(input: &serde_json::Value) -> (String, String, serde_j
         other => {
             let name: String = other
                 .chars()
-                .map(|c| if c.is_ascii_alphanumeric() || "._-:/@".contains(c) { c } else { '_' })
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "._-:/@".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
                 .collect();
-            ("tool_call".into(), format!("claude/{name}"), serde_json::json!({"input": ti}))
+            (
+                "tool_call".into(),
+                format!("claude/{name}"),
+                serde_json::json!({"input": ti}),
+            )
         }
     }
 }
@@ -304,7 +348,9 @@ pub(crate) fn hook_action(input: &serde_json::Value) -> (String, String, serde_j
 /// The `PreToolUse` answer for a decision: allow, deny (with reason) or ask (escalate, with the approval id).
 pub(crate) fn pre_tool_use_output(decision: &serde_json::Value) -> serde_json::Value {
     let verdict = decision["verdict"].as_str().unwrap_or("deny");
-    let rule = decision["reasons"][0]["rule"].as_str().unwrap_or("default_deny");
+    let rule = decision["reasons"][0]["rule"]
+        .as_str()
+        .unwrap_or("default_deny");
     let why = decision["reasons"][0]["message"].as_str().unwrap_or("");
     let (permission, reason) = match verdict {
         "allow" => ("allow", format!("Aura allowed this ({rule})")),
@@ -343,8 +389,11 @@ pub(crate) async fn hook(
 ) -> anyhow::Result<std::process::ExitCode> {
     use std::io::Read as _;
     let mut raw = String::new();
-    std::io::stdin().read_to_string(&mut raw).context("reading the hook JSON on stdin")?;
-    let input: serde_json::Value = serde_json::from_str(&raw).context("the hook input is not JSON")?;
+    std::io::stdin()
+        .read_to_string(&mut raw)
+        .context("reading the hook JSON on stdin")?;
+    let input: serde_json::Value =
+        serde_json::from_str(&raw).context("the hook input is not JSON")?;
     match cmd {
         HookCommand::PreToolUse(args) => {
             let answer = match pre_tool_use(cli, &args.api, &input).await {
@@ -375,19 +424,28 @@ async fn pre_tool_use(
     let (kind, target, args) = hook_action(input);
     let mut body = serde_json::json!({"kind": kind, "target": target, "args": args,
         "labels": {"edge": "claude-code-hook"}});
-    if let Some(session) = input["session_id"].as_str().filter(|s| !s.is_empty() && s.len() <= 256) {
+    if let Some(session) = input["session_id"]
+        .as_str()
+        .filter(|s| !s.is_empty() && s.len() <= 256)
+    {
         body["task"] = serde_json::json!(session);
     }
     let decision = api
         .call(reqwest::Method::POST, "/api/v1/decide", Some(&body))
         .await?;
     if decision["verdict"] == "allow"
-        && let (Some(id), Some(use_id)) = (decision["decision_id"].as_str(), input["tool_use_id"].as_str())
+        && let (Some(id), Some(use_id)) = (
+            decision["decision_id"].as_str(),
+            input["tool_use_id"].as_str(),
+        )
     {
         let file = hook_state_file(use_id);
         if let Some(dir) = file.parent() {
             use std::os::unix::fs::DirBuilderExt as _;
-            let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir);
+            let _ = std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir);
         }
         let _ = std::fs::write(&file, id);
     }

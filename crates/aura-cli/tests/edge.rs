@@ -1,5 +1,7 @@
 //! Claude Code hooks (data-driven fixtures through the real binary), `aura tools export`, and A2A agent cards.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers outside #[test] fns
+
 mod common;
 
 use std::io::Write as _;
@@ -55,7 +57,11 @@ async fn claude_code_hook_fixtures() {
     let aura = Aura::start_in(home.path(), "data");
     let token = aura.token("bot-token", "agent", Some("bot")).await;
     let cases: Vec<Value> = serde_json::from_str(
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hooks.json")).unwrap(),
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/hooks.json"
+        ))
+        .unwrap(),
     )
     .unwrap();
     let mut failures = Vec::new();
@@ -84,10 +90,18 @@ async fn claude_code_hook_fixtures() {
     let settled = entries.to_string().matches("\"settle\"").count();
     assert_eq!(settled, 1, "{entries}");
     // A server that cannot be reached: fail closed (deny), still a valid hook answer.
-    let (code, stdout, _) = hook("http://127.0.0.1:9", &token, "pre-tool-use", &cases[0]["input"]);
+    let (code, stdout, _) = hook(
+        "http://127.0.0.1:9",
+        &token,
+        "pre-tool-use",
+        &cases[0]["input"],
+    );
     assert_eq!(code, Some(0));
     let out: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(out["hookSpecificOutput"]["permissionDecision"], "deny", "{out}");
+    assert_eq!(
+        out["hookSpecificOutput"]["permissionDecision"], "deny",
+        "{out}"
+    );
 }
 
 #[test]
@@ -132,7 +146,10 @@ async fn a2a_agent_cards_per_registered_agent() {
     assert!(card["securitySchemes"]["bearer"].is_object());
     let bot = aura.get("/api/v1/a2a/agents/bot/agent-card.json").await;
     assert_eq!(bot["name"], "bot");
-    assert!(bot["url"].as_str().unwrap().ends_with("/a2a/agents/bot"), "{bot}");
+    assert!(
+        bot["url"].as_str().unwrap().ends_with("/a2a/agents/bot"),
+        "{bot}"
+    );
     let missing = common::client()
         .get(aura.url("/api/v1/a2a/agents/ghost/agent-card.json"))
         .bearer_auth(aura.admin_token())

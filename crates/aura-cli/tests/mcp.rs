@@ -2,6 +2,8 @@
 //! `scripts/services.sh`), over Streamable HTTP at `/mcp` and over stdio (`aura mcp`): initialize, list tools,
 //! an allowed and a denied call, resources, and a subscription that receives a live update.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers outside #[test] fns
+
 mod common;
 
 use std::path::Path;
@@ -59,7 +61,8 @@ fn seed_assets(data_dir: &Path) -> std::path::PathBuf {
     std::fs::write(assets.join("web-1.aav"), WEB).unwrap();
     std::fs::write(
         assets.join("db-1.aav"),
-        WEB.replace("web-1", "db-1").replace("kind = \"host\"", "kind = \"vm\""),
+        WEB.replace("web-1", "db-1")
+            .replace("kind = \"host\"", "kind = \"vm\""),
     )
     .unwrap();
     assets
@@ -75,7 +78,13 @@ fn check(out: &Value) {
         .map(|t| t.as_str().unwrap())
         .collect();
     assert_eq!(tools.len(), 12, "{tools:?}");
-    for t in ["query_assets", "is_safe_to_deploy", "my_budget", "run_command", "fetch_url"] {
+    for t in [
+        "query_assets",
+        "is_safe_to_deploy",
+        "my_budget",
+        "run_command",
+        "fetch_url",
+    ] {
         assert!(tools.contains(&t), "{t} missing: {tools:?}");
     }
     // Allowed: the context tool answers from the asset files.
@@ -92,7 +101,12 @@ fn check(out: &Value) {
     // Resources and the live update.
     let resources = out["resources"].as_array().unwrap();
     assert!(resources.contains(&Value::from("aav://web-1")), "{out}");
-    assert!(out["resource_text"].as_str().unwrap().contains("cpu_percent = 35.5"));
+    assert!(
+        out["resource_text"]
+            .as_str()
+            .unwrap()
+            .contains("cpu_percent = 35.5")
+    );
     assert!(
         out["updates"]
             .as_array()
@@ -100,7 +114,10 @@ fn check(out: &Value) {
             .contains(&Value::from("aav://web-1")),
         "{out}"
     );
-    assert!(out["after_update"].as_str().unwrap().contains("web-1"), "{out}");
+    assert!(
+        out["after_update"].as_str().unwrap().contains("web-1"),
+        "{out}"
+    );
 }
 
 fn run_client(args: &[&str]) -> Value {

@@ -2,6 +2,8 @@
 //! a local target: allowed, denied, escalated, halted mid-session, SSRF attempts, missing credentials, body limit,
 //! CONNECT.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers outside #[test] fns
+
 mod common;
 
 use std::net::SocketAddr;
@@ -128,7 +130,13 @@ async fn allowed_denied_escalated_and_halted_mid_session() {
     assert_eq!(resp.text().await.unwrap(), "hello POST /ok/hello?x=1 12");
     let heads = target.seen.lock().unwrap().clone();
     assert_eq!(heads.len(), 1);
-    assert!(!heads[0].to_ascii_lowercase().contains("proxy-authorization"), "{}", heads[0]);
+    assert!(
+        !heads[0]
+            .to_ascii_lowercase()
+            .contains("proxy-authorization"),
+        "{}",
+        heads[0]
+    );
 
     // Denied by a rule: 403 naming the rule and reason; nothing reaches the target.
     let resp = http.get(format!("{base}/secret/key")).send().await.unwrap();
@@ -152,7 +160,8 @@ async fn allowed_denied_escalated_and_halted_mid_session() {
     assert_eq!(target.seen.lock().unwrap().len(), 2);
 
     // Halted mid-session: the same keep-alive client is refused from the next request on.
-    aura.cli(&["agent", "halt", "bot", "--reason", "runaway"]).code(0);
+    aura.cli(&["agent", "halt", "bot", "--reason", "runaway"])
+        .code(0);
     let resp = http.get(format!("{base}/ok/again")).send().await.unwrap();
     assert_eq!(resp.status(), 403);
     let body: Value = resp.json().await.unwrap();
@@ -232,15 +241,19 @@ async fn missing_or_wrong_credentials_get_407() {
         .unwrap();
     let resp = anonymous.get(&url).send().await.unwrap();
     assert_eq!(resp.status(), 407);
-    assert_eq!(
-        resp.headers()["proxy-authenticate"],
-        "Basic realm=\"aura\""
-    );
+    assert_eq!(resp.headers()["proxy-authenticate"], "Basic realm=\"aura\"");
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "proxy_auth_required");
     // A made-up token, and a valid token that acts for no agent.
-    for (user, token) in [("bot", "aura_nope_nope".to_owned()), ("admin", aura.admin_token())] {
-        let resp = proxied(&proxy, user, &token).get(&url).send().await.unwrap();
+    for (user, token) in [
+        ("bot", "aura_nope_nope".to_owned()),
+        ("admin", aura.admin_token()),
+    ] {
+        let resp = proxied(&proxy, user, &token)
+            .get(&url)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 407, "{user}");
     }
     assert!(target.seen.lock().unwrap().is_empty());
@@ -253,7 +266,11 @@ async fn missing_or_wrong_credentials_get_407() {
 async fn curl_through_the_proxy_plain_connect_and_body_limit() {
     let target = target().await;
     let home = home_with(&[("edge.yaml", POLICY)]);
-    std::fs::write(home.path().join("aura.yaml"), "proxy:\n  max_body_bytes: 1024\n").unwrap();
+    std::fs::write(
+        home.path().join("aura.yaml"),
+        "proxy:\n  max_body_bytes: 1024\n",
+    )
+    .unwrap();
     let mut aura = Aura::start_in(home.path(), "data");
     let proxy = aura.proxy_url();
     let bot = aura.token("bot-token", "agent", Some("bot")).await;
@@ -290,7 +307,15 @@ async fn curl_through_the_proxy_plain_connect_and_body_limit() {
     assert!(err.contains("407"), "{err}");
     // A body over proxy.max_body_bytes: 413 before any decision.
     let big = "x".repeat(4096);
-    let (out, _, code) = curl(&["-U", &user, "--data-binary", &big, "-w", "\n%{http_code}", &url]);
+    let (out, _, code) = curl(&[
+        "-U",
+        &user,
+        "--data-binary",
+        &big,
+        "-w",
+        "\n%{http_code}",
+        &url,
+    ]);
     assert_eq!(code, Some(0));
     assert!(out.ends_with("\n413"), "{out}");
     assert!(out.contains("body_too_large"), "{out}");

@@ -31,9 +31,9 @@ mod values;
 
 pub use error::ConfigError;
 pub use load::{DEFAULT_CONFIG_FILE, Loaded, load, parse_str};
+pub use proxy::{McpConfig, ProxyConfig};
 pub use schema::{
     AuditConfig, AuditExportConfig, Config, GovernanceConfig, LedgerKind, LogConfig, LogFormat,
     Overrides, PoliciesConfig, ServerConfig, StoreConfig, StoreUrl,
 };
-pub use proxy::{McpConfig, ProxyConfig};
 pub use starter::STARTER_YAML;

@@ -424,7 +424,10 @@ fn invalid_with_hint(what: String, hint: &str) -> String {
     format!("{MARK}{what}{HINT}{hint}")
 }
 
-pub(crate) fn leaf<'de, D, T>(d: D, check: impl FnOnce(&str) -> Result<T, String>) -> Result<T, D::Error>
+pub(crate) fn leaf<'de, D, T>(
+    d: D,
+    check: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
 {

@@ -119,9 +119,7 @@ impl ContextSource for AavDir {
             }
             match self.read(&path) {
                 Ok(asset) => snap.assets.push(asset),
-                Err(e) => snap
-                    .unreadable
-                    .push((path.display().to_string(), e)),
+                Err(e) => snap.unreadable.push((path.display().to_string(), e)),
             }
         }
         snap.assets.sort_by(|a, b| a.id.cmp(&b.id));
@@ -152,9 +150,11 @@ fn toml_to_json(v: toml::Value) -> Value {
         toml::Value::Boolean(b) => Value::Bool(b),
         toml::Value::Datetime(d) => Value::String(d.to_string()),
         toml::Value::Array(a) => Value::Array(a.into_iter().map(toml_to_json).collect()),
-        toml::Value::Table(t) => {
-            Value::Object(t.into_iter().map(|(k, v)| (k, toml_to_json(v))).collect::<Map<_, _>>())
-        }
+        toml::Value::Table(t) => Value::Object(
+            t.into_iter()
+                .map(|(k, v)| (k, toml_to_json(v)))
+                .collect::<Map<_, _>>(),
+        ),
     }
 }
 
@@ -179,7 +179,9 @@ pub fn safe_to_deploy(
             other => blockers.push(format!("{id}: health is {other}")),
         }
         match asset.number("compute", "cpu_percent") {
-            Some(cpu) if cpu > max_cpu => blockers.push(format!("{id}: cpu {cpu:.1}% > {max_cpu}%")),
+            Some(cpu) if cpu > max_cpu => {
+                blockers.push(format!("{id}: cpu {cpu:.1}% > {max_cpu}%"))
+            }
             Some(_) => {}
             None => unseen.push(format!("{id}: no compute.cpu_percent")),
         }
@@ -266,7 +268,9 @@ root_used_percent = 40.0
         std::fs::write(dir.path().join("web-1.aav"), WEB).unwrap();
         std::fs::write(
             dir.path().join("db-1.aav"),
-            WEB.replace("web-1", "db-1").replace("\"healthy\"", "\"degraded\"").replace("cpu_percent = 35.5", "cpu_percent = 95.0"),
+            WEB.replace("web-1", "db-1")
+                .replace("\"healthy\"", "\"degraded\"")
+                .replace("cpu_percent = 35.5", "cpu_percent = 95.0"),
         )
         .unwrap();
         std::fs::write(dir.path().join("bad.aav"), "[meta\n").unwrap();
@@ -283,6 +287,10 @@ root_used_percent = 40.0
         assert_eq!(no["could_not_see"][0], "ghost: no asset file");
         let avail = availability(&src.get("web-1").unwrap());
         assert_eq!(avail["cpu_free_percent"], 64.5);
-        assert_eq!(avail["could_not_see"].as_array().unwrap().len(), 0, "{avail}");
+        assert_eq!(
+            avail["could_not_see"].as_array().unwrap().len(),
+            0,
+            "{avail}"
+        );
     }
 }

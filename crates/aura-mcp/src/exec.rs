@@ -98,7 +98,11 @@ async fn decide(
 
 /// `request_approval`: decides the described action; ESCALATE yields the approval id, ALLOW says no approval is
 /// needed (and releases the reservation: nothing was done), DENY/HALT come back as refusals.
-pub(crate) async fn request_approval(hub: &HubInner, agent: &Agent, args: &Value) -> CallToolResult {
+pub(crate) async fn request_approval(
+    hub: &HubInner,
+    agent: &Agent,
+    args: &Value,
+) -> CallToolResult {
     let (Some(kind), Some(target)) = (
         args.get("kind").and_then(Value::as_str),
         args.get("target").and_then(Value::as_str),
@@ -198,7 +202,10 @@ pub(crate) async fn run_command(hub: &HubInner, agent: &Agent, args: &Value) -> 
     cmd.args(&argv)
         .current_dir(&real_cwd)
         .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()))
+        .env(
+            "PATH",
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
+        )
         .env("HOME", &real_cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -236,7 +243,9 @@ pub(crate) async fn run_command(hub: &HubInner, agent: &Agent, args: &Value) -> 
         Err(_) => (None, true),
     };
     let success = code == Some(0);
-    hub.backend.settle(agent, &verdict.decision_id, success).await;
+    hub.backend
+        .settle(agent, &verdict.decision_id, success)
+        .await;
     let (stdout, out_cut) = bounded(&out, limit);
     let (stderr, err_cut) = bounded(&err, limit);
     let body = json!({
@@ -262,7 +271,11 @@ pub(crate) async fn fetch_url(hub: &HubInner, agent: &Agent, args: &Value) -> Ca
         return tool_error("`url` is required");
     };
     let method = args.get("method").and_then(Value::as_str).unwrap_or("GET");
-    let body = args.get("body").and_then(Value::as_str).unwrap_or("").to_owned();
+    let body = args
+        .get("body")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
     let parsed = match url::Url::parse(url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") => u,
         _ => return tool_error(&format!("`{url}` is not an absolute http(s) URL")),
@@ -285,10 +298,16 @@ pub(crate) async fn fetch_url(hub: &HubInner, agent: &Agent, args: &Value) -> Ca
     };
     let host = parsed.host_str().unwrap_or_default().to_owned();
     let port = parsed.port_or_known_default().unwrap_or(80);
-    let bare = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let bare = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let addr = match bare.parse::<std::net::IpAddr>() {
         Ok(ip) => std::net::SocketAddr::new(ip, port),
-        Err(_) => match tokio::net::lookup_host((bare.as_str(), port)).await.map(|mut a| a.next()) {
+        Err(_) => match tokio::net::lookup_host((bare.as_str(), port))
+            .await
+            .map(|mut a| a.next())
+        {
             Ok(Some(a)) => a,
             _ => {
                 hub.backend.settle(agent, &verdict.decision_id, false).await;

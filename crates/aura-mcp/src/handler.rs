@@ -90,8 +90,7 @@ impl McpServer {
                     .filter(|a| want("health").is_none_or(|h| a.health() == h))
                     .filter(|a| {
                         want("name_contains").is_none_or(|n| {
-                            a.name().to_lowercase().contains(&n.to_lowercase())
-                                || a.id.contains(n)
+                            a.name().to_lowercase().contains(&n.to_lowercase()) || a.id.contains(n)
                         })
                     })
                     .collect();
@@ -133,12 +132,19 @@ impl McpServer {
                 let ids: Vec<String> = args
                     .get("asset_ids")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 if ids.is_empty() {
                     Err("`asset_ids` must list at least one asset id".to_owned())
                 } else {
-                    let cpu = args.get("max_cpu_percent").and_then(Value::as_f64).unwrap_or(80.0);
+                    let cpu = args
+                        .get("max_cpu_percent")
+                        .and_then(Value::as_f64)
+                        .unwrap_or(80.0);
                     let mem = args
                         .get("max_memory_percent")
                         .and_then(Value::as_f64)
@@ -219,7 +225,10 @@ impl ServerHandler for McpServer {
         let agent = self.agent(&context)?;
         let name = request.name.to_string();
         if !tools::all().iter().any(|t| t.name == name) {
-            return Err(McpError::invalid_params(format!("unknown tool `{name}`"), None));
+            return Err(McpError::invalid_params(
+                format!("unknown tool `{name}`"),
+                None,
+            ));
         }
         let args = Value::Object(request.arguments.unwrap_or_default());
         Ok(self.run_tool(&agent, &name, args).await.into())
@@ -261,7 +270,10 @@ impl ServerHandler for McpServer {
             ));
         };
         let Some(asset) = self.hub.inner.context.get(id) else {
-            return Err(McpError::resource_not_found(format!("no asset `{id}`"), None));
+            return Err(McpError::resource_not_found(
+                format!("no asset `{id}`"),
+                None,
+            ));
         };
         let result: ReadResourceResult = from_json(json!({
             "contents": [{"uri": request.uri, "mimeType": "application/toml", "text": asset.text}]

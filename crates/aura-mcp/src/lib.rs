@@ -134,9 +134,11 @@ struct HubInner {
     context: Arc<dyn context::ContextSource>,
     exec: ExecSettings,
     next_session: AtomicU64,
-    /// uri → (session, peer).
-    subscriptions: Mutex<HashMap<String, Vec<(u64, Peer<RoleServer>)>>>,
+    subscriptions: Mutex<Subscriptions>,
 }
+
+/// Resource URI → the sessions subscribed to it (session id, peer to notify).
+type Subscriptions = HashMap<String, Vec<(u64, Peer<RoleServer>)>>;
 
 /// The URI of an asset resource.
 pub fn asset_uri(id: &str) -> String {

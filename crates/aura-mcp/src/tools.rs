@@ -230,9 +230,18 @@ mod tests {
         for t in &tools {
             assert!(t.description.len() <= 120, "{} is too long", t.name);
         }
-        assert_eq!(export(Format::OpenAi)[0]["function"]["name"], "query_assets");
-        assert_eq!(export(Format::Anthropic)[11]["input_schema"]["required"][0], "path");
-        assert_eq!(export(Format::LangChain)[1]["args_schema"]["required"][0], "asset_id");
+        assert_eq!(
+            export(Format::OpenAi)[0]["function"]["name"],
+            "query_assets"
+        );
+        assert_eq!(
+            export(Format::Anthropic)[11]["input_schema"]["required"][0],
+            "path"
+        );
+        assert_eq!(
+            export(Format::LangChain)[1]["args_schema"]["required"][0],
+            "asset_id"
+        );
         assert_eq!(export(Format::Mcp)["tools"][2]["name"], "health_summary");
         assert_eq!(Format::parse("gemini"), None);
     }

@@ -37,11 +37,20 @@ mod tests {
 
     #[test]
     fn bearer_and_basic_forms_yield_the_token() {
-        assert_eq!(presented(&headers("Bearer aura_x_y")).as_deref(), Some("aura_x_y"));
+        assert_eq!(
+            presented(&headers("Bearer aura_x_y")).as_deref(),
+            Some("aura_x_y")
+        );
         let basic = base64::engine::general_purpose::STANDARD.encode("bot:aura_x_y");
-        assert_eq!(presented(&headers(&format!("Basic {basic}"))).as_deref(), Some("aura_x_y"));
+        assert_eq!(
+            presented(&headers(&format!("Basic {basic}"))).as_deref(),
+            Some("aura_x_y")
+        );
         let user_only = base64::engine::general_purpose::STANDARD.encode("aura_x_y:");
-        assert_eq!(presented(&headers(&format!("basic {user_only}"))).as_deref(), Some("aura_x_y"));
+        assert_eq!(
+            presented(&headers(&format!("basic {user_only}"))).as_deref(),
+            Some("aura_x_y")
+        );
         assert_eq!(presented(&headers("Digest abc")), None);
         assert_eq!(presented(&headers("Bearer ")), None);
         assert_eq!(presented(&HeaderMap::new()), None);

@@ -254,10 +254,14 @@ async fn plain(
     let body = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 return Err(too_large(shared.max_body_bytes));
             }
-            return Err(bad_request(&format!("could not read the request body: {e}")));
+            return Err(bad_request(&format!(
+                "could not read the request body: {e}"
+            )));
         }
     };
     let body_hash = hex::encode(Sha256::digest(&body));
@@ -275,7 +279,16 @@ async fn plain(
         actor.clone(),
     )
     .await?;
-    let addr = destination(shared, &agent, task.as_deref(), &host, port, actor, &decided).await?;
+    let addr = destination(
+        shared,
+        &agent,
+        task.as_deref(),
+        &host,
+        port,
+        actor,
+        &decided,
+    )
+    .await?;
     let mut sender = match shared.pool.take(addr, &host) {
         Some(sender) => sender,
         None => {
@@ -319,8 +332,7 @@ async fn plain(
         headers.insert(header::HOST, value);
     }
     metrics::histogram!(OVERHEAD).record(started.elapsed().as_secs_f64());
-    let answered =
-        tokio::time::timeout(shared.request_timeout, sender.send_request(out)).await;
+    let answered = tokio::time::timeout(shared.request_timeout, sender.send_request(out)).await;
     let resp = match answered {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => {
@@ -372,7 +384,9 @@ fn too_large(limit: u64) -> Refusal {
         reply::error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
-            &format!("request bodies through the proxy are limited to {limit} bytes (proxy.max_body_bytes)"),
+            &format!(
+                "request bodies through the proxy are limited to {limit} bytes (proxy.max_body_bytes)"
+            ),
             serde_json::Value::Null,
         ),
     )
@@ -389,10 +403,10 @@ fn connection_listed(headers: &hyper::HeaderMap, name: &HeaderName) -> bool {
 }
 
 fn origin_form(uri: &Uri) -> Uri {
-    uri.path_and_query()
-        .map_or_else(|| Uri::from_static("/"), |pq| {
-            Uri::try_from(pq.as_str()).unwrap_or_else(|_| Uri::from_static("/"))
-        })
+    uri.path_and_query().map_or_else(
+        || Uri::from_static("/"),
+        |pq| Uri::try_from(pq.as_str()).unwrap_or_else(|_| Uri::from_static("/")),
+    )
 }
 
 async fn connect(
@@ -418,8 +432,25 @@ async fn connect(
     // The extractor knows the methods of requests, not CONNECT: a tunnel is decided on `https://host:port/` with
     // `args.tunnel = true` (policies can match it), the method left at its default.
     let args = serde_json::json!({"tunnel": true});
-    let decided = decide(shared, &agent, task.as_deref(), &target, args, actor.clone()).await?;
-    let addr = destination(shared, &agent, task.as_deref(), &host, port, actor, &decided).await?;
+    let decided = decide(
+        shared,
+        &agent,
+        task.as_deref(),
+        &target,
+        args,
+        actor.clone(),
+    )
+    .await?;
+    let addr = destination(
+        shared,
+        &agent,
+        task.as_deref(),
+        &host,
+        port,
+        actor,
+        &decided,
+    )
+    .await?;
     let stream = dial(shared, addr, &decided).await?;
     metrics::histogram!(OVERHEAD).record(started.elapsed().as_secs_f64());
     let upgrade = hyper::upgrade::on(req);

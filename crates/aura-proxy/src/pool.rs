@@ -34,7 +34,12 @@ impl Pool {
     }
 
     /// Returns a connection for reuse once it is ready again (its last response body fully read).
-    pub(crate) async fn give_back(&self, addr: SocketAddr, host: String, mut sender: SendRequest<Body>) {
+    pub(crate) async fn give_back(
+        &self,
+        addr: SocketAddr,
+        host: String,
+        mut sender: SendRequest<Body>,
+    ) {
         if sender.ready().await.is_err() {
             return;
         }

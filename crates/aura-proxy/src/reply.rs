@@ -78,7 +78,9 @@ pub(crate) fn refused(decided: &Decided, guard: bool) -> (&'static str, Response
         (_, true) => (
             "ssrf_blocked",
             "ssrf_blocked",
-            format!("{rule}: {reason} (non-public destinations need a policy rule allowing `custom` `egress/<class>/<ip>`)"),
+            format!(
+                "{rule}: {reason} (non-public destinations need a policy rule allowing `custom` `egress/<class>/<ip>`)"
+            ),
         ),
         _ => ("denied", "denied", format!("{rule}: {reason}")),
     };

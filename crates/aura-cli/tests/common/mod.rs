@@ -62,7 +62,14 @@ impl Aura {
         let data_dir = home.join(data);
         let mut child = aura_cmd(home)
             .envs(envs.iter().copied())
-            .args(["up", "--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "up",
+                "--listen",
+                "127.0.0.1:0",
+                "--proxy-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(&data_dir)
             .args(extra)
             .stdout(Stdio::piped())

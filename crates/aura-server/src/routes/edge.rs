@@ -63,7 +63,12 @@ fn skill(a: &AgentRecord) -> serde_json::Value {
     })
 }
 
-fn card(name: &str, description: String, url: String, skills: Vec<serde_json::Value>) -> serde_json::Value {
+fn card(
+    name: &str,
+    description: String,
+    url: String,
+    skills: Vec<serde_json::Value>,
+) -> serde_json::Value {
     serde_json::json!({
         "protocolVersion": "0.3.0",
         "name": name,
@@ -111,7 +116,10 @@ pub(super) async fn agent_card(
     let base = base_url(&headers, &state);
     Ok(Json(card(
         agent.name.as_str(),
-        format!("The governed agent `{}`, registered {}.", agent.name, agent.registered_at),
+        format!(
+            "The governed agent `{}`, registered {}.",
+            agent.name, agent.registered_at
+        ),
         format!("{base}/a2a/agents/{}", agent.name),
         vec![skill(&agent)],
     )))

@@ -9,8 +9,8 @@ mod audit;
 mod edge;
 mod govern;
 mod health;
-mod meta;
 pub(crate) mod mcp;
+mod meta;
 mod tokens;
 mod wire;
 

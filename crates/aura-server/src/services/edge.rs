@@ -61,7 +61,10 @@ pub fn classify(ip: IpAddr) -> EgressClass {
 
 fn classify_v4(ip: Ipv4Addr) -> EgressClass {
     let o = ip.octets();
-    if matches!(o, [169, 254, 169, 254] | [169, 254, 170, 2] | [100, 100, 100, 200]) {
+    if matches!(
+        o,
+        [169, 254, 169, 254] | [169, 254, 170, 2] | [100, 100, 100, 200]
+    ) {
         return EgressClass::Metadata;
     }
     if ip.is_loopback() {
@@ -247,7 +250,8 @@ pub fn limits_view(governance: &Governance, agent: &AgentName) -> serde_json::Va
     let set = governance.kernel().policy();
     let spec = set.agent(agent.as_str());
     let level = spec.and_then(|s| set.level(&s.level));
-    let patterns = |p: &[aura_policy::Pattern]| p.iter().map(|x| x.as_str().to_owned()).collect::<Vec<_>>();
+    let patterns =
+        |p: &[aura_policy::Pattern]| p.iter().map(|x| x.as_str().to_owned()).collect::<Vec<_>>();
     serde_json::json!({
         "agent": agent.as_str(),
         "declared": spec.is_some(),
@@ -344,10 +348,12 @@ impl aura_mcp::Backend for McpGovernance {
         addr: SocketAddr,
     ) -> Result<Option<aura_mcp::Verdict>, aura_mcp::BackendError> {
         let (name, actor) = Self::caller(agent)?;
-        Ok(guard_egress(&self.governance, &name, None, host, addr, actor)
-            .await
-            .as_ref()
-            .map(verdict_of))
+        Ok(
+            guard_egress(&self.governance, &name, None, host, addr, actor)
+                .await
+                .as_ref()
+                .map(verdict_of),
+        )
     }
 
     async fn settle(&self, agent: &aura_mcp::Agent, decision_id: &str, success: bool) {
