@@ -202,23 +202,45 @@ async fn measure(
         } else {
             direct.clone()
         };
-        let url = url.to_owned();
+        // A distinct URL per request, as real traffic has (identical requests would trip loop detection).
+        let url = format!("{url}?i={i}");
         set.spawn(async move {
             let started = Instant::now();
-            let ok = match client.get(&url).send().await {
-                Ok(resp) => resp.status().is_success() && resp.bytes().await.is_ok(),
-                Err(_) => false,
+            let failure = match client.get(&url).send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    match resp.bytes().await {
+                        Ok(_) if status.is_success() => None,
+                        Ok(body) => Some(format!("{status}: {}", String::from_utf8_lossy(&body))),
+                        Err(e) => Some(e.to_string()),
+                    }
+                }
+                Err(e) => Some(e.to_string()),
             };
-            (through, ok, started.elapsed().as_secs_f64() * 1e6)
+            (through, failure, started.elapsed().as_secs_f64() * 1e6)
         });
     }
     let (mut via, mut straight, mut errors) = (Vec::new(), Vec::new(), 0);
+    let mut first_error = None;
     while let Some(done) = set.join_next().await {
         match done {
-            Ok((true, true, us)) => via.push(us),
-            Ok((false, true, us)) => straight.push(us),
-            _ => errors += 1,
+            Ok((true, None, us)) => via.push(us),
+            Ok((false, None, us)) => straight.push(us),
+            Ok((through, Some(e), _)) => {
+                errors += 1;
+                first_error.get_or_insert(format!(
+                    "{} {e}",
+                    if through { "proxied" } else { "direct" }
+                ));
+            }
+            Err(e) => {
+                errors += 1;
+                first_error.get_or_insert(e.to_string());
+            }
         }
+    }
+    if let Some(e) = first_error {
+        eprintln!("{errors} request(s) failed; the first: {e}");
     }
     (via, straight, errors)
 }

@@ -200,13 +200,15 @@ impl aura_mcp::Backend for RemoteBackend {
         agent: &aura_mcp::Agent,
         host: &str,
         addr: std::net::SocketAddr,
+        for_decision: &str,
     ) -> Result<Option<aura_mcp::Verdict>, aura_mcp::BackendError> {
         let class = aura_server::services::edge::classify(addr.ip());
         if class == aura_server::services::edge::EgressClass::Public {
             return Ok(None);
         }
         let target = format!("egress/{class}/{}", addr.ip());
-        let args = serde_json::json!({"host": host, "port": addr.port()});
+        let args =
+            serde_json::json!({"host": host, "port": addr.port(), "for_decision": for_decision});
         self.decide(agent, "custom", &target, args).await.map(Some)
     }
 

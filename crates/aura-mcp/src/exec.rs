@@ -315,7 +315,11 @@ pub(crate) async fn fetch_url(hub: &HubInner, agent: &Agent, args: &Value) -> Ca
             }
         },
     };
-    match hub.backend.guard_egress(agent, &host, addr).await {
+    match hub
+        .backend
+        .guard_egress(agent, &host, addr, &verdict.decision_id)
+        .await
+    {
         Ok(Some(guard)) if !guard.allowed() => {
             hub.backend.settle(agent, &verdict.decision_id, false).await;
             return refusal(&guard);

@@ -91,6 +91,7 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
         agent: &Agent,
         host: &str,
         addr: SocketAddr,
+        for_decision: &str,
     ) -> Result<Option<Verdict>, BackendError>;
     /// Settles an allowed decision after the effect.
     async fn settle(&self, agent: &Agent, decision_id: &str, success: bool);

@@ -179,8 +179,16 @@ async fn destination(
             ));
         }
     };
-    if let Some(guard) =
-        edge::guard_egress(&shared.governance, agent, task, host, addr, actor).await
+    if let Some(guard) = edge::guard_egress(
+        &shared.governance,
+        agent,
+        task,
+        host,
+        addr,
+        &decided.decision.id,
+        actor,
+    )
+    .await
         && !edge::allowed(&guard)
     {
         cancel(shared, decided);

@@ -132,14 +132,17 @@ pub async fn resolve(host: &str, port: u16) -> Result<SocketAddr, ServiceError> 
         .ok_or_else(|| ServiceError::NotFound(format!("`{bare}` resolves to no address")))
 }
 
-/// The SSRF guard: when `addr` is not public, decides the action `custom` `egress/<class>/<ip>` (args: host, port)
-/// for `agent` — denied unless a policy rule allows it — and returns that decision; `None` for a public address.
+/// The SSRF guard: when `addr` is not public, decides the action `custom` `egress/<class>/<ip>` (args: host, port,
+/// and the decision of the request it guards, so each guard decision is its own action and repeated requests do
+/// not look like a loop) for `agent` — denied unless a policy rule allows it — and returns that decision; `None`
+/// for a public address.
 pub async fn guard_egress(
     governance: &Governance,
     agent: &AgentName,
     task: Option<&str>,
     host: &str,
     addr: SocketAddr,
+    for_decision: &str,
     caller: Actor,
 ) -> Option<Decided> {
     let class = classify(addr.ip());
@@ -151,7 +154,7 @@ pub async fn guard_egress(
         task: task.map(str::to_owned),
         kind: "custom".into(),
         target: format!("egress/{class}/{}", addr.ip()),
-        args: serde_json::json!({"host": host, "port": addr.port()}),
+        args: serde_json::json!({"host": host, "port": addr.port(), "for_decision": for_decision}),
         estimate: Estimate::default(),
         labels: Default::default(),
     };
@@ -346,14 +349,21 @@ impl aura_mcp::Backend for McpGovernance {
         agent: &aura_mcp::Agent,
         host: &str,
         addr: SocketAddr,
+        for_decision: &str,
     ) -> Result<Option<aura_mcp::Verdict>, aura_mcp::BackendError> {
         let (name, actor) = Self::caller(agent)?;
-        Ok(
-            guard_egress(&self.governance, &name, None, host, addr, actor)
-                .await
-                .as_ref()
-                .map(verdict_of),
+        Ok(guard_egress(
+            &self.governance,
+            &name,
+            None,
+            host,
+            addr,
+            for_decision,
+            actor,
         )
+        .await
+        .as_ref()
+        .map(verdict_of))
     }
 
     async fn settle(&self, agent: &aura_mcp::Agent, decision_id: &str, success: bool) {
