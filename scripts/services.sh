@@ -52,6 +52,14 @@ if ! command -v prometheus-node-exporter >/dev/null 2>&1; then
 fi
 
 # S3-compatible server for the audit export tests (crates/aura-audit/tests/export.rs starts it itself).
+# The official Python MCP SDK: the real client of the MCP server tests (crates/aura-cli/tests/mcp.rs).
+if ! python3 -c 'import mcp' >/dev/null 2>&1; then
+  echo "services: installing the MCP Python SDK (PyPI mcp==2.3.0)"
+  python3 -m pip install --quiet 'mcp==2.3.0' || python3 -m pip install --quiet --break-system-packages 'mcp==2.3.0' || true
+  python3 -c 'import mcp' >/dev/null 2>&1 || echo "services: the mcp Python SDK is unavailable" >&2
+fi
+# curl: a real proxy client in crates/aura-cli/tests/proxy.rs.
+command -v curl >/dev/null 2>&1 || { apt-get install -y -qq curl >/dev/null 2>&1 || echo "services: curl unavailable" >&2; }
 if ! python3 -c 'import moto, boto3' >/dev/null 2>&1; then
   echo "services: installing moto[server] (PyPI)"
   python3 -m pip install --quiet 'moto[server]' || python3 -m pip install --quiet --break-system-packages 'moto[server]' || true

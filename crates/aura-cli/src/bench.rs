@@ -36,7 +36,14 @@ pub(crate) async fn startup(args: &BenchStartupArgs) -> anyhow::Result<ExitCode>
         let dir = tempfile::tempdir()?;
         let started = Instant::now();
         let mut child = tokio::process::Command::new(&exe)
-            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "up",
+                "--listen",
+                "127.0.0.1:0",
+                "--proxy-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(dir.path())
             .env("AURA_LOG", "warn")
             .env_remove("AURA_CONFIG")

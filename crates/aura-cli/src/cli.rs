@@ -51,10 +51,16 @@ Context:
   validate     Check asset files: syntax, schema, checksum, freshness (exit 0 when all valid)
   guardian     Asset-file health: status, validate-and-repair run, repair one file
 
+Agents:
+  mcp          Serve the MCP tools over stdio for one agent (governed by the running server)
+  hook         Claude Code hooks: pre-tool-use asks the kernel, post-tool-use settles
+  tools        Print the tool definitions for function calling (openai, anthropic, langchain, mcp)
+
 Tools:
   completions  Print a shell completion script (bash, zsh, fish)
   bench        Measure Aura itself: startup, kernel, audit and mesh throughput
   bench        Measure Aura itself: startup, kernel, audit, gateway
+  bench        Measure Aura itself: startup, kernel, audit, proxy
   help         Print this message or the help of a command
 
 Options:
@@ -172,6 +178,14 @@ pub(crate) enum Command {
     /// Asset-file health: status, a validate-and-repair run, repair of one file (repairs are audited).
     #[command(subcommand)]
     Guardian(crate::context_cmd::GuardianCommand),
+    /// Serve the MCP tools over stdio for the agent of `--token`, decided by the running server.
+    Mcp(crate::edge_cmd::McpArgs),
+    /// Claude Code hooks: `pre-tool-use` asks the kernel (allow, deny, ask), `post-tool-use` settles.
+    #[command(subcommand)]
+    Hook(crate::edge_cmd::HookCommand),
+    /// Tool definitions for function calling.
+    #[command(subcommand)]
+    Tools(crate::edge_cmd::ToolsCommand),
 }
 
 /// Options of `aura up`.
@@ -180,6 +194,9 @@ pub(crate) struct UpArgs {
     /// Address to listen on [default: 127.0.0.1:7470, or `server.listen` from the config file].
     #[arg(long, env = "AURA_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Address the HTTP enforcement proxy listens on [default: 127.0.0.1:7471, or `proxy.listen`].
+    #[arg(long, env = "AURA_PROXY_LISTEN", value_name = "ADDR")]
+    pub proxy_listen: Option<SocketAddr>,
 }
 
 /// Options of `aura init`.
@@ -851,6 +868,8 @@ pub(crate) struct CacheFlushArgs {
     Mesh(crate::bench_mesh::BenchMeshArgs),
     /// The LLM gateway's added latency (p50/p99 at concurrency 1 and 64) and requests/s, against a fake upstream.
     Gateway(crate::bench_gateway::BenchGatewayArgs),
+    /// The enforcement proxy's added latency (p50, p99) at a fixed request rate against a local target, vs direct.
+    Proxy(crate::bench_proxy::BenchProxyArgs),
 }
 
 /// Options of `aura bench kernel`.

@@ -99,6 +99,12 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tasks(cmd) => crate::mesh_cmd::tasks(&cli, cmd).await,
         Command::Dlq(cmd) => crate::mesh_cmd::dlq(&cli, cmd).await,
         Command::Agents(cmd) => crate::mesh_cmd::agents(&cli, cmd).await,
+        Command::Bench(crate::cli::BenchCommand::Proxy(args)) => {
+            crate::bench_proxy::run(args).await
+        }
+        Command::Mcp(args) => crate::edge_cmd::mcp(&cli, args).await,
+        Command::Hook(cmd) => crate::edge_cmd::hook(&cli, cmd).await,
+        Command::Tools(cmd) => crate::edge_cmd::tools(cmd),
         Command::Audit(cmd) => crate::audit_cmd::run(&cli, cmd).await,
         Command::Report(cmd) => crate::report_cmd::run(&cli, cmd).await,
         Command::Usage(cmd) => crate::gateway_cmd::run(&cli, cmd).await,
@@ -158,15 +164,26 @@ async fn up(cli: &Cli, args: &UpArgs) -> anyhow::Result<ExitCode> {
         Some(path) => tracing::info!(config = %path.display(), "configuration loaded"),
         None => tracing::info!("no config file; using built-in defaults"),
     }
+    let mut config = config;
+    if let Some(addr) = args.proxy_listen {
+        config.proxy.listen = addr;
+    }
+    let proxy_config = config.proxy.clone();
+    let drain = std::time::Duration::from_secs(config.server.shutdown_timeout_seconds);
     let server = aura_server::bind(config).await?;
     let addr = server.local_addr().context("reading the bound address")?;
+    let proxy = crate::edge_cmd::bind_proxy(&proxy_config, &server).await?;
     {
         use std::io::Write as _;
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "listening on http://{addr}")?;
+        if let Some(proxy) = &proxy {
+            let proxy_addr = proxy.local_addr().context("reading the proxy address")?;
+            writeln!(stdout, "proxy listening on http://{proxy_addr}")?;
+        }
         stdout.flush()?;
     }
-    let report = server.run(shutdown_signal()).await?;
+    let report = crate::edge_cmd::run_with_proxy(server, proxy, drain, shutdown_signal()).await?;
     if !report.drained {
         tracing::warn!(
             seconds = report.drain_time.as_secs_f64(),

@@ -639,7 +639,14 @@ async fn up_runs_on_postgres() {
     .unwrap();
     let data_dir = home.path().join("data");
     let mut child = aura_cmd(home.path())
-        .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--proxy-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(&data_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -720,7 +727,13 @@ fn an_unreachable_store_fails_fast_with_a_clear_error() {
     .unwrap();
     let started = Instant::now();
     let out = aura_cmd(home.path())
-        .args(["up", "--listen", "127.0.0.1:0"])
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--proxy-listen",
+            "127.0.0.1:0",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

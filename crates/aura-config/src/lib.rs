@@ -27,6 +27,7 @@ mod gateway;
 mod index;
 mod load;
 mod mesh;
+mod proxy;
 mod schema;
 mod starter;
 mod values;
@@ -41,6 +42,7 @@ pub use gateway::{
 };
 pub use load::{DEFAULT_CONFIG_FILE, Loaded, load, parse_str};
 pub use mesh::{AgentDecl, MeshBackend, MeshConfig};
+pub use proxy::{McpConfig, ProxyConfig};
 pub use schema::{
     AuditConfig, AuditExportConfig, Config, GovernanceConfig, LedgerKind, LogConfig, LogFormat,
     Overrides, PoliciesConfig, ServerConfig, StoreConfig, StoreUrl,

@@ -45,6 +45,12 @@ pub struct Config {
     /// The LLM gateway; `None` (the default) routes no model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<crate::gateway::GatewayConfig>,
+    /// The HTTP enforcement proxy agents send their outbound HTTP through.
+    #[serde(deserialize_with = "values::section")]
+    pub proxy: crate::ProxyConfig,
+    /// The MCP server (Streamable HTTP at `/mcp`, stdio with `aura mcp`).
+    #[serde(deserialize_with = "values::section")]
+    pub mcp: crate::McpConfig,
 }
 
 /// The `server` section.
@@ -303,6 +309,8 @@ impl Default for Config {
             context: crate::context::ContextConfig::default(),
             mesh: crate::mesh::MeshConfig::default(),
             gateway: None,
+            proxy: crate::ProxyConfig::default(),
+            mcp: crate::McpConfig::default(),
         }
     }
 }

@@ -151,4 +151,25 @@ mesh:
 #     - { name: openai, kind: openai, base_url: https://api.openai.com, api_key_env: OPENAI_API_KEY }
 #   models:
 #     - { name: gpt-4o-mini, deployments: [{ provider: openai, model: gpt-4o-mini }] }
+proxy:
+  # Start the HTTP enforcement proxy with `aura up` (true or false). Agents set HTTP_PROXY/HTTPS_PROXY to it.
+  enabled: true
+  # Address and port the proxy listens on.
+  listen: 127.0.0.1:7471
+  # Largest request body the proxy forwards, in bytes (10485760 = 10 MiB; 0 to 1073741824).
+  max_body_bytes: 10485760
+  # Seconds to wait when connecting to a target (1 to 600).
+  connect_timeout_seconds: 10
+  # Seconds a target may take to answer a plain-HTTP request (1 to 3600).
+  request_timeout_seconds: 60
+
+mcp:
+  # Serve the Model Context Protocol at /mcp on the main listener (true or false).
+  enabled: true
+  # Absolute folders the run_command tool may run commands in; empty means it runs none.
+  workdirs: []
+  # Seconds one command run by run_command may take (1 to 3600).
+  command_timeout_seconds: 30
+  # Largest tool answer in bytes; longer answers are cut and say so (65536 = 64 KiB; 1024 to 16777216).
+  max_output_bytes: 65536
 "#;

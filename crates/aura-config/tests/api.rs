@@ -116,6 +116,7 @@ fn every_key_is_documented_and_in_the_starter_file() {
     // 25 before the context plane, + 20 in `context` (issue 5).
     assert_eq!(keys.len(), 45, "{keys:?}");
     assert_eq!(keys.len(), 31, "{keys:?}");
+    assert_eq!(keys.len(), 34, "{keys:?}");
     for key in &keys {
         assert!(
             docs.contains(&format!("`{key}`")),

@@ -401,8 +401,15 @@ impl Kernel {
                     Verdict::Deny
                 };
                 if verdict != Verdict::Allow {
+                    let before = d.verdict;
                     d.verdict = d.verdict.combine(verdict);
-                    d.reasons.push(reason("content", describe(&others)));
+                    let why = reason("content", describe(&others));
+                    // Strongest first: a reason that changed the verdict leads.
+                    if d.verdict != before {
+                        d.reasons.insert(0, why);
+                    } else {
+                        d.reasons.push(why);
+                    }
                 }
             }
             if !secrets.is_empty() {
@@ -427,15 +434,22 @@ impl Kernel {
         let loops = snap.set.loops();
         let looped = snap.loops.observe(action, now);
         if looped.tripped {
+            let before = d.verdict;
             d.verdict = d.verdict.combine(loops.then);
-            d.reasons.push(reason(
+            let why = reason(
                 "loop",
                 format!(
                     "the same action repeated {} times within {} s",
                     looped.count,
                     loops.within_ms / 1000
                 ),
-            ));
+            );
+            // Strongest first: a reason that changed the verdict leads.
+            if d.verdict != before {
+                d.reasons.insert(0, why);
+            } else {
+                d.reasons.push(why);
+            }
         }
 
         if d.verdict >= Verdict::Deny {

@@ -262,6 +262,16 @@ impl BoundServer {
         self.listener.local_addr()
     }
 
+    /// The governance plane, for edges that run beside the HTTP server (the enforcement proxy).
+    pub fn governance(&self) -> Governance {
+        self.state.governance.clone()
+    }
+
+    /// The token service, for edges that authenticate agents themselves (the enforcement proxy).
+    pub fn tokens(&self) -> Tokens {
+        self.state.tokens.clone()
+    }
+
     /// Where the admin token was written, when this start created it.
     pub fn admin_token_file(&self) -> Option<&Path> {
         self.admin_token_file.as_deref()
@@ -357,7 +367,11 @@ impl BoundServer {
                 state.config.policies.allow_widening,
             );
         }
-        let app = routes::router(state.clone())
+        let mut app = routes::router(state.clone());
+        if let Some(mcp) = routes::mcp::router(&state, &tasks, cancel.clone()) {
+            app = app.merge(mcp);
+        }
+        let app = app
             .layer(DefaultBodyLimit::max(max_body_bytes))
             .layer(TimeoutLayer::with_status_code(
                 StatusCode::REQUEST_TIMEOUT,

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod context;
 pub mod catalog;
 pub mod gateway;
+pub mod edge;
 pub mod govern;
 pub mod mesh;
 

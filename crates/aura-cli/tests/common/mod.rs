@@ -62,7 +62,14 @@ impl Aura {
         let data_dir = home.join(data);
         let mut child = aura_cmd(home)
             .envs(envs.iter().copied())
-            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "up",
+                "--listen",
+                "127.0.0.1:0",
+                "--proxy-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(&data_dir)
             .args(extra)
             .stdout(Stdio::piped())
@@ -114,6 +121,17 @@ impl Aura {
     /// The working directory.
     pub fn home(&self) -> &Path {
         &self.home
+    }
+
+    /// Reads the `proxy listening on http://ADDR` line `aura up` prints after `listening on`; returns
+    /// `http://ADDR`. Call it once, right after starting.
+    pub fn proxy_url(&mut self) -> String {
+        let stdout = self.child.as_mut().unwrap().stdout.as_mut().unwrap();
+        let line = read_line(stdout);
+        line.strip_prefix("proxy listening on ")
+            .unwrap_or_else(|| panic!("expected the proxy line, got `{line}`"))
+            .trim()
+            .to_owned()
     }
 
     /// The admin token written on first start.

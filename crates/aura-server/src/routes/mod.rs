@@ -11,6 +11,10 @@ mod gateway;
 mod govern;
 mod health;
 mod mesh;
+mod edge;
+mod govern;
+mod health;
+pub(crate) mod mcp;
 mod meta;
 mod tokens;
 mod wire;
@@ -44,6 +48,7 @@ use crate::telemetry;
         (name = "catalog", description = "The asset catalog: assets, health, queries, live watch streams"),
         (name = "mesh", description = "Event mesh: publish, topics, replay, consume; tasks; dead-letter queues; agents Aura runs"),
         (name = "gateway", description = "The LLM gateway (OpenAI, Anthropic and Gemini formats) and usage reports"),
+        (name = "edge", description = "Agent-facing edges: an agent's own limits, A2A agent cards"),
     )
 )]
 struct ApiDoc;
@@ -176,6 +181,14 @@ fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
                 .routes(routes!(mesh::dlq_list, mesh::dlq_purge))
                 .routes(routes!(mesh::dlq_replay))
                 .routes(routes!(mesh::control)),
+            Permission::Act,
+            OpenApiRouter::new().routes(routes!(edge::me)),
+        ))
+        .merge(group(
+            Permission::Authenticated,
+            OpenApiRouter::new()
+                .routes(routes!(edge::well_known))
+                .routes(routes!(edge::agent_card)),
         ))
         .merge(group(
             Permission::ManageTokens,
