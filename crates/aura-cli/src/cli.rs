@@ -727,6 +727,12 @@ pub(crate) enum BenchCommand {
     Sensor(crate::bench_sensor::BenchSensorArgs),
     /// Catalog query latency (p50/p99 µs), HTTP queries/s and update→watch latency over N synthetic assets.
     Catalog(BenchCatalogArgs),
+    /// Mesh publish/consume throughput and p99 latency per backend, with the raw client's figures for NATS/Redis.
+    Mesh(crate::bench_mesh::BenchMeshArgs),
+    /// The LLM gateway's added latency (p50/p99 at concurrency 1 and 64) and requests/s, against a fake upstream.
+    Gateway(crate::bench_gateway::BenchGatewayArgs),
+    /// The enforcement proxy's added latency (p50, p99) at a fixed request rate against a local target, vs direct.
+    Proxy(crate::bench_proxy::BenchProxyArgs),
 }
 
 /// Options of `aura bench catalog`.
@@ -864,12 +870,6 @@ pub(crate) struct CacheFlushArgs {
     /// Only asset ids matching this glob (`web-*`).
     #[arg(long, default_value = "*")]
     pub pattern: String,
-    /// Mesh publish/consume throughput and p99 latency per backend, with the raw client's figures for NATS/Redis.
-    Mesh(crate::bench_mesh::BenchMeshArgs),
-    /// The LLM gateway's added latency (p50/p99 at concurrency 1 and 64) and requests/s, against a fake upstream.
-    Gateway(crate::bench_gateway::BenchGatewayArgs),
-    /// The enforcement proxy's added latency (p50, p99) at a fixed request rate against a local target, vs direct.
-    Proxy(crate::bench_proxy::BenchProxyArgs),
 }
 
 /// Options of `aura bench kernel`.

@@ -2,21 +2,17 @@
 
 mod audit_cmd;
 mod bench;
-mod bench_sensor;
 mod bench_catalog;
-mod catalog_cmd;
+mod bench_gateway;
 mod bench_mesh;
+mod bench_proxy;
+mod bench_sensor;
+mod catalog_cmd;
 mod cli;
 mod commands;
 mod context_cmd;
-mod bench_gateway;
-mod cli;
-mod commands;
-mod gateway_cmd;
-mod bench_proxy;
-mod cli;
-mod commands;
 mod edge_cmd;
+mod gateway_cmd;
 mod govern_cmd;
 mod instrument;
 mod mesh_cmd;

@@ -2,10 +2,10 @@
 //! assign ids and timestamps, and enforce rules that hold whatever the edge (e.g. never revoke the last admin).
 
 pub mod audit;
-pub mod context;
 pub mod catalog;
-pub mod gateway;
+pub mod context;
 pub mod edge;
+pub mod gateway;
 pub mod govern;
 pub mod mesh;
 

@@ -7,14 +7,12 @@
 mod agents;
 mod audit;
 mod catalog;
+mod edge;
 mod gateway;
 mod govern;
 mod health;
-mod mesh;
-mod edge;
-mod govern;
-mod health;
 pub(crate) mod mcp;
+mod mesh;
 mod meta;
 mod tokens;
 mod wire;
@@ -159,6 +157,8 @@ fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
                 .routes(routes!(catalog::query))
                 .routes(routes!(catalog::watch))
                 .routes(routes!(catalog::advise)),
+        ))
+        .merge(group(
             Permission::Act,
             OpenApiRouter::new()
                 .routes(routes!(mesh::publish, mesh::read))
@@ -181,6 +181,8 @@ fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
                 .routes(routes!(mesh::dlq_list, mesh::dlq_purge))
                 .routes(routes!(mesh::dlq_replay))
                 .routes(routes!(mesh::control)),
+        ))
+        .merge(group(
             Permission::Act,
             OpenApiRouter::new().routes(routes!(edge::me)),
         ))
