@@ -1,17 +1,19 @@
 //! The two seams to the asset files on disk: [`AssetSource`] (load every `<data-dir>/assets/*.aav`, and follow
 //! the directory for changes) and [`AssetSink`] (create or replace one asset's file atomically).
 //!
-//! [`AssetDir`] is a minimal implementation of both for the `.aav` TOML contract. The context plane
-//! (`aura-context`) owns the real reader/writer; at merge, `AssetDir`'s two trait impls are where its
-//! reader and writer plug in.
+//! [`AssetDir`] implements both over the context plane's `.aav` reader and writer (`aura-context`):
+//! reads go through its cached [`Reader`], writes through its [`Writer`] (advisory lock, temp file,
+//! fsync, rename, directory fsync, bounded backups, the spec's checksum), so the catalog, the sensors
+//! and the Guardian agree on one file format.
 
 use std::collections::HashSet;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use notify::Watcher as _;
 use tokio_util::sync::CancellationToken;
+
+use aura_context::aav::{AavError, Document, Reader, Writer, WriterOptions};
 
 use crate::asset::{Asset, AssetError, validate_id};
 use crate::catalog::Catalog;
@@ -35,6 +37,9 @@ pub enum FilesError {
         /// The error.
         source: AssetError,
     },
+    /// The context plane's reader or writer refused the file.
+    #[error("{0}")]
+    File(#[from] AavError),
     /// The directory watcher failed.
     #[error("watching `{path}`: {message}")]
     Watch {
@@ -67,7 +72,12 @@ pub trait AssetSink: Send + Sync + std::fmt::Debug {
 #[derive(Debug, Clone)]
 pub struct AssetDir {
     dir: PathBuf,
+    reader: Reader,
+    writer: Arc<Writer>,
 }
+
+/// Parsed documents the reader keeps (by path, revalidated by inode, size and modification time).
+const READER_CAPACITY: usize = 16_384;
 
 impl AssetDir {
     /// The assets directory under `data_dir` (created when missing).
@@ -77,7 +87,14 @@ impl AssetDir {
             path: dir.clone(),
             source,
         })?;
-        Ok(AssetDir { dir })
+        let reader = Reader::new(READER_CAPACITY);
+        let writer =
+            Writer::new(dir.clone(), WriterOptions::default())?.with_reader(reader.clone());
+        Ok(AssetDir {
+            dir,
+            reader,
+            writer: Arc::new(writer),
+        })
     }
 
     /// The file of an asset id.
@@ -118,17 +135,15 @@ impl AssetSource for AssetDir {
     }
 
     fn load_path(&self, path: &Path) -> Result<Option<Asset>, FilesError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(FilesError::Io {
-                    path: path.to_owned(),
-                    source,
-                });
+        let document = match self.reader.read(path) {
+            Ok(d) => d,
+            Err(AavError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                self.reader.invalidate(path);
+                return Ok(None);
             }
+            Err(e) => return Err(e.into()),
         };
-        Asset::from_toml(&text)
+        Asset::from_document(document.to_json())
             .map(Some)
             .map_err(|source| FilesError::Asset {
                 path: path.to_owned(),
@@ -152,24 +167,16 @@ impl AssetSink for AssetDir {
             path: path.clone(),
             source,
         })?;
-        let tmp = self.dir.join(format!(".{}.aav.tmp", asset.id));
-        let io = |source| FilesError::Io {
+        let document = Document::parse(&text).map_err(|message| FilesError::Asset {
             path: path.clone(),
-            source,
-        };
-        let mut file = std::fs::File::create(&tmp).map_err(io)?;
-        file.write_all(text.as_bytes()).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        drop(file);
-        std::fs::rename(&tmp, &path).map_err(io)?;
-        std::fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
-        Ok(path)
+            source: AssetError::Toml(message),
+        })?;
+        Ok(self.writer.put(&asset.id, &document)?)
     }
 
     fn delete(&self, id: &str) -> Result<bool, FilesError> {
         let path = self.path_of(id);
+        self.reader.invalidate(&path);
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
