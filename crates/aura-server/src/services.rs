@@ -76,7 +76,15 @@ pub struct Tokens {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     audit: Option<audit::AuditTrail>,
+    /// Token records recently read from the store, by token id. The secret is still checked against the
+    /// stored hash on every request; the cache only saves the store round trip. Revocation through this
+    /// service drops the entry at once; a revocation by another node sharing the store takes effect
+    /// within [`TOKEN_CACHE_TTL`].
+    cache: moka::sync::Cache<TokenId, Arc<TokenRecord>>,
 }
+
+/// How long a token record read from the store is trusted without reading it again.
+pub const TOKEN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Tokens {
     /// A service over `store`, stamping times from `clock`.
@@ -85,6 +93,10 @@ impl Tokens {
             store,
             clock,
             audit: None,
+            cache: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(TOKEN_CACHE_TTL)
+                .build(),
         }
     }
 
@@ -187,6 +199,7 @@ impl Tokens {
         }
         let now = self.clock.now();
         let outcome = self.store.revoke_token(&record.id, now).await?;
+        self.cache.invalidate(&record.id);
         let record = self.store.token(&record.id).await?.unwrap_or(record);
         if outcome == RevokeOutcome::Revoked {
             tracing::info!(token_id = %record.id, name = %record.name, "token revoked");
@@ -200,17 +213,25 @@ impl Tokens {
         let Ok(token) = IssuedToken::parse(presented) else {
             return Ok(None);
         };
-        let Some(record) = self.store.token(token.id()).await? else {
-            return Ok(None);
+        let record = match self.cache.get(token.id()) {
+            Some(record) => record,
+            None => {
+                let Some(record) = self.store.token(token.id()).await? else {
+                    return Ok(None);
+                };
+                let record = Arc::new(record);
+                self.cache.insert(record.id.clone(), record.clone());
+                record
+            }
         };
         if record.revoked_at.is_some() || !token.matches(&record.secret_hash) {
             return Ok(None);
         }
         Ok(Some(Principal {
-            token_id: record.id,
-            token_name: record.name,
+            token_id: record.id.clone(),
+            token_name: record.name.clone(),
             role: record.role,
-            agent: record.agent,
+            agent: record.agent.clone(),
         }))
     }
 
