@@ -138,6 +138,8 @@ struct Inner {
     usage: mpsc::Sender<UsageMsg>,
     tasks: TaskTracker,
     cancel: CancellationToken,
+    writer: TaskTracker,
+    writer_stop: CancellationToken,
     responses: Option<Cache>,
     embeddings: Option<Cache>,
     redactor: ContentChecker,
@@ -196,7 +198,9 @@ impl GatewayService {
         let (tx, rx) = mpsc::channel(65_536);
         let tasks = TaskTracker::new();
         let cancel = CancellationToken::new();
-        tasks.spawn(usage_writer(store.clone(), rx));
+        let writer = TaskTracker::new();
+        let writer_stop = CancellationToken::new();
+        writer.spawn(usage_writer(store.clone(), rx, writer_stop.clone()));
         Ok(GatewayService {
             inner: Arc::new(Inner {
                 gateway,
@@ -207,6 +211,8 @@ impl GatewayService {
                 usage: tx,
                 tasks,
                 cancel,
+                writer,
+                writer_stop,
                 responses,
                 embeddings,
                 redactor,
@@ -229,7 +235,10 @@ impl GatewayService {
         self.inner.cancel.cancel();
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
-        self.flush().await;
+        // Every call is settled now: write what is queued and stop the writer.
+        self.inner.writer_stop.cancel();
+        self.inner.writer.close();
+        self.inner.writer.wait().await;
     }
 
     async fn flush(&self) {
@@ -738,10 +747,19 @@ impl Call {
 }
 
 /// Writes usage records in batches (one transaction per batch), so the store's fsync is off the call path.
-async fn usage_writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<UsageMsg>) {
+async fn usage_writer(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<UsageMsg>,
+    stop: CancellationToken,
+) {
     let mut batch = Vec::new();
     let mut waiters = Vec::new();
-    while let Some(msg) = rx.recv().await {
+    loop {
+        let msg = tokio::select! {
+            m = rx.recv() => m,
+            _ = stop.cancelled() => rx.try_recv().ok(),
+        };
+        let Some(msg) = msg else { break };
         let push = |m: UsageMsg,
                     batch: &mut Vec<UsageRecord>,
                     waiters: &mut Vec<oneshot::Sender<()>>| match m {
