@@ -178,7 +178,14 @@ async fn served(
     let exe = std::env::current_exe()?;
     let mut child = std::process::Command::new(exe)
         .current_dir(home.path())
-        .args(["up", "--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--proxy-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(&data)
         .env("AURA_LOG", "warn")
         .stdout(std::process::Stdio::piped())

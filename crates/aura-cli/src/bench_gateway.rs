@@ -300,7 +300,14 @@ impl AuraUnderTest {
         )?;
         let exe = std::env::current_exe().context("locating the aura binary")?;
         let mut child = tokio::process::Command::new(exe)
-            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "up",
+                "--listen",
+                "127.0.0.1:0",
+                "--proxy-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(home.path().join("data"))
             .env("AURA_LOG", "warn")
             .env_remove("AURA_CONFIG")
