@@ -52,29 +52,19 @@ if ! command -v prometheus-node-exporter >/dev/null 2>&1; then
 fi
 
 # S3-compatible server for the audit export tests (crates/aura-audit/tests/export.rs starts it itself).
+if ! python3 -c 'import moto, boto3' >/dev/null 2>&1; then
+  echo "services: installing moto[server] (PyPI)"
+  python3 -m pip install --quiet 'moto[server]' || python3 -m pip install --quiet --break-system-packages 'moto[server]' || true
+  python3 -c 'import moto' >/dev/null 2>&1 || echo "services: moto unavailable" >&2
+fi
+
 # The official Python MCP SDK: the real client of the MCP server tests (crates/aura-cli/tests/mcp.rs).
 if ! python3 -c 'import mcp' >/dev/null 2>&1; then
   echo "services: installing the MCP Python SDK (PyPI mcp==2.3.0)"
   python3 -m pip install --quiet 'mcp==2.3.0' || python3 -m pip install --quiet --break-system-packages 'mcp==2.3.0' || true
   python3 -c 'import mcp' >/dev/null 2>&1 || echo "services: the mcp Python SDK is unavailable" >&2
 fi
-# curl: a real proxy client in crates/aura-cli/tests/proxy.rs.
-command -v curl >/dev/null 2>&1 || { apt-get install -y -qq curl >/dev/null 2>&1 || echo "services: curl unavailable" >&2; }
-if ! python3 -c 'import moto, boto3' >/dev/null 2>&1; then
-  echo "services: installing moto[server] (PyPI)"
-  python3 -m pip install --quiet 'moto[server]' || python3 -m pip install --quiet --break-system-packages 'moto[server]' || true
-  python3 -c 'import moto' >/dev/null 2>&1 || echo "services: moto unavailable" >&2
-fi
-# Kafka-protocol broker for the Kafka mesh backend's tests (a pure-Rust broker from crates.io; ~10 min to build once).
-if ! command -v tansu >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tansu" ]; then
-  echo "services: installing tansu (cargo install --locked tansu --features dynostore)"
-  cargo install --locked tansu --features dynostore >/tmp/tansu-install.log 2>&1 \
-    || echo "services: tansu unavailable (see /tmp/tansu-install.log)" >&2
-fi
 
-# nats-server binary for the mesh spool test, which runs its own server on a free port and stops/restarts it.
-if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
-  echo "services: nats-server binary missing (Debian package nats-server)" >&2
 # Official LLM SDKs used as clients by the gateway tests (crates/aura-cli/tests/gateway.rs).
 if ! python3 -c 'import openai, anthropic, google.genai' >/dev/null 2>&1; then
   echo "services: installing openai, anthropic and google-genai (PyPI)"
@@ -82,4 +72,18 @@ if ! python3 -c 'import openai, anthropic, google.genai' >/dev/null 2>&1; then
     || python3 -m pip install --quiet --break-system-packages openai anthropic google-genai || true
   python3 -c 'import openai, anthropic, google.genai' >/dev/null 2>&1 || echo "services: LLM SDKs unavailable" >&2
 fi
+
+# curl: a real proxy client in crates/aura-cli/tests/proxy.rs.
+if ! command -v curl >/dev/null 2>&1; then
+  [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null 2>&1
+  command -v curl >/dev/null 2>&1 || echo "services: curl unavailable" >&2
+fi
+
+# nats-server binary for the mesh spool test, which runs its own server on a free port and stops/restarts it.
+if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
+  echo "services: nats-server binary missing (Debian package nats-server)" >&2
+fi
+
+# No Kafka broker yet: the Kafka mesh backend is not built (see docs/mesh.md). When it is, install the
+# pure-Rust broker here when missing: `cargo install --locked tansu --features dynostore` (~20 min once).
 exit 0
