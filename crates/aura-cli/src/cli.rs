@@ -58,9 +58,7 @@ Agents:
 
 Tools:
   completions  Print a shell completion script (bash, zsh, fish)
-  bench        Measure Aura itself: startup, kernel, audit and mesh throughput
-  bench        Measure Aura itself: startup, kernel, audit, gateway
-  bench        Measure Aura itself: startup, kernel, audit, proxy
+  bench        Measure Aura itself: startup, kernel, audit, sensor, catalog, mesh, gateway, proxy
   help         Print this message or the help of a command
 
 Options:

@@ -33,6 +33,12 @@ fn seeded() -> (tempfile::TempDir, Aura, AssetDir) {
     let mut host = Asset::new("web-01", AssetKind::Host, "web-01", "2026-11-21T10:00:00Z");
     host.set_health(Health::Degraded);
     dir.write(&host).unwrap();
+    // Only the seeded assets: the server's own host sensor would add this machine as a fourth.
+    std::fs::write(
+        home.path().join("aura.yaml"),
+        "context:\n  sensor:\n    enabled: false\n",
+    )
+    .unwrap();
     let aura = Aura::start_in(home.path(), "data");
     (home, aura, dir)
 }

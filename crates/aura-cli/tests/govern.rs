@@ -243,9 +243,9 @@ async fn decisions_approvals_halts_and_the_audit_trail() {
     assert!(run.stderr.contains("409"), "{}", run.stderr);
 
     // 3. Halt → every decision is a halt; resume → allowed again.
-    aura.cli(&["agents", "halt", "bot", "--reason", "test"])
+    aura.cli(&["agent", "halt", "bot", "--reason", "test"])
         .code(0);
-    let halts = aura.cli(&["agents", "halts", "-o", "json"]).code(0).json();
+    let halts = aura.cli(&["agent", "halts", "-o", "json"]).code(0).json();
     assert_eq!(halts[0]["agent"], "bot", "{halts}");
     assert_eq!(halts[0]["state"], "halted", "{halts}");
     assert_eq!(halts[0]["reason"], "test", "{halts}");
@@ -262,14 +262,14 @@ async fn decisions_approvals_halts_and_the_audit_trail() {
         "lookup",
     ])
     .code(3);
-    let run = aura.cli(&["agents", "resume", "bot"]).code(0);
+    let run = aura.cli(&["agent", "resume", "bot"]).code(0);
     assert!(run.stdout.contains("resumed bot"), "{}", run.stdout);
     let (_, r) = aura.decide(&bot, lookup).await;
     assert_eq!(r["verdict"], "allow", "{r}");
-    let halts = aura.cli(&["agents", "halts", "-o", "json"]).code(0).json();
+    let halts = aura.cli(&["agent", "halts", "-o", "json"]).code(0).json();
     assert_eq!(halts, json!([]));
     // The kill switch halts every agent; a pause is listed as such; both lift.
-    aura.cli(&["agents", "halt", "--all", "--reason", "stop everything"])
+    aura.cli(&["agent", "halt", "--all", "--reason", "stop everything"])
         .code(0);
     let (_, h) = aura
         .decide(
@@ -278,16 +278,16 @@ async fn decisions_approvals_halts_and_the_audit_trail() {
         )
         .await;
     assert_eq!(h["verdict"], "halt", "{h}");
-    let run = aura.cli(&["agents", "resume", "--all"]).code(0);
+    let run = aura.cli(&["agent", "resume", "--all"]).code(0);
     assert!(run.stdout.contains("kill switch lifted"), "{}", run.stdout);
-    aura.cli(&["agents", "halt", "helper", "--reason", "later", "--pause"])
+    aura.cli(&["agent", "halt", "helper", "--reason", "later", "--pause"])
         .code(0);
-    let halts = aura.cli(&["agents", "halts", "-o", "json"]).code(0).json();
+    let halts = aura.cli(&["agent", "halts", "-o", "json"]).code(0).json();
     assert_eq!(halts[0]["agent"], "helper", "{halts}");
     assert_eq!(halts[0]["state"], "paused", "{halts}");
-    aura.cli(&["agents", "resume", "helper"]).code(0);
-    aura.cli(&["agents", "halt", "--reason", "who?"]).code(2);
-    aura.cli(&["agents", "halt", "bot", "--all", "--reason", "both?"])
+    aura.cli(&["agent", "resume", "helper"]).code(0);
+    aura.cli(&["agent", "halt", "--reason", "who?"]).code(2);
+    aura.cli(&["agent", "halt", "bot", "--all", "--reason", "both?"])
         .code(2);
 
     // 6. Replay lists the decisions with their verdicts and rules.

@@ -140,6 +140,12 @@ async fn python_sdk_over_streamable_http() {
     python_mcp_available();
     let home = home_with(&[("edge.yaml", POLICY)]);
     let assets = seed_assets(&home.path().join("data"));
+    // Only the seeded assets: the server's own host sensor would add this machine.
+    std::fs::write(
+        home.path().join("aura.yaml"),
+        "context:\n  sensor:\n    enabled: false\n",
+    )
+    .unwrap();
     let aura = Aura::start_in(home.path(), "data");
     let token = aura.token("bot-token", "agent", Some("bot")).await;
     let url = aura.url("/mcp");
@@ -168,6 +174,12 @@ async fn python_sdk_over_stdio() {
     let home = home_with(&[("edge.yaml", POLICY)]);
     let data_dir = home.path().join("data");
     let assets = seed_assets(&data_dir);
+    // Only the seeded assets: the server's own host sensor would add this machine.
+    std::fs::write(
+        home.path().join("aura.yaml"),
+        "context:\n  sensor:\n    enabled: false\n",
+    )
+    .unwrap();
     let aura = Aura::start_in(home.path(), "data");
     let token = aura.token("bot-token", "agent", Some("bot")).await;
     let data = data_dir.to_str().unwrap().to_owned();
