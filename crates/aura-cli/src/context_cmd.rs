@@ -22,7 +22,7 @@ use crate::output::{self, Output};
 /// Options of `aura validate`.
 #[derive(Debug, Args)]
 pub(crate) struct ValidateArgs {
-    /// Asset files or directories of them [default: <data-dir>/assets].
+    /// Asset files or directories of them [default: assets/ in the data dir].
     pub paths: Vec<PathBuf>,
     /// Seconds without an update after which a file is stale; 0 skips the check
     /// [default: `context.guardian.stale_after_seconds`].
@@ -82,7 +82,7 @@ pub(crate) struct GuardianRepairArgs {
 /// Options of `aura sensor`.
 #[derive(Debug, Args)]
 pub(crate) struct SensorArgs {
-    /// Directory the asset file is written to [default: <data-dir>/assets].
+    /// Directory the asset file is written to [default: assets/ in the data dir].
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// Asset id [default: `context.sensor.asset_id`, else the host name].

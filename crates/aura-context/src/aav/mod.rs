@@ -1,4 +1,4 @@
-//! The `.aav` asset file: format, schema, checksum and migration ([`format`]), the cached
+//! The `.aav` asset file: format, schema, checksum and migration ([`format`](mod@format)), the cached
 //! [`Reader`] and the atomic [`Writer`]. The format is specified in `docs/aav-spec.md`.
 //!
 //! ```no_run
