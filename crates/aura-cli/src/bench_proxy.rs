@@ -3,6 +3,11 @@
 //! rate through the proxy and directly to the target, interleaved in the same run, over keep-alive connections,
 //! and reports p50/p99 of both and their difference. Every proxied request is decided, audited (a durable append)
 //! and settled (another append), as in production.
+//!
+//! DESIGN.md requires the decision to be durable before the request leaves, so the added latency cannot go below
+//! one durable append on the data dir's disk: the benchmark measures that floor first (p50/p99 of a small append +
+//! `fdatasync` in the data dir) and reports the added latency beyond it, and the kernel decisions per proxied
+//! request (from `aura_decisions_total` on `/metrics`).
 
 use std::convert::Infallible;
 use std::process::{ExitCode, Stdio};
@@ -33,7 +38,8 @@ pub(crate) struct BenchProxyArgs {
     /// Seconds of measurement (after one second of warm-up).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub seconds: u64,
-    /// Print JSON (`proxied_p50_us`, `proxied_p99_us`, `direct_p50_us`, `direct_p99_us`, `added_p99_us`, …).
+    /// Print JSON (`proxied_p50_us`, `proxied_p99_us`, `direct_p50_us`, `direct_p99_us`, `added_p99_us`,
+    /// `fsync_floor_p99_us`, `added_beyond_floor_p99_us`, `decisions_per_proxied_request`, …).
     #[arg(long)]
     pub json: bool,
 }
@@ -52,12 +58,23 @@ struct Report {
     added_p50_us: f64,
     added_p99_us: f64,
     goal_added_p99_us: f64,
+    fsync_floor_p50_us: f64,
+    fsync_floor_p99_us: f64,
+    added_beyond_floor_p50_us: f64,
+    added_beyond_floor_p99_us: f64,
+    decisions_per_proxied_request: f64,
 }
 
 /// Runs the benchmark.
 pub(crate) async fn run(args: &BenchProxyArgs) -> anyhow::Result<ExitCode> {
     let target = start_target().await?;
     let home = tempfile::tempdir()?;
+    std::fs::create_dir(home.path().join("data"))?;
+    let floor_dir = home.path().join("data");
+    let mut floor = tokio::task::spawn_blocking(move || fsync_floor(&floor_dir, 2000))
+        .await
+        .context("measuring the fsync floor")??;
+    floor.sort_by(f64::total_cmp);
     std::fs::create_dir(home.path().join("policies"))?;
     std::fs::write(home.path().join("policies/bench.yaml"), POLICY)?;
     let exe = std::env::current_exe().context("locating the aura binary")?;
@@ -122,8 +139,10 @@ pub(crate) async fn run(args: &BenchProxyArgs) -> anyhow::Result<ExitCode> {
     let url = format!("http://{target}/bench");
     // Warm-up, then the measured run: one tick per request, alternating paths.
     let _ = measure(&proxied, &direct, &url, args.rate, 1).await;
+    let decisions_before = decisions(&plain, &api).await?;
     let (mut via, mut straight, errors) =
         measure(&proxied, &direct, &url, args.rate, args.seconds).await;
+    let decisions_after = decisions(&plain, &api).await?;
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap_or(0)).unwrap_or(0)),
         nix::sys::signal::Signal::SIGTERM,
@@ -147,6 +166,11 @@ pub(crate) async fn run(args: &BenchProxyArgs) -> anyhow::Result<ExitCode> {
         added_p50_us: pct(&via, 0.50) - pct(&straight, 0.50),
         added_p99_us: pct(&via, 0.99) - pct(&straight, 0.99),
         goal_added_p99_us: 300.0,
+        fsync_floor_p50_us: pct(&floor, 0.50),
+        fsync_floor_p99_us: pct(&floor, 0.99),
+        added_beyond_floor_p50_us: pct(&via, 0.50) - pct(&straight, 0.50) - pct(&floor, 0.50),
+        added_beyond_floor_p99_us: pct(&via, 0.99) - pct(&straight, 0.99) - pct(&floor, 0.99),
+        decisions_per_proxied_request: (decisions_after - decisions_before) / via.len() as f64,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -172,8 +196,56 @@ pub(crate) async fn run(args: &BenchProxyArgs) -> anyhow::Result<ExitCode> {
             "  added:             p50 {:.0} µs, p99 {:.0} µs (goal p99 ≤ 300 µs)",
             report.added_p50_us, report.added_p99_us
         );
+        println!(
+            "  fsync floor:       p50 {:.0} µs, p99 {:.0} µs (append + fdatasync in the data dir)",
+            report.fsync_floor_p50_us, report.fsync_floor_p99_us
+        );
+        println!(
+            "  beyond the floor:  p50 {:.0} µs, p99 {:.0} µs; {:.2} kernel decisions per proxied request",
+            report.added_beyond_floor_p50_us,
+            report.added_beyond_floor_p99_us,
+            report.decisions_per_proxied_request
+        );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `n` appends of 128 bytes, each followed by `fdatasync`, in a scratch file in `dir`: the latency of one durable
+/// append on this disk, in microseconds.
+fn fsync_floor(dir: &std::path::Path, n: usize) -> anyhow::Result<Vec<f64>> {
+    use std::io::Write as _;
+    let path = dir.join(".bench-fsync-floor");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?;
+    let line = [b'x'; 128];
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        file.write_all(&line)?;
+        file.sync_data()?;
+        samples.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    drop(file);
+    std::fs::remove_file(&path)?;
+    Ok(samples)
+}
+
+/// The server's kernel decisions so far (the sum of `aura_decisions_total`).
+async fn decisions(client: &reqwest::Client, api: &str) -> anyhow::Result<f64> {
+    let text = client
+        .get(format!("{api}/metrics"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("aura_decisions_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
 }
 
 fn pct(sorted: &[f64], q: f64) -> f64 {

@@ -232,6 +232,66 @@ impl aura_mcp::Backend for RemoteBackend {
     ) -> Result<serde_json::Value, aura_mcp::BackendError> {
         Ok(self.get("/api/v1/edge/me").await?["limits"].take())
     }
+
+    async fn publish(
+        &self,
+        _agent: &aura_mcp::Agent,
+        message: aura_mcp::MeshMessage,
+    ) -> Result<aura_mcp::Published, aura_mcp::BackendError> {
+        let body = serde_json::json!({"target": message.target, "type": message.kind,
+            "priority": message.priority, "payload": message.payload});
+        let resp = self
+            .client
+            .post(format!(
+                "{}/api/v1/mesh/topics/{}/messages",
+                self.url, message.topic
+            ))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| aura_mcp::BackendError::Unavailable(e.to_string()))?;
+        let status = resp.status();
+        let value: serde_json::Value = resp.json().await.unwrap_or_default();
+        let text = value["error"]["message"].as_str().unwrap_or("no details");
+        match status.as_u16() {
+            200..=299 => {
+                let mut sent = value.clone();
+                if let Some(map) = sent.as_object_mut() {
+                    map.insert("published".into(), true.into());
+                    map.insert("target".into(), message.target.into());
+                }
+                Ok(aura_mcp::Published::Sent(sent))
+            }
+            403 if value["error"]["code"] == "message_refused" => {
+                Ok(aura_mcp::Published::Refused(mesh_refusal(text)))
+            }
+            422 => Err(aura_mcp::BackendError::Invalid(text.to_owned())),
+            _ => Err(aura_mcp::BackendError::Unavailable(format!(
+                "{status}: {text}"
+            ))),
+        }
+    }
+}
+
+/// The verdict in a mesh refusal's message: `governance answered VERDICT (audit seq N): RULE: REASON; …`.
+fn mesh_refusal(text: &str) -> aura_mcp::Verdict {
+    let rest = text.strip_prefix("governance answered ").unwrap_or(text);
+    let (verdict, rest) = rest.split_once(' ').unwrap_or(("deny", rest));
+    let (seq, reasons) = rest
+        .strip_prefix("(audit seq ")
+        .and_then(|r| r.split_once("): "))
+        .unwrap_or(("0", rest));
+    let first = reasons.split("; ").next().unwrap_or(reasons);
+    let (rule, reason) = first.split_once(": ").unwrap_or(("default_deny", first));
+    aura_mcp::Verdict {
+        decision_id: String::new(),
+        verdict: verdict.to_owned(),
+        rule: rule.to_owned(),
+        reason: reason.to_owned(),
+        approval_id: None,
+        audit_seq: seq.parse().unwrap_or(0),
+    }
 }
 
 /// The server's URL and an agent token from `--url`/`--token` (or `AURA_URL`/`AURA_TOKEN`); the agent's name

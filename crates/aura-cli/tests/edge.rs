@@ -120,6 +120,16 @@ fn tools_export_in_every_format() {
     assert_eq!(openai.as_array().unwrap().len(), 12);
     assert_eq!(openai[0]["type"], "function");
     assert_eq!(openai[0]["function"]["parameters"]["type"], "object");
+    let names: Vec<&str> = openai
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    // The thirteen capabilities in twelve tools: budgets and limits are one tool.
+    assert!(names.contains(&"publish_message"), "{names:?}");
+    assert!(names.contains(&"my_limits"), "{names:?}");
+    assert!(!names.contains(&"my_budget"), "{names:?}");
     let anthropic = export("anthropic");
     assert!(anthropic[0]["input_schema"].is_object());
     let langchain = export("langchain");

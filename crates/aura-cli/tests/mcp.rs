@@ -21,6 +21,9 @@ rules:
   - id: context-tools
     when: { kind: tool_call, target: ["mcp/*"] }
     then: allow
+  - id: bot-may-ask-ops
+    when: { kind: message, agent: bot, target: ["ops"] }
+    then: allow
 "#;
 
 const WEB: &str = r#"[meta]
@@ -81,9 +84,10 @@ fn check(out: &Value) {
     for t in [
         "query_assets",
         "is_safe_to_deploy",
-        "my_budget",
+        "my_limits",
         "run_command",
         "fetch_url",
+        "publish_message",
     ] {
         assert!(tools.contains(&t), "{t} missing: {tools:?}");
     }
@@ -98,6 +102,19 @@ fn check(out: &Value) {
     let denied = out["denied"]["text"].as_str().unwrap();
     assert!(denied.starts_with("denied by policy"), "{denied}");
     assert!(denied.contains("level:tools"), "{denied}");
+    // publish_message: allowed to `ops` (durably on its inbox), refused to `boss` by the default deny.
+    assert_eq!(out["published"]["is_error"], false, "{out}");
+    let sent: Value = serde_json::from_str(out["published"]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(sent["topic"], "agent.ops", "{sent}");
+    assert!(sent["audit_seq"].as_u64().unwrap() > 0, "{sent}");
+    assert_eq!(out["publish_denied"]["is_error"], true, "{out}");
+    let refused = out["publish_denied"]["text"].as_str().unwrap();
+    assert!(refused.starts_with("denied by policy"), "{refused}");
+    assert!(refused.contains("default_deny"), "{refused}");
+    // my_limits: the policy's view and the budget usage in one answer.
+    let limits: Value = serde_json::from_str(out["limits"]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(limits["level"], "tools", "{limits}");
+    assert!(limits["budget_usage"].is_array(), "{limits}");
     // Resources and the live update.
     let resources = out["resources"].as_array().unwrap();
     assert!(resources.contains(&Value::from("aav://web-1")), "{out}");
@@ -151,6 +168,7 @@ async fn python_sdk_over_streamable_http() {
     let url = aura.url("/mcp");
     let out = run_client(&["http", &url, &token, assets.to_str().unwrap()]);
     check(&out);
+    assert_message_arrived(&aura).await;
     // Without a token the endpoint is closed.
     let resp = common::client()
         .post(&url)
@@ -197,4 +215,26 @@ async fn python_sdk_over_stdio() {
         &token,
     ]);
     check(&out);
+    assert_message_arrived(&aura).await;
+}
+
+/// The allowed `publish_message` is on `ops`'s inbox; the refused one is nowhere, and both decisions are audited.
+async fn assert_message_arrived(aura: &Aura) {
+    let inbox = aura.get("/api/v1/mesh/topics/agent.ops/messages").await;
+    let bodies: Vec<&Value> = inbox
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["body"])
+        .collect();
+    assert_eq!(bodies.len(), 1, "{inbox}");
+    assert_eq!(bodies[0]["source"], "bot", "{inbox}");
+    assert_eq!(bodies[0]["type"], "query", "{inbox}");
+    assert_eq!(bodies[0]["payload"]["ask"], "disk on web-1?", "{inbox}");
+    let entries = aura
+        .get("/api/v1/audit/entries?agent=bot&limit=1000")
+        .await
+        .to_string();
+    assert!(entries.contains("bot-may-ask-ops"), "{entries}");
+    assert!(entries.contains("boss"), "{entries}");
 }

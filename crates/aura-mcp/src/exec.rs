@@ -449,3 +449,48 @@ async fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all().await?;
     tokio::fs::rename(&tmp, path).await
 }
+
+/// `publish_message`: a protocol envelope to another agent (or `*`) over the event mesh. The mesh decides it as a
+/// `message` action (target = the receiving agent) and audits it before publishing; a refusal is a tool error.
+pub(crate) async fn publish_message(hub: &HubInner, agent: &Agent, args: &Value) -> CallToolResult {
+    let Some(target) = args
+        .get("target")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+    else {
+        return tool_error("`target` is required: an agent name, or `*` for every agent");
+    };
+    let Some(payload) = args.get("payload").cloned() else {
+        return tool_error("`payload` is required");
+    };
+    let kind = args.get("type").and_then(Value::as_str).unwrap_or("query");
+    if !matches!(kind, "task" | "result" | "handoff" | "query" | "learn") {
+        return tool_error(&format!(
+            "unknown message type `{kind}`: use task, result, handoff, query or learn"
+        ));
+    }
+    let priority = match args.get("priority") {
+        None | Some(Value::Null) => 5,
+        Some(p) => match p.as_u64().filter(|p| (1..=10).contains(p)) {
+            Some(p) => p as u8,
+            None => return tool_error("`priority` must be an integer from 1 to 10"),
+        },
+    };
+    let topic = match args.get("topic").and_then(Value::as_str) {
+        Some(t) => t.to_owned(),
+        None if target == "*" => "agents.broadcast".to_owned(),
+        None => format!("agent.{target}"),
+    };
+    let message = crate::MeshMessage {
+        topic,
+        target: target.to_owned(),
+        kind: kind.to_owned(),
+        priority,
+        payload,
+    };
+    match hub.backend.publish(agent, message).await {
+        Ok(crate::Published::Sent(receipt)) => json_result(&receipt, hub.exec.max_output_bytes),
+        Ok(crate::Published::Refused(v)) => refusal(&v),
+        Err(e) => tool_error(&e.to_string()),
+    }
+}

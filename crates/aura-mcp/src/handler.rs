@@ -64,6 +64,7 @@ impl McpServer {
             "fetch_url" => return exec::fetch_url(hub, agent, &args).await,
             "write_file" => return exec::write_file(hub, agent, &args).await,
             "request_approval" => return exec::request_approval(hub, agent, &args).await,
+            "publish_message" => return exec::publish_message(hub, agent, &args).await,
             _ => {}
         }
         let verdict = match hub
@@ -159,8 +160,21 @@ impl McpServer {
                     .ok_or_else(|| format!("no asset `{id}`")),
                 None => Err("`asset_id` is required".to_owned()),
             },
-            "my_budget" => hub.backend.budget(agent).await.map_err(|e| e.to_string()),
-            "my_limits" => hub.backend.limits(agent).await.map_err(|e| e.to_string()),
+            "my_limits" => match (
+                hub.backend.budget(agent).await,
+                hub.backend.limits(agent).await,
+            ) {
+                (Ok(budget), Ok(mut limits)) => {
+                    if let Some(map) = limits.as_object_mut() {
+                        map.insert(
+                            "budget_usage".into(),
+                            budget.get("budgets").cloned().unwrap_or(budget),
+                        );
+                    }
+                    Ok(limits)
+                }
+                (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+            },
             other => Err(format!("unknown tool `{other}`")),
         };
         hub.backend

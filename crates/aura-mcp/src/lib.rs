@@ -3,7 +3,7 @@
 //!
 //! Every tool call is decided by the governance kernel before it runs and audited there: context and governance
 //! tools as `tool_call` actions on `mcp/<tool>`, execution tools as the action they are (`shell`, `http_request`,
-//! `file_write`). A refusal comes back as a tool error the model can read (`isError: true`, the rule and reason).
+//! `file_write`, `message`). A refusal comes back as a tool error the model can read (`isError: true`, the rule and reason).
 //!
 //! The crate knows neither HTTP routes nor the kernel: it talks to governance through the [`Backend`] trait (the
 //! server implements it over `Governance`; `aura mcp` over the REST API) and reads context through
@@ -99,6 +99,33 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     async fn budget(&self, agent: &Agent) -> Result<Value, BackendError>;
     /// The agent's level, pools, rate limits and budgets from the policy.
     async fn limits(&self, agent: &Agent) -> Result<Value, BackendError>;
+    /// Publishes `message` from `agent` on the event mesh. The mesh decides it as a `message` action (audited)
+    /// before publishing; a refusal comes back as [`Published::Refused`].
+    async fn publish(&self, agent: &Agent, message: MeshMessage) -> Result<Published, BackendError>;
+}
+
+/// A message an agent sends over the event mesh (`publish_message`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeshMessage {
+    /// The topic (`agent.<target>` by default, `agents.broadcast` for `*`).
+    pub topic: String,
+    /// The receiving agent, or `*`.
+    pub target: String,
+    /// `task`, `result`, `handoff`, `query` or `learn`.
+    pub kind: String,
+    /// 1 (lowest) to 10.
+    pub priority: u8,
+    /// The content.
+    pub payload: Value,
+}
+
+/// What became of a published message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Published {
+    /// Durably published: envelope id, topic, offset, audit sequence.
+    Sent(Value),
+    /// Governance did not allow it.
+    Refused(Verdict),
 }
 
 /// Settings of the execution tools (from the `mcp` config section).

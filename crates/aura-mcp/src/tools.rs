@@ -16,7 +16,7 @@ pub struct ToolDef {
     pub read_only: bool,
 }
 
-/// Every tool, in a stable order (12).
+/// Every tool, in a stable order (12: six context, two governance, four governed execution).
 pub fn all() -> Vec<ToolDef> {
     let ids = json!({"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 100});
     vec![
@@ -72,15 +72,8 @@ pub fn all() -> Vec<ToolDef> {
             true,
         ),
         def(
-            "my_budget",
-            "Your budget usage: spent, reserved, limit and remaining, per budget.",
-            json!({}),
-            &[],
-            true,
-        ),
-        def(
             "my_limits",
-            "Your permission level, pools, rate limits and budgets as the policy defines them.",
+            "Your budgets (spent, reserved, remaining), permission level, pools and rate limits.",
             json!({}),
             &[],
             true,
@@ -125,6 +118,19 @@ pub fn all() -> Vec<ToolDef> {
             "Write text to a file (absolute path), replacing it atomically.",
             json!({"path": {"type": "string"}, "content": {"type": "string"}}),
             &["path", "content"],
+            false,
+        ),
+        def(
+            "publish_message",
+            "Send a message to another agent (or `*`) over the event mesh.",
+            json!({
+                "target": {"type": "string", "description": "agent name, or * for every agent"},
+                "type": {"type": "string", "enum": ["task", "result", "handoff", "query", "learn"], "default": "query"},
+                "payload": {"description": "the message content (any JSON)"},
+                "topic": {"type": "string", "description": "default: the target's inbox agent.<target> (agents.broadcast for *)"},
+                "priority": {"type": "integer", "minimum": 1, "maximum": 10, "default": 5}
+            }),
+            &["target", "payload"],
             false,
         ),
     ]
@@ -235,7 +241,7 @@ mod tests {
             "query_assets"
         );
         assert_eq!(
-            export(Format::Anthropic)[11]["input_schema"]["required"][0],
+            export(Format::Anthropic)[10]["input_schema"]["required"][0],
             "path"
         );
         assert_eq!(
@@ -243,6 +249,11 @@ mod tests {
             "asset_id"
         );
         assert_eq!(export(Format::Mcp)["tools"][2]["name"], "health_summary");
+        assert_eq!(
+            export(Format::OpenAi)[11]["function"]["name"],
+            "publish_message"
+        );
+        assert!(!tools.iter().any(|t| t.name == "my_budget"));
         assert_eq!(Format::parse("gemini"), None);
     }
 }

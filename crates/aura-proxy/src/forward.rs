@@ -154,6 +154,20 @@ async fn decide(
     }
 }
 
+/// The SSRF guard folded into the request's own decision, for a destination known without DNS that the policy
+/// allows whatever the counters (`services::edge::egress_pass`): the request is then decided once, with the
+/// allowance in its args, instead of a second durable decision on `custom` `egress/<class>/<ip>`.
+fn pre_guard(
+    shared: &Shared,
+    agent: &AgentName,
+    task: Option<&str>,
+    host: &str,
+    port: u16,
+) -> Option<edge::EgressPass> {
+    let addr = edge::known_address(host, port)?;
+    edge::egress_pass(&shared.governance, shared.tokens.now(), agent, task, host, addr)
+}
+
 /// Resolves once and runs the SSRF guard; the address to connect to.
 async fn destination(
     shared: &Shared,
@@ -273,11 +287,15 @@ async fn plain(
         }
     };
     let body_hash = hex::encode(Sha256::digest(&body));
-    let args = serde_json::json!({
+    let mut args = serde_json::json!({
         "method": parts.method.as_str(),
         "body_sha256": body_hash,
         "body_bytes": body.len(),
     });
+    let pass = pre_guard(shared, &agent, task.as_deref(), &host, port);
+    if let Some(p) = &pass {
+        args["egress"] = p.to_json();
+    }
     let decided = decide(
         shared,
         &agent,
@@ -287,16 +305,21 @@ async fn plain(
         actor.clone(),
     )
     .await?;
-    let addr = destination(
-        shared,
-        &agent,
-        task.as_deref(),
-        &host,
-        port,
-        actor,
-        &decided,
-    )
-    .await?;
+    let addr = match &pass {
+        Some(p) => p.addr,
+        None => {
+            destination(
+                shared,
+                &agent,
+                task.as_deref(),
+                &host,
+                port,
+                actor,
+                &decided,
+            )
+            .await?
+        }
+    };
     let mut sender = match shared.pool.take(addr, &host) {
         Some(sender) => sender,
         None => {
@@ -439,7 +462,11 @@ async fn connect(
     };
     // The extractor knows the methods of requests, not CONNECT: a tunnel is decided on `https://host:port/` with
     // `args.tunnel = true` (policies can match it), the method left at its default.
-    let args = serde_json::json!({"tunnel": true});
+    let mut args = serde_json::json!({"tunnel": true});
+    let pass = pre_guard(shared, &agent, task.as_deref(), &host, port);
+    if let Some(p) = &pass {
+        args["egress"] = p.to_json();
+    }
     let decided = decide(
         shared,
         &agent,
@@ -449,16 +476,21 @@ async fn connect(
         actor.clone(),
     )
     .await?;
-    let addr = destination(
-        shared,
-        &agent,
-        task.as_deref(),
-        &host,
-        port,
-        actor,
-        &decided,
-    )
-    .await?;
+    let addr = match &pass {
+        Some(p) => p.addr,
+        None => {
+            destination(
+                shared,
+                &agent,
+                task.as_deref(),
+                &host,
+                port,
+                actor,
+                &decided,
+            )
+            .await?
+        }
+    };
     let stream = dial(shared, addr, &decided).await?;
     metrics::histogram!(OVERHEAD).record(started.elapsed().as_secs_f64());
     let upgrade = hyper::upgrade::on(req);

@@ -1,6 +1,7 @@
 //! Edge routes: what an agent may read about itself (`/api/v1/edge/me`, used by `aura mcp` over stdio), and A2A
 //! agent cards — Aura's own card at `/.well-known/agent-card.json` listing every registered agent as a skill, and
-//! one card per registered agent at `/api/v1/a2a/agents/{name}/agent-card.json`.
+//! one card per registered agent at `/api/v1/a2a/agents/{name}/agent-card.json`. The cards' `url`s are the A2A
+//! JSON-RPC endpoints in `routes::a2a`.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -77,7 +78,7 @@ fn card(
         "preferredTransport": "JSONRPC",
         "version": env!("CARGO_PKG_VERSION"),
         "provider": {"organization": "Aura", "url": "https://example.invalid/aura"},
-        "capabilities": {"streaming": false, "pushNotifications": false, "stateTransitionHistory": true},
+        "capabilities": {"streaming": true, "pushNotifications": false, "stateTransitionHistory": false},
         "defaultInputModes": ["application/json", "text/plain"],
         "defaultOutputModes": ["application/json", "text/plain"],
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

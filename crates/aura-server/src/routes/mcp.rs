@@ -23,7 +23,10 @@ pub(crate) fn router(
         return None;
     }
     let hub = aura_mcp::Hub::new(
-        std::sync::Arc::new(McpGovernance::new(state.governance.clone())),
+        std::sync::Arc::new(McpGovernance::new(
+            state.governance.clone(),
+            state.mesh.clone(),
+        )),
         std::sync::Arc::new(aura_mcp::context::AavDir::new(
             state.config.data_dir.join("assets"),
         )),

@@ -4,6 +4,7 @@
 //! Public: `/api/health/*` and `/metrics`. Everything else passes [`auth::authenticate`] and then the
 //! group's [`auth::require`] permission.
 
+mod a2a;
 mod agents;
 mod audit;
 mod catalog;
@@ -185,6 +186,12 @@ fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .merge(group(
             Permission::Act,
             OpenApiRouter::new().routes(routes!(edge::me)),
+        ))
+        .merge(group(
+            Permission::Act,
+            OpenApiRouter::new()
+                .routes(routes!(a2a::agent_rpc))
+                .routes(routes!(a2a::aura_rpc)),
         ))
         .merge(group(
             Permission::Authenticated,

@@ -167,6 +167,95 @@ pub async fn guard_egress(
     }
 }
 
+/// A non-public destination the policy lets an agent reach *whatever its counters say*, found before the request's
+/// own decision so that one audited decision carries both facts (the request, and the guard's allowance in its
+/// args as `egress`) instead of two durable decisions in a row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EgressPass {
+    /// The destination's class.
+    pub class: EgressClass,
+    /// The address the request will connect to.
+    pub addr: SocketAddr,
+    /// The rule that allows it.
+    pub rule: String,
+}
+
+impl EgressPass {
+    /// The fact as it is recorded in the request's args (`egress`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "class": self.class.as_str(),
+            "ip": self.addr.ip().to_string(),
+            "port": self.addr.port(),
+            "target": format!("egress/{}/{}", self.class, self.addr.ip()),
+            "allowed_by": self.rule,
+        })
+    }
+}
+
+/// Counters as high as they go: every `count` condition holds.
+struct Saturated;
+
+impl aura_policy::Facts for Saturated {
+    fn count(&self, _: &AgentName, _: &aura_policy::CounterQuery, _: u64) -> u64 {
+        u64::MAX
+    }
+}
+
+/// The guard's pre-check for a destination known before the decision (an IP literal, or `localhost`): `None` when
+/// the address is public (nothing to guard) or when the policy does not allow its `custom` `egress/<class>/<ip>`
+/// action for every possible counter value — the caller then runs the audited [`guard_egress`] decision as
+/// before. A rule's `count` condition holds from some count on, so the rules that match under real counters lie
+/// between those matching with every counter at zero and those matching with every counter saturated; ALLOW under
+/// both is ALLOW under the real ones. Pure: no I/O; `now` is for the rules' `time` conditions.
+pub fn egress_pass(
+    governance: &Governance,
+    now: aura_core::Timestamp,
+    agent: &AgentName,
+    task: Option<&str>,
+    host: &str,
+    addr: SocketAddr,
+) -> Option<EgressPass> {
+    let class = classify(addr.ip());
+    if class == EgressClass::Public {
+        return None;
+    }
+    let action = Action::extract(RawAction {
+        agent: agent.clone(),
+        task: task.map(str::to_owned),
+        kind: "custom".into(),
+        target: format!("egress/{class}/{}", addr.ip()),
+        args: serde_json::json!({"host": host, "port": addr.port()}),
+        estimate: Estimate::default(),
+        labels: Default::default(),
+    })
+    .ok()?;
+    let set = governance.kernel().policy();
+    let low = set.evaluate(&action, now, &aura_policy::NoFacts);
+    let high = set.evaluate(&action, now, &Saturated);
+    (low.verdict == Verdict::Allow && high.verdict == Verdict::Allow).then(|| EgressPass {
+        class,
+        addr,
+        rule: low
+            .matched_rules
+            .first()
+            .map_or_else(|| "allow".to_owned(), ToString::to_string),
+    })
+}
+
+/// The address of a host known without asking DNS: an IP literal (any form the URL parser accepts), or `localhost`
+/// (RFC 6761: always loopback). Other names are resolved only after the request is allowed, so a refused request
+/// leaks nothing through DNS.
+pub fn known_address(host: &str, port: u16) -> Option<SocketAddr> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Some(SocketAddr::new(ip, port));
+    }
+    let lower = bare.to_ascii_lowercase();
+    (lower == "localhost" || lower.ends_with(".localhost"))
+        .then(|| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
+}
+
 /// The agent a principal acts for: agent tokens only (an edge acts for exactly one agent).
 pub fn agent_of(principal: &Principal) -> Result<AgentName, ServiceError> {
     principal.agent.clone().ok_or_else(|| {
@@ -279,16 +368,17 @@ pub fn limits_view(governance: &Governance, agent: &AgentName) -> serde_json::Va
     })
 }
 
-/// The MCP server's governance over this process's kernel.
+/// The MCP server's governance over this process's kernel (and its event mesh, for `publish_message`).
 #[derive(Debug, Clone)]
 pub struct McpGovernance {
     governance: Governance,
+    mesh: super::mesh::MeshService,
 }
 
 impl McpGovernance {
-    /// Over `governance`.
-    pub fn new(governance: Governance) -> McpGovernance {
-        McpGovernance { governance }
+    /// Over `governance` and `mesh`.
+    pub fn new(governance: Governance, mesh: super::mesh::MeshService) -> McpGovernance {
+        McpGovernance { governance, mesh }
     }
 
     fn caller(agent: &aura_mcp::Agent) -> Result<(AgentName, Actor), aura_mcp::BackendError> {
@@ -400,5 +490,56 @@ impl aura_mcp::Backend for McpGovernance {
     ) -> Result<serde_json::Value, aura_mcp::BackendError> {
         let (name, _) = Self::caller(agent)?;
         Ok(limits_view(&self.governance, &name))
+    }
+
+    async fn publish(
+        &self,
+        agent: &aura_mcp::Agent,
+        message: aura_mcp::MeshMessage,
+    ) -> Result<aura_mcp::Published, aura_mcp::BackendError> {
+        let (name, actor) = Self::caller(agent)?;
+        let invalid = |e: String| aura_mcp::BackendError::Invalid(e);
+        let topic = aura_mesh::Topic::new(&message.topic).map_err(|e| invalid(e.to_string()))?;
+        let kind: aura_agents::envelope::MessageType =
+            serde_json::from_value(serde_json::Value::String(message.kind.clone()))
+                .map_err(|_| invalid(format!("unknown message type `{}`", message.kind)))?;
+        let mut envelope = aura_agents::envelope::Envelope::new(
+            self.mesh.now(),
+            &name,
+            &message.target,
+            kind,
+            message.payload,
+        );
+        envelope.priority = message.priority;
+        match self.mesh.publish(&name, &topic, envelope, actor).await {
+            Ok(p) => Ok(aura_mcp::Published::Sent(serde_json::json!({
+                "published": true,
+                "id": p.envelope.id,
+                "topic": topic.as_str(),
+                "target": p.envelope.target,
+                "offset": p.receipt.offset,
+                "spooled": p.receipt.spooled,
+                "audit_seq": p.audit_seq,
+            }))),
+            Err(super::mesh::MeshRefusal::Refused {
+                verdict,
+                reasons,
+                audit_seq,
+            }) => {
+                let first = reasons.first();
+                Ok(aura_mcp::Published::Refused(aura_mcp::Verdict {
+                    decision_id: String::new(),
+                    verdict: verdict.as_str().to_owned(),
+                    rule: first.map_or_else(|| "default_deny".to_owned(), |r| r.rule.clone()),
+                    reason: first.map_or_else(String::new, |r| r.message.clone()),
+                    approval_id: None,
+                    audit_seq,
+                }))
+            }
+            Err(super::mesh::MeshRefusal::Failed(ServiceError::Invalid(m))) => Err(invalid(m)),
+            Err(super::mesh::MeshRefusal::Failed(e)) => {
+                Err(aura_mcp::BackendError::Unavailable(e.to_string()))
+            }
+        }
     }
 }
