@@ -20,8 +20,9 @@ agents:
   bot: { level: dev }
   boss: { level: dev }
 rules:
+  # `[*]` is the literal target `*` (a new, unassigned task); a bare `*` would match every agent.
   - id: client-creates-tasks
-    when: { kind: message, agent: client, target: ["*"] }
+    when: { kind: message, agent: client, target: ["[*]"] }
     then: allow
   - id: client-may-task-bot
     when: { kind: message, agent: client, target: ["bot"] }

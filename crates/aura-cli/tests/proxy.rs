@@ -226,6 +226,30 @@ async fn ssrf_attempts_are_blocked_unless_a_policy_allows_the_destination() {
             .contains("egress/"),
         "{body}"
     );
+    // `localhost` needs no DNS and the policy allows loopback whatever the counters: the guard's allowance rode
+    // in the request's own decision (one durable decision), so no `egress/loopback` decision was taken for bot;
+    // refusals are audited as the guard's own decisions.
+    let bot_entries = aura
+        .get("/api/v1/audit/entries?agent=bot&limit=1000")
+        .await
+        .to_string();
+    assert!(
+        bot_entries.contains(&format!("http://localhost:{port}/ok/x")),
+        "{bot_entries}"
+    );
+    assert!(!bot_entries.contains("egress/loopback"), "{bot_entries}");
+    assert!(
+        bot_entries.contains("egress/metadata/169.254.169.254"),
+        "{bot_entries}"
+    );
+    let other_entries = aura
+        .get("/api/v1/audit/entries?agent=other&limit=1000")
+        .await
+        .to_string();
+    assert!(
+        other_entries.contains("egress/loopback/127.0.0.1"),
+        "{other_entries}"
+    );
 }
 
 #[tokio::test]
