@@ -151,7 +151,10 @@ async fn a2a_tasks_through_the_task_store() {
     let nothing = rpc(&bot_url, &boss, &send("m-3", "hello")).await;
     assert_eq!(nothing["error"]["code"], -32010, "{nothing}");
     assert_eq!(nothing["error"]["data"]["verdict"], "deny", "{nothing}");
-    assert_eq!(nothing["error"]["data"]["rule"], "default_deny", "{nothing}");
+    assert_eq!(
+        nothing["error"]["data"]["rule"], "default_deny",
+        "{nothing}"
+    );
 
     // message/stream: the task first, then its status updates until the final one.
     let stream_req = json!({"jsonrpc": "2.0", "id": 7, "method": "message/stream", "params": {"message": {
@@ -175,7 +178,8 @@ async fn a2a_tasks_through_the_task_store() {
     assert_eq!(first[0]["result"]["kind"], "task", "{first:?}");
     assert_eq!(first[0]["result"]["status"]["state"], "submitted");
     let streamed = first[0]["result"]["id"].as_str().unwrap().to_owned();
-    let cancel = json!({"jsonrpc": "2.0", "id": 8, "method": "tasks/cancel", "params": {"id": streamed}});
+    let cancel =
+        json!({"jsonrpc": "2.0", "id": 8, "method": "tasks/cancel", "params": {"id": streamed}});
     rpc(&bot_url, &client, &cancel).await;
     let updates = frames(&mut resp, 1).await;
     assert_eq!(updates[0]["result"]["kind"], "status-update", "{updates:?}");
@@ -214,7 +218,10 @@ async fn a2a_tasks_through_the_task_store() {
     )
     .await;
     assert_eq!(params["error"]["code"], -32602, "{params}");
-    assert_eq!(raw(&bot_url, &client, "{not json").await["error"]["code"], -32700);
+    assert_eq!(
+        raw(&bot_url, &client, "{not json").await["error"]["code"],
+        -32700
+    );
     assert_eq!(
         raw(&bot_url, &client, r#"{"id": 1, "method": "tasks/get"}"#).await["error"]["code"],
         -32600

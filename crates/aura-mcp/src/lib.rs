@@ -101,7 +101,8 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     async fn limits(&self, agent: &Agent) -> Result<Value, BackendError>;
     /// Publishes `message` from `agent` on the event mesh. The mesh decides it as a `message` action (audited)
     /// before publishing; a refusal comes back as [`Published::Refused`].
-    async fn publish(&self, agent: &Agent, message: MeshMessage) -> Result<Published, BackendError>;
+    async fn publish(&self, agent: &Agent, message: MeshMessage)
+    -> Result<Published, BackendError>;
 }
 
 /// A message an agent sends over the event mesh (`publish_message`).

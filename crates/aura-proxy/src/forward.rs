@@ -165,7 +165,14 @@ fn pre_guard(
     port: u16,
 ) -> Option<edge::EgressPass> {
     let addr = edge::known_address(host, port)?;
-    edge::egress_pass(&shared.governance, shared.tokens.now(), agent, task, host, addr)
+    edge::egress_pass(
+        &shared.governance,
+        shared.tokens.now(),
+        agent,
+        task,
+        host,
+        addr,
+    )
 }
 
 /// Resolves once and runs the SSRF guard; the address to connect to.

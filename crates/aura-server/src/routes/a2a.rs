@@ -25,8 +25,8 @@ use aura_core::{AgentName, Permission, Principal};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::services::audit::actor_of;
 use crate::services::ServiceError;
+use crate::services::audit::actor_of;
 use crate::services::mesh::MeshRefusal;
 
 /// JSON-RPC: the body is not JSON.
@@ -128,7 +128,9 @@ fn answer(id: Value, result: Result<Value, RpcError>) -> Response {
 fn sender(caller: &Principal) -> Result<AgentName, RpcError> {
     match &caller.agent {
         Some(a) => Ok(a.clone()),
-        None => AgentName::new("operator").map_err(|e| RpcError::new(INTERNAL_ERROR, e.to_string())),
+        None => {
+            AgentName::new("operator").map_err(|e| RpcError::new(INTERNAL_ERROR, e.to_string()))
+        }
     }
 }
 
@@ -140,13 +142,21 @@ struct Ctx {
     agent: Option<AgentName>,
 }
 
-async fn rpc(state: AppState, caller: Principal, agent: Option<AgentName>, body: Bytes) -> Response {
+async fn rpc(
+    state: AppState,
+    caller: Principal,
+    agent: Option<AgentName>,
+    body: Bytes,
+) -> Response {
     let req: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
             return answer(
                 Value::Null,
-                Err(RpcError::new(PARSE_ERROR, format!("the body is not JSON: {e}"))),
+                Err(RpcError::new(
+                    PARSE_ERROR,
+                    format!("the body is not JSON: {e}"),
+                )),
             );
         }
     };
@@ -252,9 +262,14 @@ fn refused(r: MeshRefusal) -> RpcError {
             let reason = first.map_or("", |r| r.message.as_str());
             RpcError {
                 code: REFUSED,
-                message: format!("{} by policy: {reason} ({rule})", verdict_word(verdict.as_str())),
-                data: Some(json!({"verdict": verdict.as_str(), "rule": rule, "reason": reason,
-                    "audit_seq": audit_seq})),
+                message: format!(
+                    "{} by policy: {reason} ({rule})",
+                    verdict_word(verdict.as_str())
+                ),
+                data: Some(
+                    json!({"verdict": verdict.as_str(), "rule": rule, "reason": reason,
+                    "audit_seq": audit_seq}),
+                ),
             }
         }
         MeshRefusal::Failed(e) => match e {
@@ -320,9 +335,16 @@ async fn send(ctx: &Ctx, params: &Value) -> Result<Task, RpcError> {
             .as_str()
             .or_else(|| params["metadata"]["agent"].as_str())
         {
-            Some(name) => Some(ctx.state.tokens.agent(name).await.map_err(|_| {
-                RpcError::params(format!("no registered agent `{name}` (metadata.agent)"))
-            })?.name),
+            Some(name) => Some(
+                ctx.state
+                    .tokens
+                    .agent(name)
+                    .await
+                    .map_err(|_| {
+                        RpcError::params(format!("no registered agent `{name}` (metadata.agent)"))
+                    })?
+                    .name,
+            ),
             None => None,
         },
     };
@@ -453,12 +475,20 @@ async fn follow_up(ctx: &Ctx, task_id: &str, message: &Value) -> Result<Task, Rp
 
 /// The task `id` if this caller may see it: its A2A sender, its assignee, or a token that reads the inventory.
 fn visible(ctx: &Ctx, id: &str) -> Result<Task, RpcError> {
-    let (task, _) = ctx.state.mesh.task(id).ok_or_else(|| RpcError::not_found(id))?;
+    let (task, _) = ctx
+        .state
+        .mesh
+        .task(id)
+        .ok_or_else(|| RpcError::not_found(id))?;
     let sender = task.payload["a2a"]["sender"].as_str();
     let mine = sender == Some(ctx.sender.as_str())
         || task.assignee.as_deref() == Some(ctx.sender.as_str())
         || ctx.caller.role.allows(Permission::ReadInventory);
-    if mine { Ok(task) } else { Err(RpcError::not_found(id)) }
+    if mine {
+        Ok(task)
+    } else {
+        Err(RpcError::not_found(id))
+    }
 }
 
 fn visible_task(ctx: &Ctx, params: &Value) -> Result<Task, RpcError> {
@@ -474,7 +504,11 @@ async fn cancel(ctx: &Ctx, params: &Value) -> Result<Value, RpcError> {
     if task.state.is_terminal() {
         return Err(RpcError::new(
             TASK_NOT_CANCELABLE,
-            format!("task `{}` is {} and cannot be canceled", task.id, a2a_state(&task)),
+            format!(
+                "task `{}` is {} and cannot be canceled",
+                task.id,
+                a2a_state(&task)
+            ),
         ));
     }
     let reason = params["metadata"]["reason"]
@@ -572,7 +606,8 @@ fn task_json(t: &Task, history_length: Option<usize>) -> Value {
             Value::Object(_) => json!({"kind": "data", "data": result}),
             other => json!({"kind": "data", "data": {"result": other}}),
         };
-        task["artifacts"] = json!([{"artifactId": format!("{}-result", t.id), "name": "result", "parts": [part]}]);
+        task["artifacts"] =
+            json!([{"artifactId": format!("{}-result", t.id), "name": "result", "parts": [part]}]);
     }
     task
 }
@@ -623,9 +658,11 @@ fn follow(ctx: Ctx, id: Value, task: Task) -> Response {
         done: bool,
         until: Instant,
     }
-    let frame = |id: &Value, result: Value| -> Result<Event, Infallible> {
-        Ok(Event::default().data(json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string()))
-    };
+    let frame =
+        |id: &Value, result: Value| -> Result<Event, Infallible> {
+            Ok(Event::default()
+                .data(json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string()))
+        };
     let start = Follow {
         id,
         task_id: task.id.clone(),
@@ -706,13 +743,25 @@ mod tests {
             (TaskState::Pending, None, "submitted"),
             (TaskState::Assigned, None, "submitted"),
             (TaskState::InProgress, None, "working"),
-            (TaskState::Waiting, Some("input: which region?"), "input-required"),
+            (
+                TaskState::Waiting,
+                Some("input: which region?"),
+                "input-required",
+            ),
             (TaskState::Waiting, Some("approval 0193…"), "auth-required"),
             (TaskState::Completed, None, "completed"),
             (TaskState::Failed, Some("disk full"), "failed"),
             (TaskState::Failed, Some("denied by policy"), "rejected"),
-            (TaskState::Cancelled, Some("canceled by the A2A client"), "canceled"),
-            (TaskState::Cancelled, Some("rejected: denied by policy"), "rejected"),
+            (
+                TaskState::Cancelled,
+                Some("canceled by the A2A client"),
+                "canceled",
+            ),
+            (
+                TaskState::Cancelled,
+                Some("rejected: denied by policy"),
+                "rejected",
+            ),
         ];
         for (state, error, want) in rows {
             let t = task(state, error);
@@ -724,7 +773,10 @@ mod tests {
         }
         let mut done = task(TaskState::Completed, None);
         done.result = Some(json!({"answer": 42}));
-        assert_eq!(task_json(&done, Some(0))["artifacts"][0]["parts"][0]["data"]["answer"], 42);
+        assert_eq!(
+            task_json(&done, Some(0))["artifacts"][0]["parts"][0]["data"]["answer"],
+            42
+        );
         assert_eq!(task_json(&done, Some(0))["history"], json!([]));
     }
 }
