@@ -27,6 +27,9 @@ rules:
   - id: client-may-task-bot
     when: { kind: message, agent: client, target: ["bot"] }
     then: allow
+  - id: bot-reports-on-its-tasks
+    when: { kind: message, agent: bot, target: ["bot"] }
+    then: allow
 "#;
 
 fn send(id: &str, text: &str) -> Value {
@@ -188,6 +191,68 @@ async fn a2a_tasks_through_the_task_store() {
     assert_eq!(updates[0]["result"]["final"], true);
     // The stream ends after the final update.
     assert!(frames(&mut resp, 1).await.is_empty());
+
+    // The agent's side: bot takes a streamed task, asks for input, works on, completes with a result; the client's
+    // stream sees every state (each report waits for its frame) and tasks/get shows the artifact.
+    let stream_req = json!({"jsonrpc": "2.0", "id": 9, "method": "message/stream", "params": {"message": {
+        "kind": "message", "role": "user", "messageId": "m-7", "parts": [{"kind": "text", "text": "free disk on web-1"}]}}});
+    let mut resp = common::client()
+        .post(&bot_url)
+        .bearer_auth(&client)
+        .json(&stream_req)
+        .send()
+        .await
+        .unwrap();
+    let first = frames(&mut resp, 1).await;
+    let work = first[0]["result"]["id"].as_str().unwrap().to_owned();
+    let report = aura.url(&format!("/api/v1/a2a/tasks/{work}/status"));
+    // Only the assignee reports.
+    let (status, body) = common::post(&report, &boss, json!({"state": "working"})).await;
+    assert_eq!(status, 403, "{body}");
+    for (report_body, want) in [
+        (json!({"state": "working"}), "working"),
+        (
+            json!({"state": "input-required", "message": "which mount?"}),
+            "input-required",
+        ),
+        (json!({"state": "working"}), "working"),
+        (
+            json!({"state": "completed", "result": {"freed_gb": 12}}),
+            "completed",
+        ),
+    ] {
+        let (status, body) = common::post(&report, &bot, report_body).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["status"]["state"], want, "{body}");
+        let update = frames(&mut resp, 1).await;
+        assert_eq!(update[0]["result"]["status"]["state"], want, "{update:?}");
+        assert_eq!(
+            update[0]["result"]["final"],
+            want == "completed",
+            "{update:?}"
+        );
+        if want == "input-required" {
+            assert_eq!(
+                update[0]["result"]["status"]["message"]["parts"][0]["text"],
+                "which mount?"
+            );
+        }
+    }
+    assert!(frames(&mut resp, 1).await.is_empty());
+    let done = rpc(
+        &bot_url,
+        &client,
+        &json!({"jsonrpc": "2.0", "id": 10, "method": "tasks/get", "params": {"id": work}}),
+    )
+    .await;
+    assert_eq!(done["result"]["status"]["state"], "completed", "{done}");
+    assert_eq!(
+        done["result"]["artifacts"][0]["parts"][0]["data"]["freed_gb"],
+        12
+    );
+    // A completed task takes no more reports (the task store refuses the transition).
+    let (status, _) = common::post(&report, &bot, json!({"state": "failed"})).await;
+    assert_eq!(status, 409);
 
     // JSON-RPC errors.
     let unknown = rpc(

@@ -84,6 +84,127 @@ pub(super) async fn aura_rpc(
     Ok(rpc(state, caller, None, body).await)
 }
 
+/// What the agent working on an A2A task reports.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StatusRequest {
+    /// The A2A state: `working`, `input-required`, `auth-required`, `completed` or `failed`.
+    pub state: String,
+    /// The status message the A2A client sees (the question, the approval awaited, the error).
+    #[serde(default)]
+    pub message: Option<String>,
+    /// The result of a completed task (text or JSON), answered as the artifact `result`.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub result: Option<Value>,
+}
+
+/// The agent side of an A2A task: the assigned agent (or, for an unassigned task, the agent taking it with
+/// `working`) reports progress; each change is a governed `message` transition in the task store, and A2A clients
+/// see it through `tasks/get` and their streams. Answers the A2A `Task`.
+#[utoipa::path(post, path = "/api/v1/a2a/tasks/{id}/status", tag = "edge", request_body = StatusRequest,
+    params(("id" = String, Path, description = "Task id")),
+    responses((status = 200, body = Object), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub(super) async fn report_status(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    body: Result<Json<StatusRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(req) = body.map_err(ApiError::from_json)?;
+    let agent = crate::services::edge::agent_of(&caller)?;
+    let (task, _) = state
+        .mesh
+        .task(&id)
+        .ok_or_else(|| ApiError::not_found(format!("no task `{id}`")))?;
+    let claim = req.state == "working" && task.assignee.is_none();
+    if !claim && task.assignee.as_deref() != Some(agent.as_str()) {
+        return Err(ApiError::forbidden(format!(
+            "task `{id}` is not assigned to `{agent}`"
+        )));
+    }
+    let note = req.message.clone().unwrap_or_default();
+    let (to, change) = match req.state.as_str() {
+        "working" => (
+            TaskState::InProgress,
+            Transition {
+                assignee: Some(agent.to_string()),
+                ..Default::default()
+            },
+        ),
+        "input-required" => (
+            TaskState::Waiting,
+            Transition {
+                error: Some(format!("input: {note}")),
+                ..Default::default()
+            },
+        ),
+        "auth-required" => (
+            TaskState::Waiting,
+            Transition {
+                error: Some(format!("approval: {note}")),
+                ..Default::default()
+            },
+        ),
+        "completed" => (
+            TaskState::Completed,
+            Transition {
+                result: req
+                    .result
+                    .clone()
+                    .or_else(|| req.message.clone().map(Value::String)),
+                ..Default::default()
+            },
+        ),
+        "failed" => (
+            TaskState::Failed,
+            Transition {
+                error: Some(if note.is_empty() {
+                    "failed".to_owned()
+                } else {
+                    note
+                }),
+                ..Default::default()
+            },
+        ),
+        other => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                format!(
+                    "unknown state `{other}`: use working, input-required, auth-required, completed or failed"
+                ),
+            ));
+        }
+    };
+    let task = state
+        .mesh
+        .transition(&agent, &id, to, change, actor_of(&caller))
+        .await
+        .map_err(|r| match r {
+            MeshRefusal::Refused {
+                verdict,
+                reasons,
+                audit_seq,
+            } => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "message_refused",
+                format!(
+                    "governance answered {} (audit seq {audit_seq}): {}",
+                    verdict.as_str(),
+                    reasons
+                        .iter()
+                        .map(|r| format!("{}: {}", r.rule, r.message))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            ),
+            MeshRefusal::Failed(e) => e.into(),
+        })?;
+    Ok(Json(task_json(&task, None)))
+}
+
 /// A JSON-RPC error.
 #[derive(Debug)]
 struct RpcError {
@@ -565,7 +686,13 @@ fn status_json(t: &Task) -> Value {
     let state = a2a_state(t);
     let mut status = json!({"state": state, "timestamp": t.updated_at.to_rfc3339()});
     let note = match t.state {
-        TaskState::Waiting | TaskState::Failed | TaskState::Cancelled => t.error.clone(),
+        TaskState::Waiting => t.error.as_deref().map(|e| {
+            e.strip_prefix("input: ")
+                .or_else(|| e.strip_prefix("approval: "))
+                .unwrap_or(e)
+                .to_owned()
+        }),
+        TaskState::Failed | TaskState::Cancelled => t.error.clone(),
         TaskState::Assigned => t.assignee.as_ref().map(|a| format!("assigned to `{a}`")),
         _ => None,
     };

@@ -191,7 +191,8 @@ fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
             Permission::Act,
             OpenApiRouter::new()
                 .routes(routes!(a2a::agent_rpc))
-                .routes(routes!(a2a::aura_rpc)),
+                .routes(routes!(a2a::aura_rpc))
+                .routes(routes!(a2a::report_status)),
         ))
         .merge(group(
             Permission::Authenticated,
