@@ -345,3 +345,52 @@ async fn curl_through_the_proxy_plain_connect_and_body_limit() {
     assert!(out.contains("body_too_large"), "{out}");
     assert_eq!(target.seen.lock().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn a_halt_cuts_an_open_connect_tunnel() {
+    let target = target().await;
+    let (aura, proxy, _home) = start().await;
+    let token = aura.token("bot-token", "agent", Some("bot")).await;
+    let proxy_addr = proxy.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&proxy_addr).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "CONNECT {0} HTTP/1.1\r\nHost: {0}\r\nProxy-Authorization: Bearer {token}\r\n\r\n",
+                target.addr
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut status = String::new();
+    reader.read_line(&mut status).await.unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).await.unwrap();
+        if line == "\r\n" {
+            break;
+        }
+    }
+    // The tunnel works: one request through it.
+    reader
+        .get_mut()
+        .write_all(b"GET /ok/tunnel HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = String::new();
+    reader.read_line(&mut first).await.unwrap();
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    // Halt the agent: the proxy closes the tunnel (EOF) without the client doing anything.
+    aura.cli(&["agent", "halt", "bot", "--reason", "runaway"])
+        .code(0);
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        reader.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(closed.is_ok(), "the tunnel stayed open after the halt");
+}

@@ -517,6 +517,11 @@ async fn connect(
                         }
                     },
                     () = stop.cancelled() => (ActionOutcome::Cancelled, 0, 0),
+                    () = halted(&tunnel_shared, &agent) => {
+                        tracing::info!(agent = %agent, "agent halted: tunnel cut");
+                        metrics::counter!(REQUESTS, "outcome" => "tunnel_cut").increment(1);
+                        (ActionOutcome::Cancelled, 0, 0)
+                    }
                 }
             }
             Err(e) => {
@@ -530,6 +535,27 @@ async fn connect(
     let mut resp = Response::new(reply::empty());
     *resp.status_mut() = StatusCode::OK;
     Ok(resp)
+}
+
+/// How often an open tunnel checks whether its agent was halted.
+const HALT_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Resolves once `agent` is halted (not merely paused: a halt cancels what is in flight, open tunnels included).
+async fn halted(shared: &Shared, agent: &AgentName) {
+    let mut every = tokio::time::interval(HALT_CHECK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if shared
+            .governance
+            .kernel()
+            .halts()
+            .status(agent)
+            .is_some_and(|h| h.state == aura_govern::halts::HaltState::Halted)
+        {
+            return;
+        }
+    }
 }
 
 /// Releases an allowed decision whose request never left.

@@ -30,7 +30,7 @@ use aura_server::services::Tokens;
 use aura_server::services::govern::Governance;
 
 /// Proxy requests, by outcome (`forwarded`, `denied`, `halted`, `escalated`, `unauthenticated`, `ssrf_blocked`,
-/// `too_large`, `bad_request`, `upstream_error`).
+/// `too_large`, `bad_request`, `upstream_error`; `tunnel_cut` when a halt closes an open tunnel).
 pub const REQUESTS: &str = "aura_proxy_requests_total";
 /// Time from a request's arrival to the decision and the connection to the target (the proxy's added latency
 /// before the target sees the request).
