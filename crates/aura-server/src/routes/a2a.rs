@@ -818,9 +818,7 @@ fn follow(ctx: Ctx, id: Value, task: Task) -> Response {
                 () = closing.cancelled() => return None,
                 () = tokio::time::sleep(FOLLOW_EVERY) => {}
             }
-            let Some((task, _)) = f.ctx.state.mesh.task(&f.task_id) else {
-                return None;
-            };
+            let (task, _) = f.ctx.state.mesh.task(&f.task_id)?;
             let seen = (task.state, task.assignee.clone(), task.error.clone());
             if f.last.as_ref() != Some(&seen) {
                 f.last = Some(seen);
