@@ -530,9 +530,7 @@ pub mod cold {
                     b = b.with_token(t);
                 }
             }
-            let store = b
-                .build()
-                .map_err(|e| CacheError::Cold(e.to_string()))?;
+            let store = b.build().map_err(|e| CacheError::Cold(e.to_string()))?;
             Ok(ColdArchive {
                 store: Box::new(store),
                 bucket: settings.bucket.clone(),

@@ -519,7 +519,8 @@ impl Discovery {
         if d.scanners.is_empty() {
             return Ok(None);
         }
-        if d.scanners.iter().any(|s| s == "kubernetes" || s == "k8s") && !aura_scan::HAS_KUBERNETES {
+        if d.scanners.iter().any(|s| s == "kubernetes" || s == "k8s") && !aura_scan::HAS_KUBERNETES
+        {
             bail!(
                 "discovery.scanners names kubernetes, but this build has no Kubernetes scanner (cargo feature `k8s`)"
             );
@@ -642,9 +643,10 @@ pub(crate) async fn cache(cli: &Cli, cmd: &crate::cli::CacheCommand) -> anyhow::
                 None => {
                     let redis = match &url {
                         Some(url) => {
-                            let tier = aura_catalog::cache::RedisTier::connect(url, &prefix, redis_ttl)
-                                .await
-                                .with_context(|| format!("connecting to {url}"))?;
+                            let tier =
+                                aura_catalog::cache::RedisTier::connect(url, &prefix, redis_ttl)
+                                    .await
+                                    .with_context(|| format!("connecting to {url}"))?;
                             let s = tier.stats().await?;
                             serde_json::json!({"entries": s.entries, "hits": s.hits, "misses": s.misses})
                         }
@@ -731,16 +733,19 @@ async fn cold_stats(config: &aura_config::Config) -> anyhow::Result<Value> {
         return Ok(Value::Null);
     };
     let (bucket, prefix) = cold.bucket_and_prefix();
-    let archive = aura_catalog::cache::cold::ColdArchive::open(&aura_catalog::cache::cold::ColdSettings {
-        bucket: bucket.clone(),
-        prefix: prefix.clone(),
-        endpoint: cold.endpoint.clone(),
-        region: cold.region.clone(),
-        allow_http: cold.allow_http,
-        credentials: None,
-    })?;
+    let archive =
+        aura_catalog::cache::cold::ColdArchive::open(&aura_catalog::cache::cold::ColdSettings {
+            bucket: bucket.clone(),
+            prefix: prefix.clone(),
+            endpoint: cold.endpoint.clone(),
+            region: cold.region.clone(),
+            allow_http: cold.allow_http,
+            credentials: None,
+        })?;
     Ok(match archive.stats().await {
-        Ok(s) => serde_json::json!({"objects": s.objects, "bytes": s.bytes, "bucket": bucket, "prefix": prefix}),
+        Ok(s) => {
+            serde_json::json!({"objects": s.objects, "bytes": s.bytes, "bucket": bucket, "prefix": prefix})
+        }
         Err(e) => serde_json::json!({"error": e.to_string()}),
     })
 }
@@ -748,7 +753,9 @@ async fn cold_stats(config: &aura_config::Config) -> anyhow::Result<Value> {
 #[cfg(not(feature = "s3"))]
 async fn cold_stats(config: &aura_config::Config) -> anyhow::Result<Value> {
     Ok(match &config.cache.cold {
-        Some(_) => serde_json::json!({"error": "this build has no S3 support (cargo feature `s3`)"}),
+        Some(_) => {
+            serde_json::json!({"error": "this build has no S3 support (cargo feature `s3`)"})
+        }
         None => Value::Null,
     })
 }

@@ -42,9 +42,20 @@ fn boto_keys(endpoint: &str, bucket: &str, prefix: &str) -> Vec<String> {
     let script = format!(
         "import boto3\ns3 = boto3.client('s3', endpoint_url='{endpoint}', region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')\nfor o in s3.list_objects_v2(Bucket='{bucket}', Prefix='{prefix}').get('Contents', []): print(o['Key'])"
     );
-    let out = Command::new("python3").args(["-c", &script]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect()
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 #[tokio::test]
@@ -72,7 +83,10 @@ async fn up_archives_history_to_the_cold_tier_and_writes_redis() {
         home.path(),
         "data",
         &[],
-        &[("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")],
+        &[
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ],
     );
     let dir = AssetDir::open(&aura.data_dir).unwrap();
     dir.write(&host("db-01", 10.0)).unwrap();
@@ -85,7 +99,10 @@ async fn up_archives_history_to_the_cold_tier_and_writes_redis() {
     assert_eq!(v["activity"]["archived"], 1);
     // A new version is archived next to the first one; the old one is never overwritten.
     dir.write(&host("db-01", 95.0)).unwrap();
-    cache_until(&aura, "second version archived", |v| v["cold"]["objects"].as_u64() == Some(2)).await;
+    cache_until(&aura, "second version archived", |v| {
+        v["cold"]["objects"].as_u64() == Some(2)
+    })
+    .await;
     let keys = boto_keys(&moto.endpoint, "aura-history", "fleet/db-01/");
     assert_eq!(keys.len(), 2, "{keys:?}");
     assert!(keys.iter().all(|k| k.ends_with(".aav")), "{keys:?}");
@@ -95,12 +112,21 @@ async fn up_archives_history_to_the_cold_tier_and_writes_redis() {
     assert_eq!(stats["cold"]["objects"], 2);
     assert_eq!(stats["redis"]["entries"], 1);
     let table = aura.cli(&["cache", "stats"]).code(0).stdout;
-    assert!(table.contains("cold") && table.contains("redis") && table.contains("hot"), "{table}");
+    assert!(
+        table.contains("cold") && table.contains("redis") && table.contains("hot"),
+        "{table}"
+    );
 
     // Removing the asset invalidates it in Redis; its archived history stays.
     std::fs::remove_file(dir.path_of("db-01")).unwrap();
-    cache_until(&aura, "redis invalidated", |v| v["redis"]["entries"].as_u64() == Some(0)).await;
-    assert_eq!(boto_keys(&moto.endpoint, "aura-history", "fleet/db-01/").len(), 2);
+    cache_until(&aura, "redis invalidated", |v| {
+        v["redis"]["entries"].as_u64() == Some(0)
+    })
+    .await;
+    assert_eq!(
+        boto_keys(&moto.endpoint, "aura-history", "fleet/db-01/").len(),
+        2
+    );
 }
 
 #[test]
@@ -147,7 +173,10 @@ async fn discovery_runs_the_kubernetes_scanner_at_start() {
     let aura = Aura::start_in(home.path(), "data");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let out = aura.cli(&["query", "kind = pod", "-o", "json"]).code(0).json();
+        let out = aura
+            .cli(&["query", "kind = pod", "-o", "json"])
+            .code(0)
+            .json();
         if out["total"] == 5 {
             break;
         }
@@ -155,10 +184,18 @@ async fn discovery_runs_the_kubernetes_scanner_at_start() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let out = aura
-        .cli(&["query", "kubernetes.namespace = shop and kind = service", "-o", "json"])
+        .cli(&[
+            "query",
+            "kubernetes.namespace = shop and kind = service",
+            "-o",
+            "json",
+        ])
         .code(0)
         .json();
-    assert_eq!(out["total"], 5, "3 services, 1 deployment, 1 statefulset: {out}");
+    assert_eq!(
+        out["total"], 5,
+        "3 services, 1 deployment, 1 statefulset: {out}"
+    );
 
     let other = tempfile::tempdir().unwrap();
     let out = common::aura_cmd(other.path())
@@ -169,11 +206,17 @@ async fn discovery_runs_the_kubernetes_scanner_at_start() {
         .args(["-o", "json"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["written"], 2, "{report}");
-    assert!(other
-        .path()
-        .join("data/assets/k8s-kind-shop-monitoring-ds-node-exporter.aav")
-        .exists());
+    assert!(
+        other
+            .path()
+            .join("data/assets/k8s-kind-shop-monitoring-ds-node-exporter.aav")
+            .exists()
+    );
 }

@@ -52,7 +52,10 @@ pub struct DiscoveryConfig {
     )]
     pub docker_host: Option<String>,
     /// libvirt connection URI (`qemu:///system`); virsh's default when unset.
-    #[serde(deserialize_with = "libvirt_uri", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "libvirt_uri",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub libvirt_uri: Option<String>,
     /// The Kubernetes scanner (builds with cargo feature `k8s`).
     #[serde(deserialize_with = "values::section")]
@@ -65,10 +68,16 @@ pub struct DiscoveryConfig {
 pub struct KubernetesDiscoveryConfig {
     /// A kubeconfig file (relative to the config file's directory); `KUBECONFIG`, `~/.kube/config`, then the
     /// in-cluster service account when unset.
-    #[serde(deserialize_with = "kubeconfig", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "kubeconfig",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub kubeconfig: Option<PathBuf>,
     /// The kubeconfig context; its current context when unset.
-    #[serde(deserialize_with = "kube_context", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "kube_context",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub context: Option<String>,
     /// Namespaces read; every namespace when empty (the default).
     #[serde(deserialize_with = "namespaces")]
@@ -92,7 +101,10 @@ pub struct CatalogCacheConfig {
     #[serde(deserialize_with = "ttl_seconds")]
     pub hot_ttl_seconds: u64,
     /// The Redis tier shared by Aura nodes (`redis://HOST:6379/0`); none when unset.
-    #[serde(deserialize_with = "redis_url", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "redis_url",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub redis_url: Option<String>,
     /// Prefix of every Redis key and of the invalidation channel. Default `aura:`.
     #[serde(deserialize_with = "redis_prefix")]
@@ -334,7 +346,10 @@ fn label_selector<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::
             !term.is_empty()
                 && term.bytes().all(|b| {
                     b.is_ascii_alphanumeric()
-                        || matches!(b, b'-' | b'_' | b'.' | b'/' | b'=' | b'!' | b' ' | b'(' | b')')
+                        || matches!(
+                            b,
+                            b'-' | b'_' | b'.' | b'/' | b'=' | b'!' | b' ' | b'(' | b')'
+                        )
                 })
         }) && t.matches('(').count() == t.matches(')').count();
         if ok {

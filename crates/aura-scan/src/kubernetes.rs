@@ -88,7 +88,8 @@ impl KubernetesScanner {
             None => {
                 let config = kube::Config::incluster().map_err(|_| {
                     unavailable(
-                        "no kubeconfig (KUBECONFIG, ~/.kube/config) and not running in a pod".into(),
+                        "no kubeconfig (KUBECONFIG, ~/.kube/config) and not running in a pod"
+                            .into(),
                     )
                 })?;
                 (config, "in-cluster".to_owned())
@@ -126,7 +127,12 @@ impl KubernetesScanner {
             self.settings
                 .namespaces
                 .iter()
-                .map(|ns| (format!("namespace {ns}"), Api::namespaced(client.clone(), ns)))
+                .map(|ns| {
+                    (
+                        format!("namespace {ns}"),
+                        Api::namespaced(client.clone(), ns),
+                    )
+                })
                 .collect()
         };
         let mut items = Vec::new();
@@ -202,13 +208,20 @@ impl Scanner for KubernetesScanner {
             {
                 w.insert("strategy".into(), Value::from(strategy));
             }
-            let containers = s.and_then(|s| s.template.spec.as_ref()).map(|p| &p.containers);
-            out.assets.push(base.workload(&d.metadata, "deploy", w, containers));
+            let containers = s
+                .and_then(|s| s.template.spec.as_ref())
+                .map(|p| &p.containers);
+            out.assets
+                .push(base.workload(&d.metadata, "deploy", w, containers));
         }
         for s in &statefulsets {
             let spec = Some(&s.spec);
             let desired = spec.and_then(|s| s.replicas).unwrap_or(1);
-            let ready = s.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+            let ready = s
+                .status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0);
             let mut w = workload_section("statefulset", desired, ready);
             if let Some(svc) = spec.and_then(|s| s.service_name.clone()) {
                 w.insert("service_name".into(), Value::from(svc));
@@ -216,7 +229,8 @@ impl Scanner for KubernetesScanner {
             let containers = spec
                 .and_then(|s| s.template.spec.as_ref())
                 .map(|p| &p.containers);
-            out.assets.push(base.workload(&s.metadata, "sts", w, containers));
+            out.assets
+                .push(base.workload(&s.metadata, "sts", w, containers));
         }
         for d in &daemonsets {
             let st = d.status.as_ref();
@@ -232,7 +246,8 @@ impl Scanner for KubernetesScanner {
                 json!(st.map_or(0, |s| s.number_misscheduled)),
             );
             let containers = d.spec.template.spec.as_ref().map(|p| &p.containers);
-            out.assets.push(base.workload(&d.metadata, "ds", w, containers));
+            out.assets
+                .push(base.workload(&d.metadata, "ds", w, containers));
         }
         for svc in &services {
             out.assets.push(base.service(svc));
@@ -345,13 +360,15 @@ impl Base<'_> {
                         let target = p
                             .target_port
                             .as_ref()
-                            .map(|t| match t {
+                            .map(|t| {
+                                match t {
                                 k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(
                                     n,
                                 ) => n.to_string(),
                                 k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(
                                     s,
                                 ) => s.clone(),
+                            }
                             })
                             .unwrap_or_else(|| p.port.to_string());
                         match p.node_port {
@@ -417,9 +434,12 @@ impl Base<'_> {
             .iter()
             .filter_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone())
             .collect();
-        let crashing = waiting
-            .iter()
-            .any(|r| matches!(r.as_str(), "CrashLoopBackOff" | "ImagePullBackOff" | "ErrImagePull"));
+        let crashing = waiting.iter().any(|r| {
+            matches!(
+                r.as_str(),
+                "CrashLoopBackOff" | "ImagePullBackOff" | "ErrImagePull"
+            )
+        });
         a.set_health(match phase.as_str() {
             "Running" if crashing => Health::Unhealthy,
             "Running" if ready == total => Health::Healthy,
@@ -471,10 +491,7 @@ fn workload_section(kind: &str, desired: i32, ready: i32) -> Map<String, Value> 
 /// Container names, images, requested resources and environment variable *names* (values never leave).
 fn add_containers(section: &mut Map<String, Value>, containers: &[Container]) {
     let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
-    let images: Vec<String> = containers
-        .iter()
-        .filter_map(|c| c.image.clone())
-        .collect();
+    let images: Vec<String> = containers.iter().filter_map(|c| c.image.clone()).collect();
     let mut env_names: Vec<String> = containers
         .iter()
         .flat_map(|c| c.env.iter().flatten().map(|e| e.name.clone()))

@@ -45,7 +45,11 @@ async fn every_namespace_pods_services_and_workloads() {
     assert!(out.errors.is_empty(), "{:?}", out.errors);
     let count = |kind: AssetKind| out.assets.iter().filter(|a| a.kind == kind).count();
     assert_eq!(count(AssetKind::Pod), 5);
-    assert_eq!(count(AssetKind::Service), 4 + 2 + 1 + 1, "services, deployments, statefulsets, daemonsets");
+    assert_eq!(
+        count(AssetKind::Service),
+        4 + 2 + 1 + 1,
+        "services, deployments, statefulsets, daemonsets"
+    );
     let by = by_id(&out.assets);
 
     let web = by["k8s-kind-shop-shop-web-7d4b9c8f6-abcde"];
@@ -86,10 +90,16 @@ async fn every_namespace_pods_services_and_workloads() {
         crashing.doc["pod"]["waiting_reasons"],
         serde_json::json!(["CrashLoopBackOff"])
     );
-    assert_eq!(by["k8s-kind-shop-shop-db-0"].parent.as_deref(), Some("k8s-kind-shop-shop-sts-db"));
+    assert_eq!(
+        by["k8s-kind-shop-shop-db-0"].parent.as_deref(),
+        Some("k8s-kind-shop-shop-sts-db")
+    );
     let exporter = by["k8s-kind-shop-monitoring-node-exporter-x7k2p"];
     assert_eq!(exporter.health, Health::Degraded, "pending");
-    assert_eq!(exporter.parent.as_deref(), Some("k8s-kind-shop-monitoring-ds-node-exporter"));
+    assert_eq!(
+        exporter.parent.as_deref(),
+        Some("k8s-kind-shop-monitoring-ds-node-exporter")
+    );
 
     let deploy = by["k8s-kind-shop-shop-deploy-web"];
     assert_eq!(deploy.health, Health::Degraded, "1 of 2 ready");
@@ -97,9 +107,18 @@ async fn every_namespace_pods_services_and_workloads() {
     assert_eq!(deploy.doc["workload"]["desired"], 2);
     assert_eq!(deploy.doc["workload"]["ready"], 1);
     assert_eq!(deploy.doc["workload"]["strategy"], "RollingUpdate");
-    assert_eq!(deploy.doc["annotations"]["deployment.kubernetes.io/revision"], "4");
-    assert_eq!(by["k8s-kind-shop-kube-system-deploy-coredns"].health, Health::Healthy);
-    assert_eq!(by["k8s-kind-shop-shop-sts-db"].doc["workload"]["service_name"], "db");
+    assert_eq!(
+        deploy.doc["annotations"]["deployment.kubernetes.io/revision"],
+        "4"
+    );
+    assert_eq!(
+        by["k8s-kind-shop-kube-system-deploy-coredns"].health,
+        Health::Healthy
+    );
+    assert_eq!(
+        by["k8s-kind-shop-shop-sts-db"].doc["workload"]["service_name"],
+        "db"
+    );
     let ds = by["k8s-kind-shop-monitoring-ds-node-exporter"];
     assert_eq!(ds.doc["workload"]["desired"], 3);
     assert_eq!(ds.health, Health::Degraded);
@@ -107,11 +126,17 @@ async fn every_namespace_pods_services_and_workloads() {
     let svc = by["k8s-kind-shop-shop-svc-web"];
     assert_eq!(svc.doc["service"]["type"], "ClusterIP");
     assert_eq!(svc.doc["service"]["cluster_ip"], "10.96.120.15");
-    assert_eq!(svc.doc["service"]["ports"], serde_json::json!(["80->http/TCP"]));
+    assert_eq!(
+        svc.doc["service"]["ports"],
+        serde_json::json!(["80->http/TCP"])
+    );
     assert_eq!(svc.doc["service"]["selector"], "app=web,tier=frontend");
     assert_eq!(svc.doc["annotations"]["team"], "storefront");
     let lb = by["k8s-kind-shop-shop-svc-web-public"];
-    assert_eq!(lb.doc["service"]["ports"], serde_json::json!(["443:31443->8080/TCP"]));
+    assert_eq!(
+        lb.doc["service"]["ports"],
+        serde_json::json!(["443:31443->8080/TCP"])
+    );
     assert_eq!(lb.health, Health::Degraded, "no load balancer address yet");
 
     for a in &out.assets {
@@ -130,7 +155,10 @@ async fn every_namespace_pods_services_and_workloads() {
         "/apis/apps/v1/statefulsets",
         "/apis/apps/v1/daemonsets",
     ] {
-        assert!(seen.iter().any(|r| r.starts_with(path)), "{path} not requested: {seen:?}");
+        assert!(
+            seen.iter().any(|r| r.starts_with(path)),
+            "{path} not requested: {seen:?}"
+        );
     }
 }
 
@@ -158,15 +186,22 @@ async fn namespace_filter_and_label_selector() {
     );
     // The forbidden namespace is a per-target error for each resource, not a failed scan.
     assert_eq!(out.errors.len(), 5, "{:?}", out.errors);
-    assert!(out.errors.iter().any(|e| e.target == "pods in namespace forbidden"
-        && e.message.contains("forbidden")));
+    assert!(
+        out.errors
+            .iter()
+            .any(|e| e.target == "pods in namespace forbidden" && e.message.contains("forbidden"))
+    );
     let seen = server.requests.lock().unwrap().clone();
     assert!(
         seen.iter()
-            .any(|r| r.starts_with("/api/v1/namespaces/shop/pods?") && r.contains("labelSelector=app%3Dweb")),
+            .any(|r| r.starts_with("/api/v1/namespaces/shop/pods?")
+                && r.contains("labelSelector=app%3Dweb")),
         "{seen:?}"
     );
-    assert!(!seen.iter().any(|r| r.starts_with("/api/v1/pods")), "no cluster-wide list: {seen:?}");
+    assert!(
+        !seen.iter().any(|r| r.starts_with("/api/v1/pods")),
+        "no cluster-wide list: {seen:?}"
+    );
 }
 
 #[tokio::test]
@@ -186,12 +221,23 @@ async fn wrong_token_is_unavailable_not_a_crash() {
 #[tokio::test]
 async fn no_cluster_is_a_clean_skip() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let scanner = KubernetesScanner::new(KubernetesSettings {
-        kubeconfig: Some(fake_k8s::kubeconfig(dir.path(), &format!("http://127.0.0.1:{port}"), TOKEN)),
+        kubeconfig: Some(fake_k8s::kubeconfig(
+            dir.path(),
+            &format!("http://127.0.0.1:{port}"),
+            TOKEN,
+        )),
         ..KubernetesSettings::default()
     });
-    assert!(matches!(scanner.scan(&ctx()).await, Err(ScanError::Unavailable(_))));
+    assert!(matches!(
+        scanner.scan(&ctx()).await,
+        Err(ScanError::Unavailable(_))
+    ));
     let missing = KubernetesScanner::new(KubernetesSettings {
         kubeconfig: Some(dir.path().join("no-such-kubeconfig")),
         ..KubernetesSettings::default()

@@ -39,17 +39,21 @@ fn status(code: u16, reason: &str, message: &str) -> (StatusCode, String) {
 
 /// `app=web,tier!=cache,env,!canary` (equality-based selectors, as `kubectl -l` sends them).
 fn selector_matches(selector: &str, labels: &serde_json::Map<String, serde_json::Value>) -> bool {
-    selector.split(',').map(str::trim).filter(|s| !s.is_empty()).all(|term| {
-        if let Some((k, v)) = term.split_once("!=") {
-            labels.get(k.trim()).and_then(|x| x.as_str()) != Some(v.trim())
-        } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
-            labels.get(k.trim()).and_then(|x| x.as_str()) == Some(v.trim())
-        } else if let Some(k) = term.strip_prefix('!') {
-            !labels.contains_key(k)
-        } else {
-            labels.contains_key(term)
-        }
-    })
+    selector
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .all(|term| {
+            if let Some((k, v)) = term.split_once("!=") {
+                labels.get(k.trim()).and_then(|x| x.as_str()) != Some(v.trim())
+            } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+                labels.get(k.trim()).and_then(|x| x.as_str()) == Some(v.trim())
+            } else if let Some(k) = term.strip_prefix('!') {
+                !labels.contains_key(k)
+            } else {
+                labels.contains_key(term)
+            }
+        })
 }
 
 fn answer(dir: &Path, uri: &Uri) -> (StatusCode, String) {
@@ -68,16 +72,30 @@ fn answer(dir: &Path, uri: &Uri) -> (StatusCode, String) {
                 .map(|r| (r, ["deployments", "statefulsets", "daemonsets"].as_slice()))
         });
     let Some((rest, resources)) = rest else {
-        return status(404, "NotFound", "the server could not find the requested resource");
+        return status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        );
     };
     let parts: Vec<&str> = rest.split('/').collect();
     let (namespace, resource) = match parts.as_slice() {
         [res] => (None, *res),
         ["namespaces", ns, res] => (Some(*ns), *res),
-        _ => return status(404, "NotFound", "the server could not find the requested resource"),
+        _ => {
+            return status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            );
+        }
     };
     if !resources.contains(&resource) {
-        return status(404, "NotFound", "the server could not find the requested resource");
+        return status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        );
     }
     if namespace == Some("forbidden") {
         return status(
@@ -111,7 +129,10 @@ fn answer(dir: &Path, uri: &Uri) -> (StatusCode, String) {
             let ns_ok = namespace.is_none_or(|ns| meta["namespace"] == ns);
             let empty = serde_json::Map::new();
             let labels = meta["labels"].as_object().unwrap_or(&empty);
-            ns_ok && selector.as_deref().is_none_or(|s| selector_matches(s, labels))
+            ns_ok
+                && selector
+                    .as_deref()
+                    .is_none_or(|s| selector_matches(s, labels))
         });
     }
     (StatusCode::OK, list.to_string())

@@ -61,4 +61,3 @@ pub fn start() -> Moto {
         endpoint: format!("http://127.0.0.1:{port}"),
     }
 }
-

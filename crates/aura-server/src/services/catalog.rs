@@ -190,15 +190,16 @@ impl CatalogService {
 #[cfg(feature = "s3")]
 fn with_cold(tiers: Tiers, cold: &aura_config::ColdTierConfig) -> Result<Tiers, String> {
     let (bucket, prefix) = cold.bucket_and_prefix();
-    let archive = aura_catalog::cache::cold::ColdArchive::open(&aura_catalog::cache::cold::ColdSettings {
-        bucket,
-        prefix,
-        endpoint: cold.endpoint.clone(),
-        region: cold.region.clone(),
-        allow_http: cold.allow_http,
-        credentials: None,
-    })
-    .map_err(|e| format!("cache.cold: {e}"))?;
+    let archive =
+        aura_catalog::cache::cold::ColdArchive::open(&aura_catalog::cache::cold::ColdSettings {
+            bucket,
+            prefix,
+            endpoint: cold.endpoint.clone(),
+            region: cold.region.clone(),
+            allow_http: cold.allow_http,
+            credentials: None,
+        })
+        .map_err(|e| format!("cache.cold: {e}"))?;
     Ok(tiers.with_cold(archive))
 }
 
@@ -211,7 +212,9 @@ fn with_cold(_: Tiers, _: &aura_config::ColdTierConfig) -> Result<Tiers, String>
 async fn cold_stats(tiers: &Tiers) -> Value {
     match &tiers.cold {
         Some(c) => match c.stats().await {
-            Ok(s) => json!({"objects": s.objects, "bytes": s.bytes, "bucket": c.bucket(), "prefix": c.prefix()}),
+            Ok(s) => {
+                json!({"objects": s.objects, "bytes": s.bytes, "bucket": c.bucket(), "prefix": c.prefix()})
+            }
             Err(e) => json!({"error": e.to_string()}),
         },
         None => Value::Null,
