@@ -154,7 +154,8 @@ mod fake_k8s;
 /// `discovery:` with the Kubernetes scanner: `aura up` scans at start and the pods become catalog assets;
 /// `aura scan --scanner kubernetes` with a namespace and a selector writes just those.
 #[cfg(feature = "k8s")]
-#[tokio::test]
+// Multi-threaded: the fake API server runs on this runtime while the test blocks on `aura scan`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_runs_the_kubernetes_scanner_at_start() {
     let fixtures = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../aura-scan/tests/fixtures/k8s");
