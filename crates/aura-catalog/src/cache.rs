@@ -20,6 +20,9 @@ pub enum CacheError {
     /// A cached value did not decode.
     #[error("cached value for `{0}` is not a valid asset")]
     Corrupt(String),
+    /// The cold tier (S3-compatible storage) refused or could not be reached.
+    #[error("cold tier: {0}")]
+    Cold(String),
 }
 
 impl From<redis::RedisError> for CacheError {
@@ -304,6 +307,141 @@ impl RedisTier {
     }
 }
 
+/// The tiers `aura up` keeps in step with the catalog: every new asset version goes to the hot tier, the Redis
+/// tier (when configured) and the cold archive (when configured, feature `s3`); a removed asset is invalidated.
+#[derive(Debug, Clone)]
+pub struct Tiers {
+    /// The in-process hot tier.
+    pub hot: HotCache,
+    /// The shared Redis tier.
+    pub redis: Option<RedisTier>,
+    /// The cold archive of asset history.
+    #[cfg(feature = "s3")]
+    pub cold: Option<Arc<cold::ColdArchive>>,
+    counters: Arc<TierCounters>,
+}
+
+#[derive(Debug, Default)]
+struct TierCounters {
+    redis_writes: AtomicU64,
+    redis_errors: AtomicU64,
+    archived: AtomicU64,
+    archive_errors: AtomicU64,
+    missed: AtomicU64,
+}
+
+/// What the tiers did since start.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct TierActivity {
+    /// Versions written to Redis.
+    pub redis_writes: u64,
+    /// Redis writes or invalidations that failed.
+    pub redis_errors: u64,
+    /// Versions archived to the cold tier.
+    pub archived: u64,
+    /// Archive writes that failed.
+    pub archive_errors: u64,
+    /// Changes missed because the tiers fell behind (those versions are not archived).
+    pub missed: u64,
+}
+
+impl Tiers {
+    /// Only the hot tier.
+    pub fn new(hot: HotCache) -> Tiers {
+        Tiers {
+            hot,
+            redis: None,
+            #[cfg(feature = "s3")]
+            cold: None,
+            counters: Arc::default(),
+        }
+    }
+
+    /// Adds the Redis tier.
+    #[must_use]
+    pub fn with_redis(mut self, redis: RedisTier) -> Tiers {
+        self.redis = Some(redis);
+        self
+    }
+
+    /// Adds the cold archive.
+    #[cfg(feature = "s3")]
+    #[must_use]
+    pub fn with_cold(mut self, cold: cold::ColdArchive) -> Tiers {
+        self.cold = Some(Arc::new(cold));
+        self
+    }
+
+    /// Counters since start.
+    pub fn activity(&self) -> TierActivity {
+        let c = &self.counters;
+        TierActivity {
+            redis_writes: c.redis_writes.load(Ordering::Relaxed),
+            redis_errors: c.redis_errors.load(Ordering::Relaxed),
+            archived: c.archived.load(Ordering::Relaxed),
+            archive_errors: c.archive_errors.load(Ordering::Relaxed),
+            missed: c.missed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Applies every catalog change to the tiers until `cancel` (or the catalog is gone).
+    pub async fn follow(&self, catalog: &crate::Catalog, cancel: CancellationToken) {
+        let mut feed = catalog.follow_changes();
+        loop {
+            let change = tokio::select! {
+                () = cancel.cancelled() => return,
+                c = feed.next() => c,
+            };
+            match change {
+                None => return,
+                Some(Err(missed)) => {
+                    self.counters.missed.fetch_add(missed, Ordering::Relaxed);
+                    tracing::warn!(missed, "cache tiers fell behind the catalog");
+                }
+                Some(Ok(change)) => self.apply(&change).await,
+            }
+        }
+    }
+
+    async fn apply(&self, change: &crate::Change) {
+        let c = &self.counters;
+        match &change.new {
+            Some(entry) => {
+                let asset = entry.asset.clone();
+                self.hot.set(asset.clone());
+                if let Some(redis) = &self.redis {
+                    match redis.set(&asset).await {
+                        Ok(()) => c.redis_writes.fetch_add(1, Ordering::Relaxed),
+                        Err(e) => {
+                            tracing::warn!(asset = %asset.id, error = %e, "redis tier write failed");
+                            c.redis_errors.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                }
+                #[cfg(feature = "s3")]
+                if let Some(cold) = &self.cold {
+                    match cold.archive(&asset).await {
+                        Ok(_) => c.archived.fetch_add(1, Ordering::Relaxed),
+                        Err(e) => {
+                            tracing::warn!(asset = %asset.id, error = %e, "cold tier archive failed");
+                            c.archive_errors.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                }
+            }
+            None => {
+                self.hot.invalidate(&change.id);
+                if let Some(redis) = &self.redis
+                    && let Err(e) = redis.invalidate(&change.id).await
+                {
+                    tracing::warn!(asset = %change.id, error = %e, "redis tier invalidation failed");
+                    c.redis_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
 fn decode(id: &str, raw: &str) -> Result<Asset, CacheError> {
     let doc: serde_json::Value =
         serde_json::from_str(raw).map_err(|_| CacheError::Corrupt(id.to_owned()))?;
@@ -333,12 +471,43 @@ pub mod cold {
         pub region: String,
         /// Allow plain HTTP (test servers).
         pub allow_http: bool,
+        /// Credentials; the standard AWS environment variables when `None`.
+        pub credentials: Option<ColdCredentials>,
     }
 
-    /// An archive of asset versions: `<prefix>/<asset_id>/<updated_at>.toml`, never overwritten.
+    /// Explicit S3 credentials (never written anywhere).
+    #[derive(Clone)]
+    pub struct ColdCredentials {
+        /// Access key id.
+        pub access_key_id: String,
+        /// Secret access key.
+        pub secret_access_key: String,
+        /// Session token.
+        pub session_token: Option<String>,
+    }
+
+    impl std::fmt::Debug for ColdCredentials {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("ColdCredentials")
+                .field("access_key_id", &self.access_key_id)
+                .finish_non_exhaustive()
+        }
+    }
+
+    /// Objects archived in the cold tier.
+    #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+    pub struct ColdStats {
+        /// Archived versions.
+        pub objects: u64,
+        /// Their total size.
+        pub bytes: u64,
+    }
+
+    /// An archive of asset versions: `<prefix>/<asset_id>/<updated_at>-<checksum>.aav`, never overwritten.
     #[derive(Debug)]
     pub struct ColdArchive {
         store: Box<dyn object_store::ObjectStore>,
+        bucket: String,
         prefix: String,
     }
 
@@ -350,43 +519,101 @@ pub mod cold {
                 .with_region(&settings.region)
                 .with_allow_http(settings.allow_http);
             if let Some(e) = &settings.endpoint {
-                b = b.with_endpoint(e);
+                // S3-compatible servers (MinIO, moto) answer path-style requests.
+                b = b.with_endpoint(e).with_virtual_hosted_style_request(false);
             }
-            let store = b
-                .build()
-                .map_err(|e| CacheError::Redis(format!("s3: {e}")))?;
+            if let Some(c) = &settings.credentials {
+                b = b
+                    .with_access_key_id(&c.access_key_id)
+                    .with_secret_access_key(&c.secret_access_key);
+                if let Some(t) = &c.session_token {
+                    b = b.with_token(t);
+                }
+            }
+            let store = b.build().map_err(|e| CacheError::Cold(e.to_string()))?;
             Ok(ColdArchive {
                 store: Box::new(store),
+                bucket: settings.bucket.clone(),
                 prefix: settings.prefix.trim_matches('/').to_owned(),
             })
         }
 
-        /// Archives one version of an asset; returns its key.
+        /// The bucket.
+        pub fn bucket(&self) -> &str {
+            &self.bucket
+        }
+
+        /// The key prefix (no leading or trailing `/`).
+        pub fn prefix(&self) -> &str {
+            &self.prefix
+        }
+
+        fn key(&self, rest: &str) -> String {
+            if self.prefix.is_empty() {
+                rest.to_owned()
+            } else {
+                format!("{}/{rest}", self.prefix)
+            }
+        }
+
+        /// Archives one version of an asset as its `.aav` text; returns its key
+        /// (`<prefix>/<id>/<updated_at>-<checksum>.aav`: versions sort by time and are never overwritten).
         pub async fn archive(&self, asset: &Asset) -> Result<String, CacheError> {
             let text = asset
                 .to_toml()
-                .map_err(|e| CacheError::Redis(format!("s3: {e}")))?;
-            let key = format!(
-                "{}/{}/{}.aav",
-                self.prefix,
+                .map_err(|e| CacheError::Cold(e.to_string()))?;
+            let sum = crate::asset::content_checksum(&asset.doc);
+            let sum = sum.trim_start_matches("sha256:");
+            let key = self.key(&format!(
+                "{}/{}-{}.aav",
                 asset.id,
-                asset.updated_at.replace(':', "-")
-            );
+                asset.updated_at.replace(':', "-"),
+                &sum[..sum.len().min(12)]
+            ));
             self.store
                 .put(&Path::from(key.as_str()), text.into_bytes().into())
                 .await
-                .map_err(|e| CacheError::Redis(format!("s3: {e}")))?;
+                .map_err(|e| CacheError::Cold(e.to_string()))?;
             Ok(key)
+        }
+
+        /// One archived version, parsed back.
+        pub async fn read(&self, key: &str) -> Result<Asset, CacheError> {
+            let bytes = self
+                .store
+                .get(&Path::from(key))
+                .await
+                .map_err(|e| CacheError::Cold(e.to_string()))?
+                .bytes()
+                .await
+                .map_err(|e| CacheError::Cold(e.to_string()))?;
+            let text = String::from_utf8(bytes.to_vec())
+                .map_err(|_| CacheError::Corrupt(key.to_owned()))?;
+            Asset::from_toml(&text).map_err(|_| CacheError::Corrupt(key.to_owned()))
+        }
+
+        /// Objects and bytes under the prefix.
+        pub async fn stats(&self) -> Result<ColdStats, CacheError> {
+            use futures_util::StreamExt as _;
+            let prefix = (!self.prefix.is_empty()).then(|| Path::from(self.prefix.as_str()));
+            let mut list = self.store.list(prefix.as_ref());
+            let mut stats = ColdStats::default();
+            while let Some(item) = list.next().await {
+                let meta = item.map_err(|e| CacheError::Cold(e.to_string()))?;
+                stats.objects += 1;
+                stats.bytes += meta.size;
+            }
+            Ok(stats)
         }
 
         /// Archived versions of an asset, oldest first.
         pub async fn history(&self, id: &str) -> Result<Vec<String>, CacheError> {
             use futures_util::StreamExt as _;
-            let prefix = Path::from(format!("{}/{id}", self.prefix).as_str());
+            let prefix = Path::from(self.key(id).as_str());
             let mut list = self.store.list(Some(&prefix));
             let mut keys = Vec::new();
             while let Some(item) = list.next().await {
-                let meta = item.map_err(|e| CacheError::Redis(format!("s3: {e}")))?;
+                let meta = item.map_err(|e| CacheError::Cold(e.to_string()))?;
                 keys.push(meta.location.to_string());
             }
             keys.sort();

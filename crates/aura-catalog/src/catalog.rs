@@ -175,6 +175,7 @@ struct Inner {
     parsed: moka::sync::Cache<String, Arc<Query>>,
     settings: CatalogSettings,
     seq: std::sync::atomic::AtomicU64,
+    followers: std::sync::atomic::AtomicUsize,
 }
 
 impl Catalog {
@@ -191,6 +192,7 @@ impl Catalog {
                 parsed: moka::sync::Cache::new(settings.parsed_cache.max(1)),
                 settings,
                 seq: std::sync::atomic::AtomicU64::new(0),
+                followers: std::sync::atomic::AtomicUsize::new(0),
             }),
         }
     }
@@ -440,6 +442,11 @@ impl Catalog {
             }
             return self.finish_groups(q, index.len(), rows);
         }
+        if filter.is_none()
+            && let Some(rows) = count_by_codes(index, q)
+        {
+            return self.finish_groups(q, index.len(), rows);
+        }
         let slots = index.matches(filter);
         let matched = slots.len();
         let group_fields: Vec<Option<crate::index::FieldId>> =
@@ -650,9 +657,51 @@ impl Catalog {
         self.inner.names.clone()
     }
 
-    /// Number of live watchers.
+    /// Number of live watchers (internal followers such as the cache tiers not counted).
     pub fn watchers(&self) -> usize {
-        self.inner.changes.receiver_count()
+        self.inner.changes.receiver_count().saturating_sub(
+            self.inner
+                .followers
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    /// Every change from now on, whole entries before and after (for the cache tiers; not counted as a watcher).
+    pub fn follow_changes(&self) -> ChangeFeed {
+        self.inner
+            .followers
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ChangeFeed {
+            rx: self.inner.changes.subscribe(),
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+/// The catalog's changes as they happen (see [`Catalog::follow_changes`]).
+#[derive(Debug)]
+pub struct ChangeFeed {
+    rx: broadcast::Receiver<Arc<Change>>,
+    inner: Arc<Inner>,
+}
+
+impl ChangeFeed {
+    /// The next change; `Err(n)` when `n` changes were missed because this follower fell behind; `None` once the
+    /// catalog is gone.
+    pub async fn next(&mut self) -> Option<Result<Arc<Change>, u64>> {
+        match self.rx.recv().await {
+            Ok(c) => Some(Ok(c)),
+            Err(broadcast::error::RecvError::Lagged(n)) => Some(Err(n)),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
+}
+
+impl Drop for ChangeFeed {
+    fn drop(&mut self) {
+        self.inner
+            .followers
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -660,6 +709,80 @@ impl Index {
     fn is_empty_index(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// `count() by F1, F2, …` without a filter, every field holding only plain strings or booleans: each asset's
+/// group is a mixed-radix code built from the equality buckets (digit 0: the field is missing), counted in a dense
+/// array. Reads the buckets once and the slots once, with no per-asset hashing or cloning. `None` when the shape
+/// does not fit (then the general path runs).
+fn count_by_codes(index: &Index, q: &Query) -> Option<Vec<GroupRow>> {
+    const MAX_GROUPS: usize = 1 << 16;
+    if q.group_by.len() < 2
+        || q.aggregates.is_empty()
+        || !q
+            .aggregates
+            .iter()
+            .all(|a| a.func == AggFn::Count && a.path.is_none())
+    {
+        return None;
+    }
+    let slots = index.slot_len();
+    let mut code = vec![0u32; slots];
+    let mut keys: Vec<Vec<&EqKey>> = Vec::with_capacity(q.group_by.len());
+    let mut radix: usize = 1;
+    for path in &q.group_by {
+        let field = index.field(path)?;
+        if !index.has_only_scalar_keys(field) {
+            return None;
+        }
+        let buckets = index.buckets(field)?;
+        let base = buckets.len() + 1;
+        let next = radix.checked_mul(base).filter(|r| *r <= MAX_GROUPS)?;
+        let mut field_keys = Vec::with_capacity(buckets.len());
+        for (digit, (k, set)) in buckets.iter().enumerate() {
+            field_keys.push(k);
+            let add = ((digit + 1) * radix) as u32;
+            for slot in set {
+                if let Some(c) = code.get_mut(*slot as usize) {
+                    *c += add;
+                }
+            }
+        }
+        keys.push(field_keys);
+        radix = next;
+    }
+    let mut counts = vec![0u32; radix];
+    for (slot, c) in code.iter().enumerate() {
+        if index.entry_at(slot as u32).is_some() {
+            counts[*c as usize] += 1;
+        }
+    }
+    let mut rows = Vec::new();
+    for (mut c, n) in counts.into_iter().enumerate() {
+        if n == 0 {
+            continue;
+        }
+        let mut key = Vec::with_capacity(keys.len());
+        for (path, field_keys) in q.group_by.iter().zip(&keys) {
+            let base = field_keys.len() + 1;
+            let digit = c % base;
+            c /= base;
+            let value = digit
+                .checked_sub(1)
+                .and_then(|d| field_keys.get(d))
+                .map(|k| key_scalar(k));
+            key.push((path.clone(), value));
+        }
+        rows.push(GroupRow {
+            key,
+            values: q
+                .aggregates
+                .iter()
+                .map(|a| (a.to_string(), Some(f64::from(n))))
+                .collect(),
+        });
+    }
+    Some(rows)
 }
 
 fn project(asset: &Asset, fields: &[Arc<str>]) -> Value {

@@ -145,6 +145,8 @@ enum Plan<'a> {
     Scan,
     Buckets(Vec<&'a BTreeSet<u32>>),
     Range(FieldId, Bound<OrdF64>, Bound<OrdF64>),
+    /// Either side of an `or`: the union of both candidate sets.
+    Union(Vec<Plan<'a>>),
 }
 
 /// The index proper. Guarded by the catalog's lock.
@@ -405,6 +407,38 @@ impl Index {
                 out.sort_unstable();
                 out
             }
+            Plan::Union(parts) => {
+                let mut all = Vec::new();
+                for part in &parts {
+                    self.candidates(part, &mut all);
+                }
+                all.sort_unstable();
+                all.dedup();
+                all.retain(|s| check(*s));
+                all
+            }
+        }
+    }
+
+    /// The candidate slots of a plan (unchecked, unsorted, maybe repeated); every slot for a scan.
+    fn candidates(&self, plan: &Plan<'_>, out: &mut Vec<u32>) {
+        match plan {
+            Plan::Scan => out.extend(self.all_slots()),
+            Plan::Buckets(sets) => {
+                for set in sets {
+                    out.extend(set.iter().copied());
+                }
+            }
+            Plan::Range(f, lo, hi) => out.extend(
+                self.num[*f as usize]
+                    .range((lo.map(|v| (v, 0)), hi.map(|v| (v, u32::MAX))))
+                    .map(|(_, s)| *s),
+            ),
+            Plan::Union(parts) => {
+                for part in parts {
+                    self.candidates(part, out);
+                }
+            }
         }
     }
 
@@ -415,6 +449,11 @@ impl Index {
             .filter(|(_, e)| e.is_some())
             .map(|(i, _)| i as u32)
             .collect()
+    }
+
+    /// Number of slots, live or free (slot numbers are below it).
+    pub(crate) fn slot_len(&self) -> usize {
+        self.slots.len()
     }
 
     pub(crate) fn entry_at(&self, slot: u32) -> Option<&Arc<Entry>> {
@@ -501,9 +540,14 @@ impl Index {
                 let (pa, sa) = self.plan_sized(a, cap);
                 let (pb, sb) = self.plan_sized(b, cap);
                 match (pa, pb) {
+                    (Plan::Scan, _) | (_, Plan::Scan) => (Plan::Scan, all),
                     (Plan::Buckets(mut x), Plan::Buckets(y)) => {
                         x.extend(y);
                         (Plan::Buckets(x), sa + sb)
+                    }
+                    // Candidates from both sides beat a scan while they are well under the whole catalog.
+                    (pa, pb) if sa.saturating_add(sb) < all / 2 => {
+                        (Plan::Union(vec![pa, pb]), sa + sb)
                     }
                     _ => (Plan::Scan, all),
                 }

@@ -18,7 +18,8 @@ mod watch;
 
 pub use asset::{Asset, AssetError, AssetKind, Health};
 pub use catalog::{
-    Answer, Catalog, CatalogSettings, Change, GroupRow, HealthSummary, QueryError, Rows, Upsert,
+    Answer, Catalog, CatalogSettings, Change, ChangeFeed, GroupRow, HealthSummary, QueryError,
+    Rows, Upsert,
 };
 pub use index::Entry;
 pub use watch::{FieldChange, Gone, Watch, WatchEvent};

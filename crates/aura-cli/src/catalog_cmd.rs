@@ -375,15 +375,41 @@ pub(crate) async fn scan(cli: &Cli, args: &crate::cli::ScanArgs) -> anyhow::Resu
             }
         }
     }
-    let settings = aura_scan::ScannerSettings {
-        docker_host: args.docker_host.clone(),
-        libvirt_uri: args.libvirt_uri.clone(),
-        aws: None,
-    };
+    let mut settings = scanner_settings(&config.discovery);
+    if let Some(h) = &args.docker_host {
+        settings.docker_host = Some(h.clone());
+    }
+    if let Some(u) = &args.libvirt_uri {
+        settings.libvirt_uri = Some(u.clone());
+    }
+    if let Some(k) = &args.kubeconfig {
+        settings.kubernetes.kubeconfig = Some(k.clone());
+    }
+    if let Some(c) = &args.kube_context {
+        settings.kubernetes.context = Some(c.clone());
+    }
+    if !args.namespace.is_empty() {
+        settings.kubernetes.namespaces = args.namespace.clone();
+    }
+    if let Some(sel) = &args.selector {
+        settings.kubernetes.label_selector = Some(sel.clone());
+    }
+    let k8s_asked = args.kubeconfig.is_some()
+        || args.kube_context.is_some()
+        || !args.namespace.is_empty()
+        || args.selector.is_some()
+        || args.scanner.iter().any(|s| s == "kubernetes" || s == "k8s");
+    if k8s_asked && !aura_scan::HAS_KUBERNETES {
+        eprintln!(
+            "error: this build has no Kubernetes scanner; rebuild with `cargo build -p aura-cli --features k8s`"
+        );
+        return Ok(ExitCode::from(EXIT_USAGE));
+    }
     let registry = aura_scan::default_registry(&settings);
     for name in &args.scanner {
         let known = registry.names().contains(&name.as_str())
-            || ["local", "cloud", "containers", "services", "vms", "host"].contains(&name.as_str());
+            || ["local", "cloud", "containers", "services", "vms", "host"].contains(&name.as_str())
+            || (aura_scan::HAS_KUBERNETES && name == "k8s");
         if !known {
             eprintln!(
                 "error: --scanner: unknown scanner `{name}` (this build has: {})",
@@ -464,6 +490,96 @@ pub(crate) async fn scan(cli: &Cli, args: &crate::cli::ScanArgs) -> anyhow::Resu
     })
 }
 
+/// The scanners' settings from the `discovery` section of aura.yaml.
+pub(crate) fn scanner_settings(d: &aura_config::DiscoveryConfig) -> aura_scan::ScannerSettings {
+    aura_scan::ScannerSettings {
+        docker_host: d.docker_host.clone(),
+        libvirt_uri: d.libvirt_uri.clone(),
+        aws: None,
+        kubernetes: aura_scan::KubernetesOptions {
+            kubeconfig: d.kubernetes.kubeconfig.clone(),
+            context: d.kubernetes.context.clone(),
+            namespaces: d.kubernetes.namespaces.clone(),
+            label_selector: d.kubernetes.label_selector.clone(),
+        },
+    }
+}
+
+/// The discovery loop of `aura up` (`discovery.scanners`): runs the scanners at start, then every
+/// `discovery.interval_seconds` (once when 0), writing each asset's file so the catalog picks it up.
+pub(crate) struct Discovery {
+    tasks: tokio_util::task::TaskTracker,
+    cancel: tokio_util::sync::CancellationToken,
+}
+
+impl Discovery {
+    /// Starts the loop when scanners are configured.
+    pub(crate) fn start(config: &aura_config::Config) -> anyhow::Result<Option<Discovery>> {
+        let d = &config.discovery;
+        if d.scanners.is_empty() {
+            return Ok(None);
+        }
+        if d.scanners.iter().any(|s| s == "kubernetes" || s == "k8s") && !aura_scan::HAS_KUBERNETES
+        {
+            bail!(
+                "discovery.scanners names kubernetes, but this build has no Kubernetes scanner (cargo feature `k8s`)"
+            );
+        }
+        let sink = aura_catalog::files::AssetDir::open(&config.data_dir)?;
+        let registry = aura_scan::default_registry(&scanner_settings(d));
+        let only = d.scanners.clone();
+        let interval = d.interval_seconds;
+        let tasks = tokio_util::task::TaskTracker::new();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let stop = cancel.clone();
+        tasks.spawn(async move {
+            use aura_catalog::files::AssetSink as _;
+            loop {
+                let selected = registry.select(&[], &only);
+                let ctx = aura_scan::ScanContext::new(std::sync::Arc::new(aura_scan::NoProgress));
+                let report = tokio::select! {
+                    () = stop.cancelled() => return,
+                    r = registry.run(&selected, &[], &ctx) => r,
+                };
+                let mut written = 0usize;
+                for asset in &report.assets {
+                    match sink.write(asset) {
+                        Ok(_) => written += 1,
+                        Err(e) => tracing::warn!(asset = %asset.id, error = %e, "discovery: writing the asset file failed"),
+                    }
+                }
+                for run in &report.runs {
+                    if let Some(why) = &run.skipped {
+                        tracing::info!(scanner = run.scanner, reason = %why, "discovery: scanner skipped");
+                    }
+                    if let Some(why) = &run.failed {
+                        tracing::warn!(scanner = run.scanner, error = %why, "discovery: scanner failed");
+                    }
+                    for e in &run.errors {
+                        tracing::warn!(scanner = run.scanner, target = %e.target, error = %e.message, "discovery: target failed");
+                    }
+                }
+                tracing::info!(found = report.assets.len(), written, "discovery run done");
+                if interval == 0 {
+                    return;
+                }
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(std::time::Duration::from_secs(interval)) => {}
+                }
+            }
+        });
+        tasks.close();
+        Ok(Some(Discovery { tasks, cancel }))
+    }
+
+    /// Stops the loop and waits for it.
+    pub(crate) async fn stop(self) {
+        self.cancel.cancel();
+        self.tasks.wait().await;
+    }
+}
+
 /// `aura instrument`: writes the container image build file, Kubernetes sidecar and DaemonSet manifests, the
 /// seccomp profile and systemd units that run `aura sensor` next to assets.
 pub(crate) fn instrument(args: &crate::cli::InstrumentArgs) -> anyhow::Result<ExitCode> {
@@ -499,40 +615,147 @@ pub(crate) fn instrument(args: &crate::cli::InstrumentArgs) -> anyhow::Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-/// `aura cache stats|flush`: the Redis hot tier shared by the nodes (the in-process tier is per server).
+/// `aura cache stats|flush`. `stats` asks the running server for every tier (`GET /api/v1/cache`); without a
+/// server it reads the tiers it can reach itself: Redis (`--redis-url` or `cache.redis_url`) and the cold archive
+/// (`cache.cold`). `flush` drops Redis entries and tells every node to drop its hot copies.
 pub(crate) async fn cache(cli: &Cli, cmd: &crate::cli::CacheCommand) -> anyhow::Result<ExitCode> {
     let (config, _) = load_config(cli, None)?;
-    let _ = &config;
     let url = match cmd {
         crate::cli::CacheCommand::Stats(a) => a.redis_url.clone(),
         crate::cli::CacheCommand::Flush(a) => a.redis_url.clone(),
-    };
-    let Some(url) = url else {
-        eprintln!(
-            "error: no Redis tier configured; pass --redis-url or set AURA_CACHE_REDIS_URL (the in-process tier \
-             lives inside `aura up` and empties with it)"
-        );
-        return Ok(ExitCode::from(EXIT_USAGE));
-    };
-    let tier =
-        aura_catalog::cache::RedisTier::connect(&url, "aura:", std::time::Duration::from_secs(300))
-            .await
-            .with_context(|| format!("connecting to {url}"))?;
+    }
+    .or_else(|| config.cache.redis_url.clone());
+    let prefix = config.cache.redis_prefix.clone();
+    let redis_ttl = std::time::Duration::from_secs(config.cache.redis_ttl_seconds);
     match cmd {
         crate::cli::CacheCommand::Stats(a) => {
-            let stats = tier.stats().await?;
-            let json = serde_json::json!({"tier": "redis", "url": url, "entries": stats.entries});
+            let from_server = match Api::new(cli, &a.api) {
+                Ok(api) => api.get_json::<Value>("/api/v1/cache").await.ok(),
+                Err(_) => None,
+            };
+            let json = match from_server {
+                Some(mut v) => {
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("source".into(), Value::from("server"));
+                    }
+                    v
+                }
+                None => {
+                    let redis = match &url {
+                        Some(url) => {
+                            let tier =
+                                aura_catalog::cache::RedisTier::connect(url, &prefix, redis_ttl)
+                                    .await
+                                    .with_context(|| format!("connecting to {url}"))?;
+                            let s = tier.stats().await?;
+                            serde_json::json!({"entries": s.entries, "hits": s.hits, "misses": s.misses})
+                        }
+                        None => Value::Null,
+                    };
+                    serde_json::json!({
+                        "source": "direct",
+                        "hot": Value::Null,
+                        "redis": redis,
+                        "cold": cold_stats(&config).await?,
+                    })
+                }
+            };
             output::print(a.output, &json, || {
+                let cell = |tier: &str, key: &str| -> String {
+                    json[tier]
+                        .get(key)
+                        .map_or_else(|| "-".to_owned(), |v| v.to_string())
+                };
+                let state = |tier: &str| -> String {
+                    match &json[tier] {
+                        Value::Null if tier == "hot" && json["source"] == "direct" => {
+                            "no server running".to_owned()
+                        }
+                        Value::Null => "not configured".to_owned(),
+                        v => v
+                            .get("error")
+                            .and_then(Value::as_str)
+                            .map_or_else(|| "ok".to_owned(), |e| format!("error: {e}")),
+                    }
+                };
                 output::table(
-                    &["TIER", "ENTRIES"],
-                    [vec!["redis".to_owned(), stats.entries.to_string()]],
+                    &["TIER", "STATE", "ENTRIES", "HITS", "MISSES", "BYTES"],
+                    [
+                        vec![
+                            "hot".to_owned(),
+                            state("hot"),
+                            cell("hot", "entries"),
+                            cell("hot", "hits"),
+                            cell("hot", "misses"),
+                            "-".to_owned(),
+                        ],
+                        vec![
+                            "redis".to_owned(),
+                            state("redis"),
+                            cell("redis", "entries"),
+                            cell("redis", "hits"),
+                            cell("redis", "misses"),
+                            "-".to_owned(),
+                        ],
+                        vec![
+                            "cold".to_owned(),
+                            state("cold"),
+                            cell("cold", "objects"),
+                            "-".to_owned(),
+                            "-".to_owned(),
+                            cell("cold", "bytes"),
+                        ],
+                    ],
                 )
             })?;
         }
         crate::cli::CacheCommand::Flush(a) => {
+            let Some(url) = url else {
+                eprintln!(
+                    "error: no Redis tier configured; pass --redis-url, set AURA_CACHE_REDIS_URL or `cache.redis_url` \
+                     (the in-process tier lives inside `aura up` and empties with it)"
+                );
+                return Ok(ExitCode::from(EXIT_USAGE));
+            };
+            let tier = aura_catalog::cache::RedisTier::connect(&url, &prefix, redis_ttl)
+                .await
+                .with_context(|| format!("connecting to {url}"))?;
             let n = tier.flush_pattern(&a.pattern).await?;
             println!("flushed {n} entries matching `{}`", a.pattern);
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(feature = "s3")]
+async fn cold_stats(config: &aura_config::Config) -> anyhow::Result<Value> {
+    let Some(cold) = &config.cache.cold else {
+        return Ok(Value::Null);
+    };
+    let (bucket, prefix) = cold.bucket_and_prefix();
+    let archive =
+        aura_catalog::cache::cold::ColdArchive::open(&aura_catalog::cache::cold::ColdSettings {
+            bucket: bucket.clone(),
+            prefix: prefix.clone(),
+            endpoint: cold.endpoint.clone(),
+            region: cold.region.clone(),
+            allow_http: cold.allow_http,
+            credentials: None,
+        })?;
+    Ok(match archive.stats().await {
+        Ok(s) => {
+            serde_json::json!({"objects": s.objects, "bytes": s.bytes, "bucket": bucket, "prefix": prefix})
+        }
+        Err(e) => serde_json::json!({"error": e.to_string()}),
+    })
+}
+
+#[cfg(not(feature = "s3"))]
+async fn cold_stats(config: &aura_config::Config) -> anyhow::Result<Value> {
+    Ok(match &config.cache.cold {
+        Some(_) => {
+            serde_json::json!({"error": "this build has no S3 support (cargo feature `s3`)"})
+        }
+        None => Value::Null,
+    })
 }

@@ -808,6 +808,18 @@ pub(crate) struct ScanArgs {
     /// libvirt connection URI, e.g. `qemu:///system`.
     #[arg(long, value_name = "URI")]
     pub libvirt_uri: Option<String>,
+    /// Kubernetes: kubeconfig file [default: `discovery.kubernetes.kubeconfig`, KUBECONFIG, ~/.kube/config, in-cluster].
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubernetes: kubeconfig context [default: its current context].
+    #[arg(long, value_name = "NAME")]
+    pub kube_context: Option<String>,
+    /// Kubernetes: only these namespaces; repeat or separate with commas [default: all].
+    #[arg(long, short = 'n', value_delimiter = ',', value_name = "NS")]
+    pub namespace: Vec<String>,
+    /// Kubernetes: label selector, e.g. `app=web,tier!=cache`.
+    #[arg(long, short = 'l', value_name = "SELECTOR")]
+    pub selector: Option<String>,
     /// Show what would be written, write nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -854,6 +866,9 @@ pub(crate) struct CacheArgs {
     /// Redis URL of the shared hot tier [default: `cache.redis_url` from the config].
     #[arg(long, env = "AURA_CACHE_REDIS_URL", value_name = "URL")]
     pub redis_url: Option<String>,
+    /// Server access (the running server reports every tier, the in-process one included).
+    #[command(flatten)]
+    pub api: ApiArgs,
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = Output::Table)]
     pub output: Output,

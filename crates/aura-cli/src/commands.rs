@@ -169,6 +169,7 @@ async fn up(cli: &Cli, args: &UpArgs) -> anyhow::Result<ExitCode> {
         config.proxy.listen = addr;
     }
     let proxy_config = config.proxy.clone();
+    let discovery_config = config.clone();
     let drain = std::time::Duration::from_secs(config.server.shutdown_timeout_seconds);
     let server = aura_server::bind(config).await?;
     let addr = server.local_addr().context("reading the bound address")?;
@@ -183,7 +184,11 @@ async fn up(cli: &Cli, args: &UpArgs) -> anyhow::Result<ExitCode> {
         }
         stdout.flush()?;
     }
+    let discovery = crate::catalog_cmd::Discovery::start(&discovery_config)?;
     let report = crate::edge_cmd::run_with_proxy(server, proxy, drain, shutdown_signal()).await?;
+    if let Some(d) = discovery {
+        d.stop().await;
+    }
     if !report.drained {
         tracing::warn!(
             seconds = report.drain_time.as_secs_f64(),

@@ -21,6 +21,7 @@
 //! databases and knows nothing of the CLI. Flags and environment variables are layered on top
 //! by the CLI through [`Config::apply`].
 
+mod catalog;
 mod context;
 mod error;
 mod gateway;
@@ -32,6 +33,10 @@ mod schema;
 mod starter;
 mod values;
 
+pub use catalog::{
+    CatalogCacheConfig, CatalogConfig, ColdTierConfig, DiscoveryConfig, KubernetesDiscoveryConfig,
+    SCANNER_NAMES,
+};
 pub use context::{
     ChangesConfig, ContextConfig, FilesConfig, GuardianConfig, SensorConfig, ServiceCheckConfig,
 };

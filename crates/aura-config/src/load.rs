@@ -85,6 +85,9 @@ pub fn parse_str(text: &str, origin: &Path) -> Result<Config, ConfigError> {
     if let Some(StoreUrl::Sqlite(path)) = &mut config.store.url {
         *path = resolve(base, path);
     }
+    if let Some(path) = &mut config.discovery.kubernetes.kubeconfig {
+        *path = resolve(base, path);
+    }
     Ok(config)
 }
 

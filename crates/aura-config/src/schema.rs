@@ -51,6 +51,15 @@ pub struct Config {
     /// The MCP server (Streamable HTTP at `/mcp`, stdio with `aura mcp`).
     #[serde(deserialize_with = "values::section")]
     pub mcp: crate::McpConfig,
+    /// The asset catalog: query defaults and watch buffers.
+    #[serde(deserialize_with = "values::section")]
+    pub catalog: crate::catalog::CatalogConfig,
+    /// Discovery scanners `aura up` runs at start and on an interval.
+    #[serde(deserialize_with = "values::section")]
+    pub discovery: crate::catalog::DiscoveryConfig,
+    /// The catalog's cache tiers: in-process, Redis, S3 cold archive.
+    #[serde(deserialize_with = "values::section")]
+    pub cache: crate::catalog::CatalogCacheConfig,
 }
 
 /// The `server` section.
@@ -311,6 +320,9 @@ impl Default for Config {
             gateway: None,
             proxy: crate::ProxyConfig::default(),
             mcp: crate::McpConfig::default(),
+            catalog: crate::catalog::CatalogConfig::default(),
+            discovery: crate::catalog::DiscoveryConfig::default(),
+            cache: crate::catalog::CatalogCacheConfig::default(),
         }
     }
 }

@@ -172,4 +172,50 @@ mcp:
   command_timeout_seconds: 30
   # Largest tool answer in bytes; longer answers are cut and say so (65536 = 64 KiB; 1024 to 16777216).
   max_output_bytes: 65536
+
+catalog:
+  # Rows a query returns when it names no `limit` (1 to 100000).
+  default_limit: 100
+  # Changes buffered per watch stream before it is told it fell behind (16 to 1000000).
+  watch_buffer: 4096
+  # Parsed queries kept for reuse (1 to 1000000).
+  parsed_cache: 1024
+
+discovery:
+  # Scanners `aura up` runs at start: local, systemd, docker, libvirt, aws, kubernetes, or the tags host,
+  # services, containers, vms, cloud, k8s. Empty runs none; `aura scan` runs any of them on demand.
+  scanners: []
+  # Seconds between two runs of those scanners; 0 runs them once at start (0 to 604800).
+  interval_seconds: 0
+  # Docker endpoint; DOCKER_HOST or the local socket when unset.
+  # docker_host: unix:///var/run/docker.sock
+  # libvirt connection URI; virsh's default when unset.
+  # libvirt_uri: qemu:///system
+  kubernetes:
+    # kubeconfig file; KUBECONFIG, ~/.kube/config, then the in-cluster service account when unset.
+    # kubeconfig: /etc/aura/kubeconfig
+    # kubeconfig context; its current context when unset.
+    # context: prod
+    # Namespaces to read; every namespace when empty.
+    namespaces: []
+    # Label selector applied to every list, e.g. app=web,tier!=cache.
+    # label_selector: app=web
+
+cache:
+  # Assets held by the in-process hot tier (1 to 10000000).
+  hot_capacity: 10000
+  # Seconds an asset stays in the hot tier (1 to 86400).
+  hot_ttl_seconds: 300
+  # Redis tier shared by several Aura nodes; none when unset.
+  # redis_url: redis://127.0.0.1:6379/0
+  # Prefix of every Redis key and of the invalidation channel.
+  redis_prefix: "aura:"
+  # Seconds an asset stays in the Redis tier (1 to 86400).
+  redis_ttl_seconds: 300
+  # Cold tier: every asset version archived to S3-compatible storage (credentials from AWS_* variables).
+  # cold:
+  #   url: s3://aura-history/prod
+  #   endpoint: http://127.0.0.1:9000
+  #   region: us-east-1
+  #   allow_http: false
 "#;

@@ -112,10 +112,24 @@ fn every_key_is_documented_and_in_the_starter_file() {
         interval_seconds: 3600,
         retention_days: Some(1),
     });
+    // The optional keys of `discovery` and `cache` (issue 6) are unset by default: set them too.
+    config.discovery.docker_host = Some("tcp://127.0.0.1:2375".to_owned());
+    config.discovery.libvirt_uri = Some("qemu:///system".to_owned());
+    config.discovery.kubernetes.kubeconfig = Some(PathBuf::from("/etc/aura/kubeconfig"));
+    config.discovery.kubernetes.context = Some("prod".to_owned());
+    config.discovery.kubernetes.label_selector = Some("app=web".to_owned());
+    config.cache.redis_url = Some("redis://127.0.0.1:6379/0".to_owned());
+    config.cache.cold = Some(aura_config::ColdTierConfig {
+        url: "s3://aura-history/prod".to_owned(),
+        endpoint: Some("http://127.0.0.1:9000".to_owned()),
+        region: "us-east-1".to_owned(),
+        allow_http: true,
+    });
     let keys = leaf_keys(&serde_saphyr::to_string(&config).unwrap());
     // 25 before the context plane, + 20 in `context` (issue 5), + 6 in `mesh` (issue 7), + 9 in `proxy`/`mcp`
-    // (issue 9); `gateway` (issue 8) is optional and absent from the defaults.
-    assert_eq!(keys.len(), 60, "{keys:?}");
+    // (issue 9), + 20 in `catalog`/`discovery`/`cache` (issue 6); `gateway` (issue 8) is optional and absent from
+    // the defaults.
+    assert_eq!(keys.len(), 80, "{keys:?}");
     for key in &keys {
         assert!(
             docs.contains(&format!("`{key}`")),

@@ -4,7 +4,9 @@
 //!
 //! Scanners: [`local::LocalScanner`] (this machine), [`systemd::SystemdScanner`] (service units),
 //! [`docker::DockerScanner`] (Docker Engine API through bollard, feature `docker`), [`libvirt::LibvirtScanner`]
-//! (VMs through `virsh`), [`aws::AwsScanner`] (EC2, ECS, RDS, Lambda through the AWS query/JSON APIs with SigV4).
+//! (VMs through `virsh`), [`aws::AwsScanner`] (EC2, ECS, RDS, Lambda through the AWS query/JSON APIs with SigV4),
+//! `kubernetes::KubernetesScanner` (pods, services, deployments, statefulsets, daemonsets through `kube`,
+//! feature `k8s`).
 //!
 //! Architecture invariant: scanners only read from what they scan and return assets; they never write files
 //! (the caller writes through an `AssetSink`) and never return secret values (environment variables become
@@ -13,6 +15,8 @@
 pub mod aws;
 #[cfg(feature = "docker")]
 pub mod docker;
+#[cfg(feature = "k8s")]
+pub mod kubernetes;
 pub mod libvirt;
 pub mod local;
 mod sigv4;
@@ -249,7 +253,25 @@ pub struct ScannerSettings {
     pub libvirt_uri: Option<String>,
     /// AWS settings; the AWS scanner is skipped when `None` and no credentials are in the environment.
     pub aws: Option<aws::AwsSettings>,
+    /// Kubernetes settings (kubeconfig, context, namespaces, label selector); used with feature `k8s`.
+    pub kubernetes: KubernetesOptions,
 }
+
+/// Where the Kubernetes scanner looks (feature `k8s`; ignored by builds without it).
+#[derive(Debug, Clone, Default)]
+pub struct KubernetesOptions {
+    /// A kubeconfig file; `KUBECONFIG`, `~/.kube/config`, then the in-cluster service account when `None`.
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// The kubeconfig context; the current context when `None`.
+    pub context: Option<String>,
+    /// Namespaces to read; all when empty.
+    pub namespaces: Vec<String>,
+    /// Label selector applied to every list (`app=web,tier!=cache`).
+    pub label_selector: Option<String>,
+}
+
+/// Whether this build has the Kubernetes scanner (cargo feature `k8s`).
+pub const HAS_KUBERNETES: bool = cfg!(feature = "k8s");
 
 /// A registry with every scanner this build has.
 pub fn default_registry(settings: &ScannerSettings) -> Registry {
@@ -265,6 +287,15 @@ pub fn default_registry(settings: &ScannerSettings) -> Registry {
     )));
     r.register(Box::new(aws::AwsScanner::new(
         settings.aws.clone().or_else(aws::AwsSettings::from_env),
+    )));
+    #[cfg(feature = "k8s")]
+    r.register(Box::new(kubernetes::KubernetesScanner::new(
+        kubernetes::KubernetesSettings {
+            kubeconfig: settings.kubernetes.kubeconfig.clone(),
+            context: settings.kubernetes.context.clone(),
+            namespaces: settings.kubernetes.namespaces.clone(),
+            label_selector: settings.kubernetes.label_selector.clone(),
+        },
     )));
     r
 }

@@ -3,11 +3,13 @@
 //! through the real APIs against a moto server seeded with boto3 (installed by `scripts/services.sh`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "support/moto.rs"]
+mod moto;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use aura_catalog::{AssetKind, Health};
 use aura_scan::{NoProgress, ScanContext, Scanner};
@@ -168,60 +170,6 @@ async fn docker_skips_cleanly_when_no_daemon_answers() {
     ));
 }
 
-/// A moto server that is killed when dropped.
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn moto() -> Moto {
-    let ok = Command::new("python3")
-        .args(["-c", "import moto, boto3"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "moto is not installed: run scripts/services.sh (python3 -m pip install 'moto[server]')"
-    );
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("python3")
-        .args([
-            "-m",
-            "moto.server",
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "moto did not start on port {port}"
-        );
-        std::thread::yield_now();
-    }
-    Moto {
-        child,
-        endpoint: format!("http://127.0.0.1:{port}"),
-    }
-}
-
 const SEED: &str = r#"
 import boto3, io, zipfile
 kw = dict(endpoint_url=EP, region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')
@@ -249,7 +197,7 @@ lam.create_function(FunctionName='resize', Runtime='python3.12', Role=role, Hand
 #[tokio::test]
 async fn aws_ec2_ecs_rds_lambda_through_the_real_api() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let moto = moto();
+    let moto = moto::start();
     let out = Command::new("python3")
         .args(["-c", &format!("EP = '{}'\n{SEED}", moto.endpoint)])
         .output()

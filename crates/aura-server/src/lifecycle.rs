@@ -214,8 +214,11 @@ pub async fn bind(config: Config) -> Result<BoundServer, ServeError> {
         .map_err(|e| ServeError::Governance(e.to_string()))?;
     let catalog = crate::services::catalog::CatalogService::open(
         &config.data_dir,
-        aura_catalog::CatalogSettings::default(),
+        crate::services::catalog::settings(&config.catalog),
     )
+    .map_err(ServeError::Catalog)?
+    .with_tiers(&config.cache)
+    .await
     .map_err(ServeError::Catalog)?;
     let mesh = crate::services::mesh::MeshService::open(
         &config,

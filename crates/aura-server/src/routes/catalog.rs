@@ -201,6 +201,15 @@ pub(super) async fn system_metrics(State(state): State<AppState>) -> Json<serde_
     Json(state.catalog.system_metrics())
 }
 
+/// The catalog's cache tiers: hot-tier entries, hits and misses; the Redis tier's entries; the cold archive's
+/// objects and bytes; what the tiers wrote since start. A tier that is not configured is `null`.
+#[utoipa::path(get, path = "/api/v1/cache", tag = "catalog",
+    responses((status = 200, body = Object),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub(super) async fn cache_stats(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(state.catalog.cache_stats().await)
+}
+
 /// Runs a catalog query (docs/queries.md). A query that does not parse is a 400 `invalid_query` naming the column.
 #[utoipa::path(post, path = "/api/v1/query", tag = "catalog", request_body = QueryRequest,
     responses((status = 200, body = QueryAnswer), (status = 400, body = ErrorBody),

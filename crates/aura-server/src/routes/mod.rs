@@ -157,7 +157,8 @@ fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
                 .routes(routes!(catalog::system_metrics))
                 .routes(routes!(catalog::query))
                 .routes(routes!(catalog::watch))
-                .routes(routes!(catalog::advise)),
+                .routes(routes!(catalog::advise))
+                .routes(routes!(catalog::cache_stats)),
         ))
         .merge(group(
             Permission::Act,

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use aura_catalog::cache::{HotCache, RedisTier, Tiers};
 use aura_catalog::files::{AssetDir, AssetSource, follow, load_into};
 use aura_catalog::{Answer, Catalog, CatalogSettings, HealthSummary, QueryError, Rows};
 use serde_json::{Value, json};
@@ -16,6 +17,16 @@ pub struct CatalogService {
     catalog: Catalog,
     source: Arc<dyn AssetSource>,
     closing: CancellationToken,
+    tiers: Option<Tiers>,
+}
+
+/// The catalog's settings from the `catalog` section of aura.yaml.
+pub fn settings(config: &aura_config::CatalogConfig) -> CatalogSettings {
+    CatalogSettings {
+        default_limit: usize::try_from(config.default_limit).unwrap_or(usize::MAX),
+        watch_buffer: usize::try_from(config.watch_buffer).unwrap_or(usize::MAX),
+        parsed_cache: config.parsed_cache,
+    }
 }
 
 impl CatalogService {
@@ -33,11 +44,82 @@ impl CatalogService {
             catalog,
             source: Arc::new(dir),
             closing: CancellationToken::new(),
+            tiers: None,
         })
     }
 
-    /// Follows the asset directory until `cancel`, as a task owned by `tasks`.
+    /// Opens the cache tiers of the `cache` section: the hot tier always, Redis when `redis_url` is set (an
+    /// unreachable Redis is an error: the operator asked for it), the cold archive when `cold` is set (builds
+    /// with feature `s3`; without it a configured cold tier is an error, never silently dropped).
+    pub async fn with_tiers(
+        mut self,
+        config: &aura_config::CatalogCacheConfig,
+    ) -> Result<CatalogService, String> {
+        let ttl = std::time::Duration::from_secs(config.hot_ttl_seconds);
+        let mut tiers = Tiers::new(HotCache::new(config.hot_capacity, ttl));
+        if let Some(url) = &config.redis_url {
+            let redis = RedisTier::connect(
+                url,
+                &config.redis_prefix,
+                std::time::Duration::from_secs(config.redis_ttl_seconds),
+            )
+            .await
+            .map_err(|e| format!("cache.redis_url: cannot connect: {e}"))?;
+            tiers = tiers.with_redis(redis);
+        }
+        if let Some(cold) = &config.cold {
+            tiers = with_cold(tiers, cold)?;
+        }
+        self.tiers = Some(tiers);
+        Ok(self)
+    }
+
+    /// The cache tiers, when opened.
+    pub fn tiers(&self) -> Option<&Tiers> {
+        self.tiers.as_ref()
+    }
+
+    /// Hot, Redis and cold tier figures for `GET /api/v1/cache` and `aura cache stats`.
+    pub async fn cache_stats(&self) -> Value {
+        let Some(tiers) = &self.tiers else {
+            return json!({"hot": null, "redis": null, "cold": null});
+        };
+        let redis = match &tiers.redis {
+            Some(r) => match r.stats().await {
+                Ok(s) => json!({"entries": s.entries, "hits": s.hits, "misses": s.misses}),
+                Err(e) => json!({"error": e.to_string()}),
+            },
+            None => Value::Null,
+        };
+        json!({
+            "hot": tiers.hot.stats(),
+            "redis": redis,
+            "cold": cold_stats(tiers).await,
+            "activity": tiers.activity(),
+        })
+    }
+
+    /// Follows the asset directory until `cancel`, as a task owned by `tasks`; with cache tiers, keeps them in
+    /// step with the catalog and follows the other nodes' Redis invalidations.
     pub fn spawn_follower(&self, tasks: &TaskTracker, cancel: CancellationToken) {
+        if let Some(tiers) = self.tiers.clone() {
+            let catalog = self.catalog.clone();
+            let stop = cancel.clone();
+            tasks.spawn(async move { tiers.follow(&catalog, stop).await });
+            if let Some(tiers) = self.tiers.clone()
+                && let Some(redis) = tiers.redis.clone()
+            {
+                let stop = cancel.clone();
+                tasks.spawn(async move {
+                    if let Err(e) = redis
+                        .follow_invalidations(tiers.hot.clone(), stop, || {})
+                        .await
+                    {
+                        tracing::warn!(error = %e, "redis invalidation feed stopped");
+                    }
+                });
+            }
+        }
         let source = self.source.clone();
         let catalog = self.catalog.clone();
         let closing = self.closing.clone();
@@ -103,4 +185,43 @@ impl CatalogService {
             "watchers": self.catalog.watchers(),
         })
     }
+}
+
+#[cfg(feature = "s3")]
+fn with_cold(tiers: Tiers, cold: &aura_config::ColdTierConfig) -> Result<Tiers, String> {
+    let (bucket, prefix) = cold.bucket_and_prefix();
+    let archive =
+        aura_catalog::cache::cold::ColdArchive::open(&aura_catalog::cache::cold::ColdSettings {
+            bucket,
+            prefix,
+            endpoint: cold.endpoint.clone(),
+            region: cold.region.clone(),
+            allow_http: cold.allow_http,
+            credentials: None,
+        })
+        .map_err(|e| format!("cache.cold: {e}"))?;
+    Ok(tiers.with_cold(archive))
+}
+
+#[cfg(not(feature = "s3"))]
+fn with_cold(_: Tiers, _: &aura_config::ColdTierConfig) -> Result<Tiers, String> {
+    Err("cache.cold: this build has no S3 support (cargo feature `s3`)".to_owned())
+}
+
+#[cfg(feature = "s3")]
+async fn cold_stats(tiers: &Tiers) -> Value {
+    match &tiers.cold {
+        Some(c) => match c.stats().await {
+            Ok(s) => {
+                json!({"objects": s.objects, "bytes": s.bytes, "bucket": c.bucket(), "prefix": c.prefix()})
+            }
+            Err(e) => json!({"error": e.to_string()}),
+        },
+        None => Value::Null,
+    }
+}
+
+#[cfg(not(feature = "s3"))]
+async fn cold_stats(_: &Tiers) -> Value {
+    Value::Null
 }
