@@ -4,12 +4,12 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use toml::{Table, Value};
 
 use super::procfs::{ProcFile, field_u64, int, proc_root, round2};
-use super::procs::Sweeper;
+use super::procs::ProcessTable;
 use super::{Sample, Sensor, SensorError};
 use crate::aav::Health;
 
@@ -129,7 +129,7 @@ pub struct MemorySensor {
     pressure: ProcFile,
     meminfo_path: PathBuf,
     pressure_path: PathBuf,
-    sweeper: Sweeper,
+    table: ProcessTable,
     started: Instant,
     system: Series,
     procs: HashMap<u32, (String, Series)>,
@@ -142,6 +142,12 @@ impl MemorySensor {
     /// A memory sensor reporting the `top` largest processes and detecting leaks with `leak`.
     #[must_use]
     pub fn new(top: usize, leak: LeakDetector) -> MemorySensor {
+        MemorySensor::sharing(top, leak, ProcessTable::new())
+    }
+
+    /// A memory sensor reading processes from a table it shares with other sensors.
+    #[must_use]
+    pub fn sharing(top: usize, leak: LeakDetector, table: ProcessTable) -> MemorySensor {
         let root = proc_root();
         MemorySensor {
             top,
@@ -150,7 +156,7 @@ impl MemorySensor {
             pressure: ProcFile::default(),
             meminfo_path: root.join("meminfo"),
             pressure_path: root.join("pressure/memory"),
-            sweeper: Sweeper::new(),
+            table,
             started: Instant::now(),
             system: Series::default(),
             procs: HashMap::new(),
@@ -219,12 +225,12 @@ impl Sensor for MemorySensor {
         }
         let t = self.started.elapsed().as_secs_f64();
         let system = self.leak.observe(&mut self.system, t, used as f64);
-        self.sweeper
-            .sweep(0.0)
+        // RSS moves slowly: a sweep up to 2 s old (usually the compute sensor's) is reused.
+        let table = self.table.clone();
+        let procs = table
+            .fresh(Duration::from_secs(2))
             .map_err(SensorError::read(&proc_root()))?;
-        let top = self
-            .sweeper
-            .top_by(self.top.max(TRACKED), |p| p.rss_bytes as f64);
+        let top = procs.top_by(self.top.max(TRACKED), |p| p.rss_bytes as f64);
         let mut suspects = Vec::new();
         let mut keep = HashMap::with_capacity(TRACKED);
         for p in top.iter().take(TRACKED) {
@@ -260,6 +266,7 @@ impl Sensor for MemorySensor {
                 Value::Table(row)
             })
             .collect();
+        drop(procs);
         s.insert("top_processes".into(), Value::Array(rows));
         let mut leak = Table::new();
         let growth = system.map(|v| v.slope).unwrap_or(0.0);

@@ -7,6 +7,7 @@
 mod agents;
 mod audit;
 mod catalog;
+mod context;
 mod edge;
 mod gateway;
 mod govern;
@@ -157,6 +158,14 @@ fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
                 .routes(routes!(catalog::query))
                 .routes(routes!(catalog::watch))
                 .routes(routes!(catalog::advise)),
+        ))
+        .merge(group(
+            Permission::Act,
+            OpenApiRouter::new()
+                .routes(routes!(context::push))
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    context::PUSH_BODY_LIMIT,
+                )),
         ))
         .merge(group(
             Permission::Act,
