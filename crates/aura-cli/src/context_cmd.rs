@@ -19,8 +19,8 @@ use aura_context::forward::Spool;
 
 use crate::cli::{Cli, Globals};
 use crate::commands::{load_config, load_config_with};
-use crate::sensor_push::PushTarget;
 use crate::output::{self, Output};
+use crate::sensor_push::PushTarget;
 
 /// Options of `aura validate`.
 #[derive(Debug, Args)]
@@ -453,7 +453,8 @@ pub(crate) async fn sensor(globals: &Globals, args: &SensorArgs) -> anyhow::Resu
 
 /// The server URL and the token for `--push`: `--token-file`, else `AURA_TOKEN`.
 fn push_target(url: &str, token_file: Option<&std::path::Path>) -> anyhow::Result<PushTarget> {
-    let parsed = reqwest::Url::parse(url).with_context(|| format!("--push: `{url}` is not a URL"))?;
+    let parsed =
+        reqwest::Url::parse(url).with_context(|| format!("--push: `{url}` is not a URL"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         bail!("--push: `{url}` must be an http:// or https:// URL");
     }
@@ -462,7 +463,10 @@ fn push_target(url: &str, token_file: Option<&std::path::Path>) -> anyhow::Resul
             .with_context(|| format!("reading the token file `{}`", f.display()))?
             .trim()
             .to_owned(),
-        None => std::env::var("AURA_TOKEN").unwrap_or_default().trim().to_owned(),
+        None => std::env::var("AURA_TOKEN")
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
     };
     if token.is_empty() {
         bail!("--push needs a token: --token-file FILE or the AURA_TOKEN environment variable");

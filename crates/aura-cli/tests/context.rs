@@ -254,8 +254,15 @@ async fn sensor_push_writes_through_a_running_aura_and_survives_its_restart() {
         })
     });
     let doc = sections_of(&file).unwrap();
-    assert!(doc.schema_problems().is_empty(), "{:?}", doc.schema_problems());
-    assert_eq!(doc.stored_checksum(), Some(doc.computed_checksum().as_str()));
+    assert!(
+        doc.schema_problems().is_empty(),
+        "{:?}",
+        doc.schema_problems()
+    );
+    assert_eq!(
+        doc.stored_checksum(),
+        Some(doc.computed_checksum().as_str())
+    );
     assert!(doc.get("compute.cpu_percent_max").is_some());
     assert!(doc.sensor_status().iter().any(|(k, _)| *k == "compute"));
     // Push only: the sidecar wrote no local file.
@@ -275,11 +282,17 @@ async fn sensor_push_writes_through_a_running_aura_and_survives_its_restart() {
                 break;
             }
         }
-        assert!(Instant::now() < deadline, "GET /api/v1/assets/edge-1 never showed the sensor's data");
+        assert!(
+            Instant::now() < deadline,
+            "GET /api/v1/assets/edge-1 never showed the sensor's data"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Decided and audited as a file_write of the asset file.
-    let entries = aura.get("/api/v1/audit/entries?limit=1000").await.to_string();
+    let entries = aura
+        .get("/api/v1/audit/entries?limit=1000")
+        .await
+        .to_string();
     assert!(
         entries.contains("file_write") && entries.contains("edge-1.aav"),
         "no file_write audit entry for the push: {entries}"
@@ -288,30 +301,60 @@ async fn sensor_push_writes_through_a_running_aura_and_survives_its_restart() {
     // Bad pushes: machine-readable 4xx codes, nothing written.
     let url = |id: &str| aura.url(&format!("/api/v1/assets/{id}/sensor"));
     let cpu = serde_json::json!({"compute": {"cpu_percent": 1.0}});
-    let (status, body) =
-        common::post(&url("edge-1"), &token, serde_json::json!({"sections": {"secrets": {"a": 1}}})).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("unknown_section")), "{body}");
-    let (status, body) = common::post(&url(".hidden"), &token, serde_json::json!({"sections": cpu})).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_asset_id")), "{body}");
+    let (status, body) = common::post(
+        &url("edge-1"),
+        &token,
+        serde_json::json!({"sections": {"secrets": {"a": 1}}}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("unknown_section")),
+        "{body}"
+    );
+    let (status, body) = common::post(
+        &url(".hidden"),
+        &token,
+        serde_json::json!({"sections": cpu}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_asset_id")),
+        "{body}"
+    );
     let (status, body) = common::post(
         &url("edge-1"),
         &token,
         serde_json::json!({"sections": {"compute": {"blob": "x".repeat(300 * 1024)}}}),
     )
     .await;
-    assert_eq!((status, body["error"]["code"].as_str()), (413, Some("too_large")), "{body}");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("too_large")),
+        "{body}"
+    );
     let (status, body) = common::post(
         &url("edge-1"),
         &token,
         serde_json::json!({"sections": {"compute": {"gone": null}}}),
     )
     .await;
-    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("invalid_section")), "{body}");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("invalid_section")),
+        "{body}"
+    );
     // An agent whose level may not write there: refused by the kernel (fail closed), file untouched.
     let other = aura.token("other", "agent", Some("other")).await;
     let before = std::fs::read_to_string(&file).unwrap();
-    let (status, body) = common::post(&url("edge-2"), &other, serde_json::json!({"sections": cpu})).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("write_refused")), "{body}");
+    let (status, body) =
+        common::post(&url("edge-2"), &other, serde_json::json!({"sections": cpu})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("write_refused")),
+        "{body}"
+    );
     assert!(!assets.join("edge-2.aav").exists());
     assert!(before.contains("[compute]"));
 
@@ -326,8 +369,15 @@ async fn sensor_push_writes_through_a_running_aura_and_survives_its_restart() {
     let stamp = |d: &aura_context::aav::Document| d.updated_at().map(|t| t.as_millis());
     let last = stamp(&sections_of(&file).unwrap());
     let mut up = aura_cmd(home.path());
-    up.args(["up", "--listen", &addr, "--proxy-listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data);
+    up.args([
+        "up",
+        "--listen",
+        &addr,
+        "--proxy-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+    ])
+    .arg(&data);
     let _again = Child::spawn(up);
     wait_until("delivery after the restart", || {
         sensor.stderr().contains("reachable again")

@@ -224,7 +224,11 @@ mod tests {
         let u = spool.take().unwrap();
         let t = &u.sections[0].1;
         assert_eq!(t["cpu_percent"].as_float(), Some(20.0), "newer value wins");
-        assert_eq!(t["cpu_percent_max"].as_float(), Some(99.0), "older spike kept");
+        assert_eq!(
+            t["cpu_percent_max"].as_float(),
+            Some(99.0),
+            "older spike kept"
+        );
         assert_eq!(t["cpu_percent_min"].as_float(), Some(19.0));
         assert_eq!(spool.stats().requeued, 1);
         assert!(spool.is_empty());

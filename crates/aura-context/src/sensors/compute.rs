@@ -3,12 +3,12 @@
 //! by CPU.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use toml::{Table, Value};
 
 use super::procfs::{ProcFile, int, numbers, proc_root, round2};
-use super::procs::ProcessTable;
+use super::procs::{ProcessTable, SWEEP_INTERVAL};
 use super::{Sample, Sensor, SensorError};
 use crate::aav::Health;
 
@@ -171,10 +171,10 @@ impl Sensor for ComputeSensor {
         s.insert("procs_running".into(), Value::Integer(int(running)));
         s.insert("procs_blocked".into(), Value::Integer(int(blocked)));
         let root = proc_root();
-        // CPU percent per process needs a recent sweep; one another sensor just took is reused.
+        // The process walk is refreshed every `SWEEP_INTERVAL` (shared with the memory sensor).
         let procs = self
             .table
-            .fresh(Duration::from_millis(250))
+            .fresh(SWEEP_INTERVAL)
             .map_err(SensorError::read(&root))?;
         s.insert(
             "process_count".into(),

@@ -4,12 +4,12 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use toml::{Table, Value};
 
 use super::procfs::{ProcFile, field_u64, int, proc_root, round2};
-use super::procs::ProcessTable;
+use super::procs::{ProcessTable, SWEEP_INTERVAL};
 use super::{Sample, Sensor, SensorError};
 use crate::aav::Health;
 
@@ -95,7 +95,12 @@ impl LeakDetector {
         while series.points.len() > self.window.max(3) {
             series.points.pop_front();
         }
-        if series.points.len() < self.window.max(3) / 2 {
+        self.verdict(series)
+    }
+
+    /// Judges `series` as it is, adding no point (`None` while too few points).
+    pub(crate) fn verdict(&self, series: &mut Series) -> Option<LeakVerdict> {
+        if series.seen <= self.warmup_samples || series.points.len() < self.window.max(3) / 2 {
             return None;
         }
         series.scratch.clear();
@@ -133,6 +138,7 @@ pub struct MemorySensor {
     started: Instant,
     system: Series,
     procs: HashMap<u32, (String, Series)>,
+    last_sweep: Option<Instant>,
 }
 
 /// Most processes tracked for leaks at once (the biggest by RSS).
@@ -160,6 +166,7 @@ impl MemorySensor {
             started: Instant::now(),
             system: Series::default(),
             procs: HashMap::new(),
+            last_sweep: None,
         }
     }
 }
@@ -225,12 +232,15 @@ impl Sensor for MemorySensor {
         }
         let t = self.started.elapsed().as_secs_f64();
         let system = self.leak.observe(&mut self.system, t, used as f64);
-        // RSS moves slowly: a sweep up to 2 s old (usually the compute sensor's) is reused.
+        // The process walk is refreshed every `SWEEP_INTERVAL` (shared with the compute sensor).
         let table = self.table.clone();
         let procs = table
-            .fresh(Duration::from_secs(2))
+            .fresh(SWEEP_INTERVAL)
             .map_err(SensorError::read(&proc_root()))?;
         let top = procs.top_by(self.top.max(TRACKED), |p| p.rss_bytes as f64);
+        // Each sweep is one point of the per-process series (a sweep reused is not a new point).
+        let new_sweep = procs.swept_at() != self.last_sweep;
+        self.last_sweep = procs.swept_at();
         let mut suspects = Vec::new();
         let mut keep = HashMap::with_capacity(TRACKED);
         for p in top.iter().take(TRACKED) {
@@ -239,7 +249,12 @@ impl Sensor for MemorySensor {
                 .remove(&p.pid)
                 .filter(|(n, _)| *n == p.name)
                 .unwrap_or_else(|| (p.name.clone(), Series::default()));
-            if let Some(v) = self.leak.observe(&mut series, t, p.rss_bytes as f64)
+            let verdict = if new_sweep {
+                self.leak.observe(&mut series, t, p.rss_bytes as f64)
+            } else {
+                self.leak.verdict(&mut series)
+            };
+            if let Some(v) = verdict
                 && v.suspected
             {
                 let mut row = Table::new();

@@ -10,6 +10,12 @@ use std::time::{Duration, Instant};
 
 use super::procfs::{ProcFile, USER_HZ, proc_root};
 
+/// How old a sweep may be before a sensor asks for a new one. The process walk (an open, read
+/// and close of `/proc/<pid>/stat` per process) is most of a sample's cost, so at a 1 s sampling
+/// interval the top-N tables, counts and per-process CPU percent (measured over the time between
+/// two sweeps) are refreshed every 5 s while CPU, load, memory, disks and network move every tick.
+pub(crate) const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// One process as of the last sweep.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Proc {
@@ -86,6 +92,11 @@ impl Sweeper {
             procs: Vec::new(),
             len: 0,
         }
+    }
+
+    /// When the last sweep was taken.
+    pub(crate) fn swept_at(&self) -> Option<Instant> {
+        self.last
     }
 
     /// The processes of the last sweep.

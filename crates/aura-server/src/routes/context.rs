@@ -95,8 +95,9 @@ pub(super) async fn push(
     }
     let Json(req) = body.map_err(ApiError::from_json)?;
     let bytes = serde_json::to_vec(&req.sections).map_or(0, |v| v.len());
-    let unprocessable =
-        |code: &'static str, msg: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, msg);
+    let unprocessable = |code: &'static str, msg: String| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, msg)
+    };
     let agent = match (&caller.agent, req.agent.as_deref()) {
         (Some(own), None) => own.clone(),
         (Some(own), Some(asked)) if own.as_str() == asked => own.clone(),
@@ -105,8 +106,9 @@ pub(super) async fn push(
                 "token of agent `{own}` cannot act as `{asked}`"
             )));
         }
-        (_, Some(asked)) => AgentName::new(asked)
-            .map_err(|e| unprocessable("invalid_action", e.to_string()))?,
+        (_, Some(asked)) => {
+            AgentName::new(asked).map_err(|e| unprocessable("invalid_action", e.to_string()))?
+        }
         (None, None) => {
             return Err(unprocessable(
                 "invalid_action",
@@ -134,7 +136,10 @@ pub(super) async fn push(
         None => now,
         Some(t) => {
             let at = Timestamp::parse_rfc3339(t).ok_or_else(|| {
-                unprocessable("invalid_time", format!("`at`: `{t}` is not an RFC 3339 time"))
+                unprocessable(
+                    "invalid_time",
+                    format!("`at`: `{t}` is not an RFC 3339 time"),
+                )
             })?;
             if at.as_millis() > now.as_millis() + 60_000 {
                 return Err(unprocessable(

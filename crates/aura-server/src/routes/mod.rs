@@ -161,11 +161,9 @@ fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         ))
         .merge(group(
             Permission::Act,
-            OpenApiRouter::new()
-                .routes(routes!(context::push))
-                .layer(axum::extract::DefaultBodyLimit::max(
-                    context::PUSH_BODY_LIMIT,
-                )),
+            OpenApiRouter::new().routes(routes!(context::push)).layer(
+                axum::extract::DefaultBodyLimit::max(context::PUSH_BODY_LIMIT),
+            ),
         ))
         .merge(group(
             Permission::Act,
