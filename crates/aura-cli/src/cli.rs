@@ -92,6 +92,66 @@ pub(crate) struct Cli {
     pub command: Command,
 }
 
+/// The global options, apart from the command (what loading the configuration needs).
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct Globals {
+    /// Configuration file [default: ./aura.yaml when present, else built-in defaults].
+    #[arg(long, global = true, env = "AURA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Data directory [default: ./aura-data, or `data_dir` from the config file].
+    #[arg(long, global = true, env = "AURA_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Log format on stderr [default: `log.format` from config, else text].
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormatArg>,
+}
+
+impl Cli {
+    /// The global options.
+    pub(crate) fn globals(&self) -> Globals {
+        Globals {
+            config: self.config.clone(),
+            data_dir: self.data_dir.clone(),
+            log_format: self.log_format,
+        }
+    }
+}
+
+/// `aura sensor` parsed on its own: the lean entry point `main` takes for the sidecar, so a sensor
+/// process builds only its own command line, not the grammar of every command.
+#[derive(Debug, Parser)]
+#[command(
+    name = "aura sensor",
+    version,
+    about = "Run the host sensor on its own, keeping `<dir>/<asset id>.aav` current (e.g. as a sidecar)."
+)]
+pub(crate) struct SensorCli {
+    /// Global options.
+    #[command(flatten)]
+    pub globals: Globals,
+    /// The sensor's options.
+    #[command(flatten)]
+    pub args: crate::context_cmd::SensorArgs,
+}
+
+/// Where `sensor` is in `args` (without the program name) when they run `aura sensor`: the first
+/// argument that is neither an option nor a global option's value.
+pub(crate) fn sensor_position(args: &[std::ffi::OsString]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(a) = args.get(i) {
+        let a = a.to_str()?;
+        match a {
+            "--config" | "--data-dir" | "--log-format" => i += 1,
+            _ if a.starts_with('-') => {}
+            _ => return (a == "sensor").then_some(i),
+        }
+        i += 1;
+    }
+    None
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum LogFormatArg {

@@ -88,7 +88,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(crate::cli::BenchCommand::Sensor(args)) => {
             crate::bench_sensor::sensor(args).await
         }
-        Command::Sensor(args) => crate::context_cmd::sensor(&cli, args).await,
+        Command::Sensor(args) => crate::context_cmd::sensor(&cli.globals(), args).await,
         Command::Validate(args) => crate::context_cmd::validate(&cli, args).await,
         Command::Guardian(cmd) => crate::context_cmd::guardian(&cli, cmd).await,
         Command::Bench(crate::cli::BenchCommand::Catalog(args)) => {
@@ -117,6 +117,14 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Loads the config file (flag/env `--config`, else ./aura.yaml, else defaults) and applies flag/env overrides.
 pub(crate) fn load_config(
     cli: &Cli,
+    up: Option<&UpArgs>,
+) -> anyhow::Result<(Config, Option<std::path::PathBuf>)> {
+    load_config_with(&cli.globals(), up)
+}
+
+/// [`load_config`] from the global options alone (the lean `aura sensor` entry has no [`Cli`]).
+pub(crate) fn load_config_with(
+    cli: &crate::cli::Globals,
     up: Option<&UpArgs>,
 ) -> anyhow::Result<(Config, Option<std::path::PathBuf>)> {
     let loaded = aura_config::load(cli.config.as_deref())?;

@@ -15,9 +15,12 @@ use aura_core::{Clock as _, SystemClock};
 use aura_server::services::audit::{AuditTrail, cli_actor};
 use aura_server::services::context as ctx;
 
-use crate::cli::Cli;
-use crate::commands::load_config;
+use aura_context::forward::Spool;
+
+use crate::cli::{Cli, Globals};
+use crate::commands::{load_config, load_config_with};
 use crate::output::{self, Output};
+use crate::sensor_push::PushTarget;
 
 /// Options of `aura validate`.
 #[derive(Debug, Args)]
@@ -82,12 +85,20 @@ pub(crate) struct GuardianRepairArgs {
 /// Options of `aura sensor`.
 #[derive(Debug, Args)]
 pub(crate) struct SensorArgs {
-    /// Directory the asset file is written to [default: assets/ in the data dir].
+    /// Directory the asset file is written to [default: assets/ in the data dir; with --push,
+    /// no local file unless --dir is given].
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// Asset id [default: `context.sensor.asset_id`, else the host name].
-    #[arg(long)]
+    #[arg(long, env = "AURA_ASSET_ID")]
     pub asset_id: Option<String>,
+    /// Send every update to the running Aura at URL (`POST /api/v1/assets/{id}/sensor`), which
+    /// decides, audits and writes it; spooled and retried while Aura is unreachable.
+    #[arg(long, visible_alias = "server", value_name = "URL")]
+    pub push: Option<String>,
+    /// File holding the token for --push [default: the AURA_TOKEN environment variable].
+    #[arg(long, value_name = "FILE", requires = "push")]
+    pub token_file: Option<PathBuf>,
     /// Base sampling interval in seconds [default: `context.sensor.interval_seconds`].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub interval: Option<u64>,
@@ -352,9 +363,10 @@ async fn audit(config: &aura_config::Config, records: &[guardian::RepairRecord])
     }
 }
 
-/// `aura sensor`: runs the host sensor on its own (e.g. as a sidecar) until SIGINT/SIGTERM.
-pub(crate) async fn sensor(cli: &Cli, args: &SensorArgs) -> anyhow::Result<ExitCode> {
-    let (mut config, _) = load_config(cli, None)?;
+/// `aura sensor`: runs the host sensor on its own (e.g. as a sidecar) until SIGINT/SIGTERM,
+/// writing the asset file into a directory and/or pushing its updates to a running Aura.
+pub(crate) async fn sensor(globals: &Globals, args: &SensorArgs) -> anyhow::Result<ExitCode> {
+    let (mut config, _) = load_config_with(globals, None)?;
     if let Some(i) = args.interval {
         config.context.sensor.interval_seconds = i;
     }
@@ -366,38 +378,55 @@ pub(crate) async fn sensor(cli: &Cli, args: &SensorArgs) -> anyhow::Result<ExitC
         }
         config.context.sensor.asset_id = Some(id.clone());
     }
+    let push = match &args.push {
+        Some(url) => Some(push_target(url, args.token_file.as_deref())?),
+        None => None,
+    };
     let dir = args.dir.clone().unwrap_or_else(|| ctx::assets_dir(&config));
     let id = ctx::local_asset_id(&config);
     let mut pc = ctx::pipeline_config(&config, dir, &id);
+    pc.write_local = push.is_none() || args.dir.is_some();
+    let spool = Spool::new();
+    if push.is_some() {
+        pc.forward = Some(Arc::new(spool.clone()));
+    }
     if args.once {
         // Every first sample is critical, so the first batch is written at once.
         pc.interval = Duration::from_secs(3600);
     }
     let tracker = tokio_util::task::TaskTracker::new();
     let cancel = tokio_util::sync::CancellationToken::new();
+    let push_cancel = tokio_util::sync::CancellationToken::new();
+    let pusher = push.clone().map(|target| {
+        tokio::spawn(crate::sensor_push::run(
+            spool.clone(),
+            target,
+            push_cancel.clone(),
+        ))
+    });
     let handle =
         aura_context::pipeline::spawn(pc.clone(), Arc::new(SystemClock), &tracker, cancel.clone())?;
     if args.once {
         let mut writes = handle.writes();
         let expected = pc.sensors.len();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let sections =
-                Document::parse(&std::fs::read_to_string(&handle.path).unwrap_or_default())
-                    .map(|d| d.section_names().count())
-                    .unwrap_or(0);
-            if sections >= expected {
-                break;
-            }
+        while handle.stats().sections_written.len() < expected {
             tokio::select! {
                 _ = writes.changed() => {}
                 () = tokio::time::sleep_until(deadline) => break,
             }
         }
     } else {
+        let mut to = Vec::new();
+        if pc.write_local {
+            to.push(handle.path.display().to_string());
+        }
+        if let Some(t) = &push {
+            to.push(t.base.clone());
+        }
         eprintln!(
-            "aura sensor: writing {} every {}s (Ctrl-C to stop)",
-            handle.path.display(),
+            "aura sensor: asset `{id}` to {} every {}s (Ctrl-C to stop)",
+            to.join(" and "),
             pc.interval.as_secs()
         );
         shutdown().await;
@@ -405,11 +434,47 @@ pub(crate) async fn sensor(cli: &Cli, args: &SensorArgs) -> anyhow::Result<ExitC
     cancel.cancel();
     tracker.close();
     tracker.wait().await;
-    if args.once {
+    // The pipeline has flushed into the spool; the pusher delivers it (bounded) and stops.
+    push_cancel.cancel();
+    let mut code = ExitCode::SUCCESS;
+    if let Some(p) = pusher {
+        let report = p.await.unwrap_or_default();
+        if args.once && report.delivered == 0 {
+            eprintln!("error: nothing was delivered to the server");
+            code = ExitCode::from(1);
+        }
+    }
+    if args.once && pc.write_local {
         let doc = Reader::new(1).read(&handle.path)?;
         print_doc(args.output, &doc)?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
+}
+
+/// The server URL and the token for `--push`: `--token-file`, else `AURA_TOKEN`.
+fn push_target(url: &str, token_file: Option<&std::path::Path>) -> anyhow::Result<PushTarget> {
+    let parsed =
+        reqwest::Url::parse(url).with_context(|| format!("--push: `{url}` is not a URL"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        bail!("--push: `{url}` must be an http:// or https:// URL");
+    }
+    let token = match token_file {
+        Some(f) => std::fs::read_to_string(f)
+            .with_context(|| format!("reading the token file `{}`", f.display()))?
+            .trim()
+            .to_owned(),
+        None => std::env::var("AURA_TOKEN")
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+    };
+    if token.is_empty() {
+        bail!("--push needs a token: --token-file FILE or the AURA_TOKEN environment variable");
+    }
+    Ok(PushTarget {
+        base: url.trim_end_matches('/').to_owned(),
+        token,
+    })
 }
 
 fn print_doc(format: Output, doc: &Document) -> anyhow::Result<()> {

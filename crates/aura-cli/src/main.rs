@@ -18,6 +18,7 @@ mod instrument;
 mod mesh_cmd;
 mod output;
 mod report_cmd;
+mod sensor_push;
 mod watch_view;
 
 use std::process::ExitCode;
@@ -27,13 +28,28 @@ use clap::Parser as _;
 fn main() -> ExitCode {
     // One TLS crypto provider for the whole process (see DEPENDENCIES.md): ring, installed before anything else.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = cli::Cli::parse();
-    // `aura sensor` (a sidecar) runs on one thread: a smaller footprint is its whole point.
-    let mut builder = if matches!(cli.command, cli::Command::Sensor(_)) {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-    };
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // `aura sensor` (a sidecar) takes a lean path: its own small command line, one thread, nothing
+    // loaded that the sensor does not use. A smaller footprint is its whole point.
+    if let Some(i) = cli::sensor_position(args.get(1..).unwrap_or_default()) {
+        args.remove(i + 1);
+        let sensor = cli::SensorCli::parse_from(args);
+        return run(
+            tokio::runtime::Builder::new_current_thread(),
+            context_cmd::sensor(&sensor.globals, &sensor.args),
+        );
+    }
+    let cli = cli::Cli::parse_from(args);
+    run(
+        tokio::runtime::Builder::new_multi_thread(),
+        commands::run(cli),
+    )
+}
+
+fn run(
+    mut builder: tokio::runtime::Builder,
+    command: impl std::future::Future<Output = anyhow::Result<ExitCode>>,
+) -> ExitCode {
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
@@ -41,7 +57,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    match runtime.block_on(command) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");

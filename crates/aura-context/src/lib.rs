@@ -11,6 +11,7 @@
 //! - [`sample`]: the adaptive sampler; [`watchdog`]: the sensor's own RSS/CPU caps.
 //! - [`guardian`]: validation and repair (levels 1–5) of asset files.
 //! - [`pipeline`]: the whole host-sensor loop used by `aura up` and `aura sensor`.
+//! - [`forward`]: the bounded, coalescing spool of updates a sidecar sends to a running Aura.
 //!
 //! Architecture invariant: knows files, `/proc`, `/sys` and outbound HTTP health checks —
 //! nothing of the HTTP API, policies or the audit log (repairs are returned as records; the
@@ -20,6 +21,7 @@
 pub mod aav;
 pub mod aggregate;
 pub mod detect;
+pub mod forward;
 pub mod guardian;
 pub mod pipeline;
 pub mod sample;
@@ -28,4 +30,4 @@ pub mod watchdog;
 
 mod metric_names;
 
-pub use metric_names::describe_metrics;
+pub use metric_names::{SENSOR_PUSHES, describe_metrics};

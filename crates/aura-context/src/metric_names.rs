@@ -15,6 +15,9 @@ pub(crate) const RESTARTS: &str = "aura_sensor_restarts_total";
 /// Sensor sample errors, by `sensor`.
 pub(crate) const ERRORS: &str = "aura_sensor_errors_total";
 
+/// Sensor updates pushed to a running Aura (`aura sensor --push`) and written by it.
+pub const SENSOR_PUSHES: &str = "aura_sensor_pushes_total";
+
 /// Registers the descriptions of the context plane's metrics with the installed recorder.
 pub fn describe_metrics() {
     describe_histogram!(
@@ -39,4 +42,9 @@ pub fn describe_metrics() {
         "Sensor restarts after failures, by sensor."
     );
     describe_counter!(ERRORS, Unit::Count, "Sensor sample errors, by sensor.");
+    describe_counter!(
+        SENSOR_PUSHES,
+        Unit::Count,
+        "Sensor updates pushed over HTTP (aura sensor --push) and written."
+    );
 }

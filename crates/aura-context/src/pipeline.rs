@@ -18,6 +18,7 @@ use aura_core::Clock;
 use crate::aav::{AavError, AssetKind, Health, Reader, SectionUpdate, Writer, WriterOptions};
 use crate::aggregate::{Aggregator, AggregatorOptions, AggregatorStats};
 use crate::detect::{ChangeDetector, DetectorOptions};
+use crate::forward::UpdateSink;
 use crate::metric_names;
 use crate::sensors::{
     self, ComponentStatus, Manager, ManagerHandle, ManagerOptions, SensorFactory, SensorReport,
@@ -52,6 +53,10 @@ pub struct PipelineConfig {
     pub writer: WriterOptions,
     /// The self-watchdog's caps.
     pub watchdog: WatchdogOptions,
+    /// Write the asset file into `dir` (`false`: only forward, e.g. a sidecar pushing to Aura).
+    pub write_local: bool,
+    /// Every update is also handed here after it is written (or instead, without `write_local`).
+    pub forward: Option<Arc<dyn UpdateSink>>,
 }
 
 impl PipelineConfig {
@@ -73,6 +78,8 @@ impl PipelineConfig {
             aggregator: AggregatorOptions::default(),
             writer: WriterOptions::default(),
             watchdog: WatchdogOptions::default(),
+            write_local: true,
+            forward: None,
         }
     }
 }
@@ -94,6 +101,8 @@ pub struct PipelineStats {
     pub watchdog: Option<WatchdogReport>,
     /// The time of the last write.
     pub last_write_at: Option<String>,
+    /// Every section written (or forwarded) at least once.
+    pub sections_written: std::collections::BTreeSet<String>,
 }
 
 /// A running pipeline.
@@ -151,9 +160,18 @@ pub fn spawn(
     tracker: &TaskTracker,
     cancel: CancellationToken,
 ) -> Result<PipelineHandle, AavError> {
-    let writer = Writer::new(&config.dir, config.writer.clone())?.with_reader(Reader::new(16));
-    let path = writer.path_for(&config.asset_id)?;
+    if !crate::aav::valid_asset_id(&config.asset_id) {
+        return Err(AavError::AssetId(config.asset_id.clone()));
+    }
+    let path = config.dir.join(format!("{}.aav", config.asset_id));
+    let writer = if config.write_local {
+        Some(Writer::new(&config.dir, config.writer.clone())?.with_reader(Reader::new(16)))
+    } else {
+        None
+    };
     let mut manager = Manager::new(ManagerOptions::with_interval(config.interval));
+    // One process table for the compute and memory sensors: one `/proc` sweep per tick.
+    let table = sensors::ProcessTable::new();
     for name in &config.sensors {
         let factory: SensorFactory = if name == "services" {
             let checks = config.services.clone();
@@ -163,8 +181,9 @@ pub fn spawn(
         } else {
             let name = name.clone();
             let top = config.top_processes;
+            let table = table.clone();
             Arc::new(move || {
-                sensors::builtin(&name, top)
+                sensors::builtin_sharing(&name, top, &table)
                     .ok_or_else(|| sensors::SensorError::Other(format!("unknown sensor `{name}`")))
             })
         };
@@ -200,7 +219,7 @@ pub fn spawn(
 
 struct State {
     config: PipelineConfig,
-    writer: Writer,
+    writer: Option<Writer>,
     clock: Arc<dyn Clock>,
     detector: ChangeDetector,
     aggregator: Aggregator,
@@ -216,7 +235,7 @@ struct State {
 async fn run(
     rewrite: Arc<tokio::sync::Notify>,
     config: PipelineConfig,
-    writer: Writer,
+    writer: Option<Writer>,
     clock: Arc<dyn Clock>,
     mut rx: mpsc::Receiver<SensorReport>,
     manager: ManagerHandle,
@@ -387,11 +406,21 @@ impl State {
         if let Some(w) = &self.watchdog_status {
             update.sensor_status.push(("watchdog".into(), w.clone()));
         }
-        let writer = self.writer.clone();
         let written = update.sections.clone();
-        let result = tokio::task::spawn_blocking(move || writer.update(&update)).await;
+        let result = match self.writer.clone() {
+            Some(writer) => tokio::task::spawn_blocking(move || {
+                let r = writer.update(&update).map(|_| ());
+                (update, r)
+            })
+            .await
+            .map(|(update, r)| r.map(|()| update)),
+            None => Ok(Ok(update)),
+        };
         match result {
-            Ok(Ok(_)) => {
+            Ok(Ok(update)) => {
+                if let Some(forward) = &self.config.forward {
+                    forward.offer(&update);
+                }
                 if written.is_empty() {
                     self.detector.touched(now.as_millis());
                 }
@@ -403,6 +432,8 @@ impl State {
                 if let Ok(mut s) = self.stats.lock() {
                     s.writes += 1;
                     s.last_write_at = Some(now.to_rfc3339());
+                    s.sections_written
+                        .extend(written.iter().map(|(name, _)| name.clone()));
                     s.aggregator = self.aggregator.stats().clone();
                     count = s.writes;
                 }

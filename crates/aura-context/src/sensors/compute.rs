@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use toml::{Table, Value};
 
-use super::procfs::{ProcFile, USER_HZ, int, numbers, proc_root, round2};
-use super::procs::Sweeper;
+use super::procfs::{ProcFile, int, numbers, proc_root, round2};
+use super::procs::{ProcessTable, SWEEP_INTERVAL};
 use super::{Sample, Sensor, SensorError};
 use crate::aav::Health;
 
@@ -21,7 +21,7 @@ pub struct ComputeSensor {
     stat_path: PathBuf,
     loadavg_path: PathBuf,
     previous: Option<CpuTimes>,
-    sweeper: Sweeper,
+    table: ProcessTable,
     last: Option<Instant>,
 }
 
@@ -37,6 +37,12 @@ impl ComputeSensor {
     /// A compute sensor reporting the `top` busiest processes.
     #[must_use]
     pub fn new(top: usize) -> ComputeSensor {
+        ComputeSensor::sharing(top, ProcessTable::new())
+    }
+
+    /// A compute sensor reading processes from a table it shares with other sensors.
+    #[must_use]
+    pub fn sharing(top: usize, table: ProcessTable) -> ComputeSensor {
         let root = proc_root();
         ComputeSensor {
             top,
@@ -45,7 +51,7 @@ impl ComputeSensor {
             stat_path: root.join("stat"),
             loadavg_path: root.join("loadavg"),
             previous: None,
-            sweeper: Sweeper::new(),
+            table,
             last: None,
         }
     }
@@ -165,17 +171,18 @@ impl Sensor for ComputeSensor {
         s.insert("procs_running".into(), Value::Integer(int(running)));
         s.insert("procs_blocked".into(), Value::Integer(int(blocked)));
         let root = proc_root();
-        self.sweeper
-            .sweep(elapsed * USER_HZ)
+        // The process walk is refreshed every `SWEEP_INTERVAL` (shared with the memory sensor).
+        let procs = self
+            .table
+            .fresh(SWEEP_INTERVAL)
             .map_err(SensorError::read(&root))?;
         s.insert(
             "process_count".into(),
-            Value::Integer(self.sweeper.procs.len() as i64),
+            Value::Integer(procs.procs().len() as i64),
         );
-        let threads: u64 = self.sweeper.procs.iter().map(|p| p.threads).sum();
+        let threads: u64 = procs.procs().iter().map(|p| p.threads).sum();
         s.insert("thread_count".into(), Value::Integer(int(threads)));
-        let top: Vec<Value> = self
-            .sweeper
+        let top: Vec<Value> = procs
             .top_by(self.top, |p| p.cpu_percent)
             .into_iter()
             .map(|p| {
@@ -186,6 +193,7 @@ impl Sensor for ComputeSensor {
                 Value::Table(t)
             })
             .collect();
+        drop(procs);
         s.insert("top_processes".into(), Value::Array(top));
         let cores = times.cores.len().max(1) as f64;
         let health = if cpu >= 95.0 || l5 / cores >= 4.0 {

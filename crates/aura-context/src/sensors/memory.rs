@@ -9,7 +9,7 @@ use std::time::Instant;
 use toml::{Table, Value};
 
 use super::procfs::{ProcFile, field_u64, int, proc_root, round2};
-use super::procs::Sweeper;
+use super::procs::{ProcessTable, SWEEP_INTERVAL};
 use super::{Sample, Sensor, SensorError};
 use crate::aav::Health;
 
@@ -95,7 +95,12 @@ impl LeakDetector {
         while series.points.len() > self.window.max(3) {
             series.points.pop_front();
         }
-        if series.points.len() < self.window.max(3) / 2 {
+        self.verdict(series)
+    }
+
+    /// Judges `series` as it is, adding no point (`None` while too few points).
+    pub(crate) fn verdict(&self, series: &mut Series) -> Option<LeakVerdict> {
+        if series.seen <= self.warmup_samples || series.points.len() < self.window.max(3) / 2 {
             return None;
         }
         series.scratch.clear();
@@ -129,10 +134,11 @@ pub struct MemorySensor {
     pressure: ProcFile,
     meminfo_path: PathBuf,
     pressure_path: PathBuf,
-    sweeper: Sweeper,
+    table: ProcessTable,
     started: Instant,
     system: Series,
     procs: HashMap<u32, (String, Series)>,
+    last_sweep: Option<Instant>,
 }
 
 /// Most processes tracked for leaks at once (the biggest by RSS).
@@ -142,6 +148,12 @@ impl MemorySensor {
     /// A memory sensor reporting the `top` largest processes and detecting leaks with `leak`.
     #[must_use]
     pub fn new(top: usize, leak: LeakDetector) -> MemorySensor {
+        MemorySensor::sharing(top, leak, ProcessTable::new())
+    }
+
+    /// A memory sensor reading processes from a table it shares with other sensors.
+    #[must_use]
+    pub fn sharing(top: usize, leak: LeakDetector, table: ProcessTable) -> MemorySensor {
         let root = proc_root();
         MemorySensor {
             top,
@@ -150,10 +162,11 @@ impl MemorySensor {
             pressure: ProcFile::default(),
             meminfo_path: root.join("meminfo"),
             pressure_path: root.join("pressure/memory"),
-            sweeper: Sweeper::new(),
+            table,
             started: Instant::now(),
             system: Series::default(),
             procs: HashMap::new(),
+            last_sweep: None,
         }
     }
 }
@@ -219,12 +232,15 @@ impl Sensor for MemorySensor {
         }
         let t = self.started.elapsed().as_secs_f64();
         let system = self.leak.observe(&mut self.system, t, used as f64);
-        self.sweeper
-            .sweep(0.0)
+        // The process walk is refreshed every `SWEEP_INTERVAL` (shared with the compute sensor).
+        let table = self.table.clone();
+        let procs = table
+            .fresh(SWEEP_INTERVAL)
             .map_err(SensorError::read(&proc_root()))?;
-        let top = self
-            .sweeper
-            .top_by(self.top.max(TRACKED), |p| p.rss_bytes as f64);
+        let top = procs.top_by(self.top.max(TRACKED), |p| p.rss_bytes as f64);
+        // Each sweep is one point of the per-process series (a sweep reused is not a new point).
+        let new_sweep = procs.swept_at() != self.last_sweep;
+        self.last_sweep = procs.swept_at();
         let mut suspects = Vec::new();
         let mut keep = HashMap::with_capacity(TRACKED);
         for p in top.iter().take(TRACKED) {
@@ -233,7 +249,12 @@ impl Sensor for MemorySensor {
                 .remove(&p.pid)
                 .filter(|(n, _)| *n == p.name)
                 .unwrap_or_else(|| (p.name.clone(), Series::default()));
-            if let Some(v) = self.leak.observe(&mut series, t, p.rss_bytes as f64)
+            let verdict = if new_sweep {
+                self.leak.observe(&mut series, t, p.rss_bytes as f64)
+            } else {
+                self.leak.verdict(&mut series)
+            };
+            if let Some(v) = verdict
                 && v.suspected
             {
                 let mut row = Table::new();
@@ -260,6 +281,7 @@ impl Sensor for MemorySensor {
                 Value::Table(row)
             })
             .collect();
+        drop(procs);
         s.insert("top_processes".into(), Value::Array(rows));
         let mut leak = Table::new();
         let growth = system.map(|v| v.slope).unwrap_or(0.0);

@@ -21,6 +21,7 @@ pub use manager::{
 };
 pub use memory::{LeakDetector, LeakVerdict, MemorySensor, linear_fit};
 pub use network::NetworkSensor;
+pub use procs::ProcessTable;
 pub use services::{ServiceCheck, ServicesSensor};
 pub use storage::StorageSensor;
 
@@ -83,9 +84,24 @@ pub const BUILTIN: &[&str] = &["compute", "memory", "storage", "network", "servi
 /// A fresh built-in sensor by name (`services` needs its checks: see [`ServicesSensor::new`]).
 #[must_use]
 pub fn builtin(name: &str, top_processes: usize) -> Option<Box<dyn Sensor>> {
+    builtin_sharing(name, top_processes, &ProcessTable::new())
+}
+
+/// As [`builtin`], with the compute and memory sensors reading one shared [`ProcessTable`]
+/// (one `/proc` sweep per tick instead of one per sensor).
+#[must_use]
+pub fn builtin_sharing(
+    name: &str,
+    top_processes: usize,
+    table: &ProcessTable,
+) -> Option<Box<dyn Sensor>> {
     Some(match name {
-        "compute" => Box::new(ComputeSensor::new(top_processes)),
-        "memory" => Box::new(MemorySensor::new(top_processes, LeakDetector::default())),
+        "compute" => Box::new(ComputeSensor::sharing(top_processes, table.clone())),
+        "memory" => Box::new(MemorySensor::sharing(
+            top_processes,
+            LeakDetector::default(),
+            table.clone(),
+        )),
         "storage" => Box::new(StorageSensor::new()),
         "network" => Box::new(NetworkSensor::new()),
         _ => return None,
@@ -94,6 +110,6 @@ pub fn builtin(name: &str, top_processes: usize) -> Option<Box<dyn Sensor>> {
 
 /// (utime + stime ticks, RSS bytes) from the text of `/proc/self/stat`.
 pub(crate) fn procfs_self_stat(text: &str) -> Option<(u64, u64)> {
-    let p = procs::parse_stat(0, text, 4096)?;
-    Some((p.cpu_ticks, p.rss_bytes))
+    let mut p = procs::Proc::default();
+    procs::parse_stat_into(0, text, 4096, &mut p).then_some((p.cpu_ticks, p.rss_bytes))
 }

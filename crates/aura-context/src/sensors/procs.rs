@@ -1,14 +1,23 @@
 //! One sweep of `/proc/<pid>/stat` for every process, with reused buffers: CPU time, RSS,
 //! threads and name per process, from which the compute and memory sensors take their top N
-//! (never one series per PID).
+//! (never one series per PID). The compute and memory sensors share one [`ProcessTable`], so a
+//! tick sweeps `/proc` once, not once per sensor.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use super::procfs::{ProcFile, proc_root};
+use super::procfs::{ProcFile, USER_HZ, proc_root};
+
+/// How old a sweep may be before a sensor asks for a new one. The process walk (an open, read
+/// and close of `/proc/<pid>/stat` per process) is most of a sample's cost, so at a 1 s sampling
+/// interval the top-N tables, counts and per-process CPU percent (measured over the time between
+/// two sweeps) are refreshed every 5 s while CPU, load, memory, disks and network move every tick.
+pub(crate) const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// One process as of the last sweep.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Proc {
     pub pid: u32,
     pub name: String,
@@ -21,6 +30,42 @@ pub(crate) struct Proc {
     pub cpu_percent: f64,
 }
 
+/// The process table shared by the sensors of one pipeline: swept at most once per `max_age`
+/// whoever asks first (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct ProcessTable {
+    inner: Arc<Mutex<Sweeper>>,
+}
+
+impl Default for ProcessTable {
+    fn default() -> ProcessTable {
+        ProcessTable::new()
+    }
+}
+
+impl ProcessTable {
+    /// An empty table (nothing swept yet).
+    #[must_use]
+    pub fn new() -> ProcessTable {
+        ProcessTable {
+            inner: Arc::new(Mutex::new(Sweeper::new())),
+        }
+    }
+
+    /// The table, swept again first when the last sweep is older than `max_age`.
+    pub(crate) fn fresh(&self, max_age: Duration) -> std::io::Result<MutexGuard<'_, Sweeper>> {
+        let mut guard = match self.inner.lock() {
+            Ok(g) => g,
+            // A sensor that panicked mid-sweep leaves a table that is only stale, never unsafe.
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if guard.last.is_none_or(|t| t.elapsed() >= max_age) {
+            guard.sweep()?;
+        }
+        Ok(guard)
+    }
+}
+
 /// A reusable sweeper.
 #[derive(Debug)]
 pub(crate) struct Sweeper {
@@ -29,7 +74,10 @@ pub(crate) struct Sweeper {
     previous: HashMap<u32, u64>,
     current: HashMap<u32, u64>,
     page_size: u64,
-    pub procs: Vec<Proc>,
+    last: Option<Instant>,
+    /// Valid entries are `procs[..len]`; the slots past it keep their name buffers for reuse.
+    procs: Vec<Proc>,
+    len: usize,
 }
 
 impl Sweeper {
@@ -40,15 +88,31 @@ impl Sweeper {
             previous: HashMap::new(),
             current: HashMap::new(),
             page_size: 4096,
+            last: None,
             procs: Vec::new(),
+            len: 0,
         }
     }
 
-    /// Sweeps every process; `elapsed_ticks` is the wall time since the previous sweep in clock
-    /// ticks (for CPU percent).
-    pub(crate) fn sweep(&mut self, elapsed_ticks: f64) -> std::io::Result<()> {
+    /// When the last sweep was taken.
+    pub(crate) fn swept_at(&self) -> Option<Instant> {
+        self.last
+    }
+
+    /// The processes of the last sweep.
+    pub(crate) fn procs(&self) -> &[Proc] {
+        &self.procs[..self.len]
+    }
+
+    /// Sweeps every process; CPU percent is measured against the previous sweep.
+    pub(crate) fn sweep(&mut self) -> std::io::Result<()> {
+        let now = Instant::now();
+        let elapsed_ticks = self
+            .last
+            .map_or(0.0, |l| now.duration_since(l).as_secs_f64() * USER_HZ);
+        self.last = Some(now);
         let root = proc_root();
-        self.procs.clear();
+        self.len = 0;
         std::mem::swap(&mut self.previous, &mut self.current);
         self.current.clear();
         for entry in std::fs::read_dir(&root)? {
@@ -65,47 +129,71 @@ impl Sweeper {
             let Ok(text) = self.file.read(&self.path) else {
                 continue;
             };
-            let Some(p) = parse_stat(pid, text, self.page_size) else {
+            if self.len == self.procs.len() {
+                self.procs.push(Proc::default());
+            }
+            let slot = &mut self.procs[self.len];
+            if !parse_stat_into(pid, text, self.page_size, slot) {
                 continue;
-            };
-            let cpu_percent = match self.previous.get(&pid) {
+            }
+            slot.cpu_percent = match self.previous.get(&pid) {
                 Some(prev) if elapsed_ticks > 0.0 => {
-                    (p.cpu_ticks.saturating_sub(*prev)) as f64 * 100.0 / elapsed_ticks
+                    (slot.cpu_ticks.saturating_sub(*prev)) as f64 * 100.0 / elapsed_ticks
                 }
                 _ => 0.0,
             };
-            self.current.insert(pid, p.cpu_ticks);
-            self.procs.push(Proc { cpu_percent, ..p });
+            self.current.insert(pid, slot.cpu_ticks);
+            self.len += 1;
         }
+        // Keep a few spare slots, not the high-water mark of a fork storm.
+        self.procs.truncate(self.len + 64);
         Ok(())
     }
 
     /// The `n` processes with the most of `key`, largest first.
     pub(crate) fn top_by(&self, n: usize, key: impl Fn(&Proc) -> f64) -> Vec<&Proc> {
-        let mut v: Vec<&Proc> = self.procs.iter().collect();
+        let mut v: Vec<&Proc> = self.procs().iter().collect();
+        if n < v.len() {
+            v.select_nth_unstable_by(n, |a, b| key(b).total_cmp(&key(a)));
+            v.truncate(n);
+        }
         v.sort_by(|a, b| key(b).total_cmp(&key(a)));
-        v.truncate(n);
         v
     }
 }
 
 /// Parses `/proc/<pid>/stat`: `pid (comm) state ppid …` — `comm` may hold spaces and parentheses,
 /// so fields are counted after the last `)`.
+#[cfg(test)]
 pub(crate) fn parse_stat(pid: u32, text: &str, page_size: u64) -> Option<Proc> {
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let name = text.get(open + 1..close)?.to_owned();
-    let rest: Vec<&str> = text.get(close + 2..)?.split_whitespace().collect();
-    // rest[0] is field 3 (state); field N is rest[N - 3].
-    let field = |n: usize| rest.get(n - 3).and_then(|t| t.parse::<u64>().ok());
-    Some(Proc {
-        pid,
-        name,
-        cpu_ticks: field(14)? + field(15)?,
-        threads: field(20)?,
-        rss_bytes: field(24)? * page_size,
-        cpu_percent: 0.0,
-    })
+    let mut p = Proc::default();
+    parse_stat_into(pid, text, page_size, &mut p).then_some(p)
+}
+
+/// [`parse_stat`] into an existing slot, reusing its name buffer; `false` when malformed.
+pub(crate) fn parse_stat_into(pid: u32, text: &str, page_size: u64, slot: &mut Proc) -> bool {
+    let (Some(open), Some(close)) = (text.find('('), text.rfind(')')) else {
+        return false;
+    };
+    let (Some(name), Some(rest)) = (text.get(open + 1..close), text.get(close + 2..)) else {
+        return false;
+    };
+    // Field 3 (state) is the first token after the name; field N is token N - 3.
+    let mut tokens = rest.split_ascii_whitespace();
+    let mut field = |skip: usize| tokens.nth(skip).and_then(|t| t.parse::<u64>().ok());
+    let (Some(utime), Some(stime), Some(threads), Some(rss)) =
+        (field(11), field(0), field(4), field(3))
+    else {
+        return false;
+    };
+    slot.pid = pid;
+    slot.name.clear();
+    slot.name.push_str(name);
+    slot.cpu_ticks = utime + stime;
+    slot.threads = threads;
+    slot.rss_bytes = rss * page_size;
+    slot.cpu_percent = 0.0;
+    true
 }
 
 #[cfg(test)]
@@ -125,10 +213,10 @@ mod tests {
     #[test]
     fn sweeping_this_machine_finds_this_process() {
         let mut s = Sweeper::new();
-        s.sweep(0.0).unwrap();
-        s.sweep(100.0).unwrap();
+        s.sweep().unwrap();
+        s.sweep().unwrap();
         let me = std::process::id();
-        let p = s.procs.iter().find(|p| p.pid == me).unwrap();
+        let p = s.procs().iter().find(|p| p.pid == me).unwrap();
         assert!(p.rss_bytes > 0);
         assert!(s.top_by(3, |p| p.rss_bytes as f64).len() <= 3);
     }

@@ -8,6 +8,7 @@ mod a2a;
 mod agents;
 mod audit;
 mod catalog;
+mod context;
 mod edge;
 mod gateway;
 mod govern;
@@ -159,6 +160,12 @@ fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
                 .routes(routes!(catalog::watch))
                 .routes(routes!(catalog::advise))
                 .routes(routes!(catalog::cache_stats)),
+        ))
+        .merge(group(
+            Permission::Act,
+            OpenApiRouter::new().routes(routes!(context::push)).layer(
+                axum::extract::DefaultBodyLimit::max(context::PUSH_BODY_LIMIT),
+            ),
         ))
         .merge(group(
             Permission::Act,

@@ -287,3 +287,147 @@ pub fn run_once(
         repairs,
     }
 }
+
+/// An update a sensor pushed to this server (`aura sensor --push`), already validated at the edge.
+#[derive(Debug)]
+pub struct PushedUpdate {
+    /// The agent the sensor acts as (its token's agent).
+    pub agent: aura_core::AgentName,
+    /// The sections, statuses and health to write.
+    pub update: aura_context::aav::SectionUpdate,
+    /// Size of the request body, recorded in the decision's arguments.
+    pub bytes: usize,
+}
+
+/// A pushed update that was decided, written and settled.
+#[derive(Debug)]
+pub struct AppliedPush {
+    /// The asset file.
+    pub path: PathBuf,
+    /// Its checksum after the write.
+    pub checksum: String,
+    /// The kernel's decision.
+    pub decision_id: String,
+    /// Where the decision is in the audit log.
+    pub audit_seq: u64,
+}
+
+/// Why a pushed update was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// The kernel did not allow the write.
+    #[error("governance answered {verdict} (audit seq {audit_seq}): {reasons}")]
+    Refused {
+        /// `deny`, `halt` or `escalate`.
+        verdict: &'static str,
+        /// Every reason, `rule: message`, joined.
+        reasons: String,
+        /// Where the decision is in the audit log.
+        audit_seq: u64,
+    },
+    /// The action could not be formed (bad path or agent).
+    #[error("{0}")]
+    Invalid(String),
+    /// The asset file could not be written (the decision is settled as a failure).
+    #[error("writing the asset file: {0}")]
+    Write(String),
+}
+
+/// The writer's options from `context.files`.
+#[must_use]
+pub fn writer_options(config: &Config) -> WriterOptions {
+    let c = &config.context;
+    WriterOptions {
+        backups: usize::try_from(c.files.backups).unwrap_or(5),
+        backup_interval_ms: i64::try_from(c.files.backup_interval_seconds.saturating_mul(1000))
+            .unwrap_or(60_000),
+        history: c.files.history,
+        ..WriterOptions::default()
+    }
+}
+
+/// Applies a sensor's pushed update: a `file_write` of `<data-dir>/assets/<id>.aav` decided by the
+/// kernel and audited before the effect, then written through the atomic [`Writer`] (so the
+/// catalog's file watch sees it like any local write) and settled with its outcome.
+///
+/// [`Writer`]: aura_context::aav::Writer
+pub async fn apply_pushed(
+    governance: &crate::services::govern::Governance,
+    config: &Config,
+    caller: aura_audit::Actor,
+    pushed: PushedUpdate,
+) -> Result<AppliedPush, PushError> {
+    let dir = assets_dir(config);
+    let path = dir.join(format!("{}.aav", pushed.update.asset_id));
+    let sections: Vec<&str> = pushed
+        .update
+        .sections
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let action = aura_core::Action::extract(aura_core::RawAction {
+        agent: pushed.agent.clone(),
+        task: None,
+        kind: "file_write".into(),
+        target: path.display().to_string(),
+        args: serde_json::json!({
+            "via": "sensor",
+            "asset_id": pushed.update.asset_id,
+            "sections": sections,
+            "bytes": pushed.bytes,
+        }),
+        estimate: aura_core::Estimate::default(),
+        labels: Default::default(),
+    })
+    .map_err(|e| PushError::Invalid(e.to_string()))?;
+    let decided = governance.decide(&action, caller.clone()).await;
+    let decision = decided.decision;
+    if decision.verdict != aura_core::Verdict::Allow {
+        return Err(PushError::Refused {
+            verdict: decision.verdict.as_str(),
+            reasons: decision
+                .reasons
+                .iter()
+                .map(|r| format!("{}: {}", r.rule, r.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+            audit_seq: decided.audit_seq,
+        });
+    }
+    let options = writer_options(config);
+    let update = pushed.update;
+    let written = tokio::task::spawn_blocking(move || {
+        aura_context::aav::Writer::new(&dir, options)?.update(&update)
+    })
+    .await;
+    let result = match written {
+        Ok(Ok(outcome)) => Ok(outcome),
+        Ok(Err(e)) => Err(PushError::Write(e.to_string())),
+        Err(e) => Err(PushError::Write(e.to_string())),
+    };
+    let outcome = if result.is_ok() {
+        aura_govern::kernel::ActionOutcome::Success
+    } else {
+        aura_govern::kernel::ActionOutcome::Failure
+    };
+    if let Err(e) = governance
+        .settle(
+            &decision.id,
+            None,
+            outcome,
+            aura_govern::kernel::Actual::default(),
+            caller,
+        )
+        .await
+    {
+        tracing::warn!(decision = %decision.id, error = %e, "settling a sensor push failed");
+    }
+    let outcome = result?;
+    metrics::counter!(aura_context::SENSOR_PUSHES).increment(1);
+    Ok(AppliedPush {
+        path: outcome.path,
+        checksum: outcome.checksum,
+        decision_id: decision.id,
+        audit_seq: decided.audit_seq,
+    })
+}
