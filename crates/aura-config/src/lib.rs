@@ -37,7 +37,7 @@ pub use context::{
 };
 pub use error::ConfigError;
 pub use gateway::{
-    BreakerConfig, CacheConfig, DeploymentConfig, GatewayConfig, ModelRouteConfig, PriceConfig,
+    BreakerConfig, CacheBackend, CacheConfig, DeploymentConfig, GatewayConfig, ModelRouteConfig, PriceConfig,
     ProviderConfig, ProviderKind, RetryConfig,
 };
 pub use load::{DEFAULT_CONFIG_FILE, Loaded, load, parse_str};
