@@ -207,7 +207,11 @@ pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
             report.gateway,
             report.upstream_latency_ms,
             report.requests,
-            if report.budget { ", with a cost budget" } else { "" }
+            if report.budget {
+                ", with a cost budget"
+            } else {
+                ""
+            }
         );
         println!(
             "  fdatasync floor of the data dir: p50 {} µs, p99 {} µs (one durable decision per call)",

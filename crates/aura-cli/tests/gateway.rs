@@ -630,10 +630,22 @@ print(json.dumps({"plain": r.output_text, "input": r.usage.input_tokens, "output
     assert_eq!(r.status(), 200);
     let mut body = r.bytes_stream();
     let mut seen = String::new();
-    while let Some(Ok(chunk)) = body.next().await {
-        seen.push_str(&String::from_utf8_lossy(&chunk));
+    let mut failed = false;
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(c) => seen.push_str(&String::from_utf8_lossy(&c)),
+            Err(_) => {
+                failed = true;
+                break;
+            }
+        }
     }
-    assert!(seen.contains("event: error") && seen.contains("upstream_cut"), "{seen}");
+    assert!(seen.contains("response.output_item.added"), "{seen}");
+    assert!(
+        !seen.contains("response.completed")
+            && (failed || (seen.contains("event: error") && seen.contains("upstream_cut"))),
+        "the client must see the cut: {seen}"
+    );
     usage_until(&aura, |rows| {
         row(rows, "gpt-4o-mini").is_some_and(|r| r["calls"] == 3)
     })
@@ -681,7 +693,11 @@ print(json.dumps({"text": m.content[0].text, "stop": m.stop_reason, "in": m.usag
     assert_eq!(last.path, "/v1/chat/completions");
     assert_eq!(last.model, "gpt-4.1-nano");
     assert_eq!(last.body["messages"][0]["role"], "system", "{}", last.body);
-    assert_eq!(last.body["messages"][1]["content"], "Hello", "{}", last.body);
+    assert_eq!(
+        last.body["messages"][1]["content"], "Hello",
+        "{}",
+        last.body
+    );
     assert_eq!(last.body["max_tokens"], 64);
 
     // The reverse: the OpenAI SDK on a route served by Anthropic, tool calls included.
@@ -737,7 +753,9 @@ print(json.dumps({"text": r.choices[0].message.content, "finish": r.choices[0].f
     // Settled per deployment price: the fallback at gpt-4.1-nano's, the translated ones at Claude's.
     usage_until(&aura, |rows| {
         row(rows, "gpt-4.1-nano").is_some_and(|r| r["calls"] == 1)
-            && row(rows, "gpt-on-claude").is_some_and(|r| r["calls"] == 2 && r["output_tokens"] == 2 * fake::ANTHROPIC_USAGE.1)
+            && row(rows, "gpt-on-claude").is_some_and(|r| {
+                r["calls"] == 2 && r["output_tokens"] == 2 * fake::ANTHROPIC_USAGE.1
+            })
     })
     .await;
 }
@@ -771,7 +789,10 @@ async fn the_redis_response_cache_is_shared_between_nodes() {
     let second = ask(&b, &bot_b).await.unwrap();
     assert_eq!(second.status(), 200);
     assert_eq!(
-        second.headers().get("x-aura-cache").map(|v| v.to_str().unwrap().to_owned()),
+        second
+            .headers()
+            .get("x-aura-cache")
+            .map(|v| v.to_str().unwrap().to_owned()),
         Some("hit".to_owned()),
         "node B answers from the entry node A stored"
     );

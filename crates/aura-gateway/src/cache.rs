@@ -57,7 +57,8 @@ impl std::fmt::Debug for RedisCache {
 impl RedisCache {
     /// Connects to `url`; entries of this cache are named `aura:gateway:<kind>:…` and live `ttl`.
     pub async fn connect(url: &str, kind: &str, ttl: Duration) -> Result<RedisCache, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("gateway cache: redis url: {e}"))?;
+        let client =
+            redis::Client::open(url).map_err(|e| format!("gateway cache: redis url: {e}"))?;
         let conn = redis::aio::ConnectionManager::new(client)
             .await
             .map_err(|e| format!("gateway cache: cannot reach redis: {e}"))?;

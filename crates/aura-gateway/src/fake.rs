@@ -412,15 +412,21 @@ async fn openai_responses(
         format!("event: {name}\ndata: {data}\n\n")
     };
     let mut events = vec![
-        ev(json!({"type": "response.created", "response": response("in_progress", json!([]), Value::Null)})),
-        ev(json!({"type": "response.in_progress", "response": response("in_progress", json!([]), Value::Null)})),
+        ev(
+            json!({"type": "response.created", "response": response("in_progress", json!([]), Value::Null)}),
+        ),
+        ev(
+            json!({"type": "response.in_progress", "response": response("in_progress", json!([]), Value::Null)}),
+        ),
     ];
     let item_id = item["id"].clone();
     if tool {
         let mut added = item.clone();
         added["arguments"] = json!("");
         added["status"] = json!("in_progress");
-        events.push(ev(json!({"type": "response.output_item.added", "output_index": 0, "item": added})));
+        events.push(ev(
+            json!({"type": "response.output_item.added", "output_index": 0, "item": added}),
+        ));
         events.push(ev(json!({"type": "response.function_call_arguments.delta", "item_id": item_id, "output_index": 0, "delta": item["arguments"]})));
         events.push(ev(json!({"type": "response.function_call_arguments.done", "item_id": item_id, "output_index": 0, "arguments": item["arguments"]})));
     } else {
@@ -435,7 +441,9 @@ async fn openai_responses(
         events.push(ev(json!({"type": "response.content_part.done", "item_id": item_id, "output_index": 0, "content_index": 0,
             "part": {"type": "output_text", "text": REPLY, "annotations": []}})));
     }
-    events.push(ev(json!({"type": "response.output_item.done", "output_index": 0, "item": item})));
+    events.push(ev(
+        json!({"type": "response.output_item.done", "output_index": 0, "item": item}),
+    ));
     events.push(ev(json!({"type": "response.completed", "response": response("completed", json!([item]), usage)})));
     sse(events, &behavior)
 }

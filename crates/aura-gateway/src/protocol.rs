@@ -480,17 +480,40 @@ mod tests {
         let body = json!({"model": "gpt-4.1", "input": "Tell me a joke", "instructions": "Be brief", "max_output_tokens": 40});
         let f = facts(ProviderKind::Openai, Op::Responses, &body, None, false).unwrap();
         assert_eq!((f.max_tokens, f.stream), (Some(40), false));
-        assert!(facts(ProviderKind::Openai, Op::Responses, &json!({"model": "m"}), None, false).is_err());
-        let up = upstream_body(ProviderKind::Openai, Op::Responses, &json!({"model": "a", "input": "x", "stream": true}), "b", true);
+        assert!(
+            facts(
+                ProviderKind::Openai,
+                Op::Responses,
+                &json!({"model": "m"}),
+                None,
+                false
+            )
+            .is_err()
+        );
+        let up = upstream_body(
+            ProviderKind::Openai,
+            Op::Responses,
+            &json!({"model": "a", "input": "x", "stream": true}),
+            "b",
+            true,
+        );
         assert_eq!(up["model"], "b");
         assert!(up.get("stream_options").is_none(), "{up}");
-        assert_eq!(upstream_path(ProviderKind::Openai, Op::Responses, "b", true), "/v1/responses");
+        assert_eq!(
+            upstream_path(ProviderKind::Openai, Op::Responses, "b", true),
+            "/v1/responses"
+        );
         let r = json!({"object": "response", "output": [], "usage": {"input_tokens": 36, "input_tokens_details": {"cached_tokens": 6}, "output_tokens": 87}});
         let u = response_usage(ProviderKind::Openai, &r).unwrap();
-        assert_eq!((u.input_tokens, u.output_tokens, u.cached_input_tokens), (36, 87, 6));
+        assert_eq!(
+            (u.input_tokens, u.output_tokens, u.cached_input_tokens),
+            (36, 87, 6)
+        );
         let mut m = StreamMeter::new(ProviderKind::Openai);
         assert!(!m.observe(r#"{"type":"response.created","sequence_number":0,"response":{"status":"in_progress","usage":null}}"#));
-        m.observe(r#"{"type":"response.output_text.delta","sequence_number":4,"delta":"Hello there"}"#);
+        m.observe(
+            r#"{"type":"response.output_text.delta","sequence_number":4,"delta":"Hello there"}"#,
+        );
         let cut = m.usage(5);
         assert!(cut.counted && !m.finished);
         assert_eq!(cut.output_tokens, estimate_tokens(11));

@@ -237,7 +237,8 @@ impl Gateway {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| GatewayError::Config(format!("http client: {e}")))?;
-        let seed = u64::try_from(clock.now().as_millis()).unwrap_or(1) ^ u64::from(std::process::id());
+        let seed =
+            u64::try_from(clock.now().as_millis()).unwrap_or(1) ^ u64::from(std::process::id());
         Ok(Gateway {
             routes,
             deployments,
@@ -629,7 +630,9 @@ mod tests {
     use super::*;
 
     fn manual() -> Arc<aura_core::ManualClock> {
-        Arc::new(aura_core::ManualClock::new(aura_core::Timestamp::from_millis(1_000)))
+        Arc::new(aura_core::ManualClock::new(
+            aura_core::Timestamp::from_millis(1_000),
+        ))
     }
 
     #[test]
@@ -658,7 +661,10 @@ mod tests {
         b.record(false);
         assert!(!b.allow() && !b.peek(), "open after two failures");
         clock.advance(29_999);
-        assert!(!b.allow(), "still cooling down one millisecond before the end");
+        assert!(
+            !b.allow(),
+            "still cooling down one millisecond before the end"
+        );
         clock.advance(1);
         assert!(b.peek());
         assert!(b.allow(), "the cooldown is over: one probe");

@@ -20,9 +20,16 @@ pub fn can_translate(from: ProviderKind, to: ProviderKind) -> bool {
 
 /// Rewrites a chat request from `from`'s format into `to`'s; `default_max_tokens` fills Anthropic's required
 /// `max_tokens` when an OpenAI request sets none. The same format is returned unchanged.
-pub fn request(from: ProviderKind, to: ProviderKind, body: &Value, default_max_tokens: u64) -> Value {
+pub fn request(
+    from: ProviderKind,
+    to: ProviderKind,
+    body: &Value,
+    default_max_tokens: u64,
+) -> Value {
     match (from, to) {
-        (ProviderKind::Openai, ProviderKind::Anthropic) => openai_to_anthropic(body, default_max_tokens),
+        (ProviderKind::Openai, ProviderKind::Anthropic) => {
+            openai_to_anthropic(body, default_max_tokens)
+        }
         (ProviderKind::Anthropic, ProviderKind::Openai) => anthropic_to_openai(body),
         _ => body.clone(),
     }
@@ -90,13 +97,23 @@ fn openai_to_anthropic(body: &Value, default_max_tokens: u64) -> Value {
         }
         messages.push(json!({"role": role, "content": blocks}));
     };
-    for m in body.get("messages").and_then(Value::as_array).into_iter().flatten() {
+    for m in body
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let content = m.get("content").unwrap_or(&Value::Null);
         match m.get("role").and_then(Value::as_str) {
             Some("system" | "developer") => system.push(text_of(content)),
             Some("assistant") => {
                 let mut blocks = openai_content_blocks(content);
-                for call in m.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+                for call in m
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     let args = call
                         .pointer("/function/arguments")
                         .and_then(Value::as_str)
@@ -217,10 +234,17 @@ fn anthropic_to_openai(body: &Value) -> Value {
     let mut messages = Vec::new();
     match body.get("system") {
         Some(Value::String(s)) => messages.push(json!({"role": "system", "content": s})),
-        Some(v @ Value::Array(_)) => messages.push(json!({"role": "system", "content": text_of(v)})),
+        Some(v @ Value::Array(_)) => {
+            messages.push(json!({"role": "system", "content": text_of(v)}))
+        }
         _ => {}
     }
-    for m in body.get("messages").and_then(Value::as_array).into_iter().flatten() {
+    for m in body
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
         let content = m.get("content").unwrap_or(&Value::Null);
         let blocks = content.as_array().cloned().unwrap_or_default();
@@ -252,7 +276,11 @@ fn anthropic_to_openai(body: &Value) -> Value {
         }
         let rest: Vec<Value> = match content {
             Value::String(_) => Vec::new(),
-            _ => blocks.iter().filter(|b| b["type"] != "tool_result").cloned().collect(),
+            _ => blocks
+                .iter()
+                .filter(|b| b["type"] != "tool_result")
+                .cloned()
+                .collect(),
         };
         if content.is_string() {
             messages.push(json!({"role": "user", "content": content}));
@@ -287,7 +315,9 @@ fn anthropic_to_openai(body: &Value) -> Value {
         let c = match choice.get("type").and_then(Value::as_str) {
             Some("any") => json!("required"),
             Some("none") => json!("none"),
-            Some("tool") => json!({"type": "function", "function": {"name": choice.get("name").cloned().unwrap_or(json!(""))}}),
+            Some("tool") => {
+                json!({"type": "function", "function": {"name": choice.get("name").cloned().unwrap_or(json!(""))}})
+            }
             _ => json!("auto"),
         };
         out.insert("tool_choice".into(), c);
@@ -299,7 +329,11 @@ fn anthropic_to_openai(body: &Value) -> Value {
 }
 
 fn anthropic_answer_to_openai(body: &Value, model: &str) -> Value {
-    let blocks = body.get("content").and_then(Value::as_array).cloned().unwrap_or_default();
+    let blocks = body
+        .get("content")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let text: String = blocks
         .iter()
         .filter(|b| b["type"] == "text")
@@ -337,22 +371,35 @@ fn anthropic_answer_to_openai(body: &Value, model: &str) -> Value {
 }
 
 fn openai_answer_to_anthropic(body: &Value, model: &str) -> Value {
-    let msg = body.pointer("/choices/0/message").cloned().unwrap_or(Value::Null);
+    let msg = body
+        .pointer("/choices/0/message")
+        .cloned()
+        .unwrap_or(Value::Null);
     let mut content = Vec::new();
     let text = msg.get("content").map(text_of).unwrap_or_default();
     if !text.is_empty() {
         content.push(json!({"type": "text", "text": text}));
     }
-    for call in msg.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+    for call in msg
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let input = call
             .pointer("/function/arguments")
             .and_then(Value::as_str)
             .and_then(|a| serde_json::from_str::<Value>(a).ok())
             .unwrap_or_else(|| json!({}));
-        content.push(json!({"type": "tool_use", "id": call.get("id").cloned().unwrap_or(json!("")),
-            "name": call.pointer("/function/name").cloned().unwrap_or(json!("")), "input": input}));
+        content.push(
+            json!({"type": "tool_use", "id": call.get("id").cloned().unwrap_or(json!("")),
+            "name": call.pointer("/function/name").cloned().unwrap_or(json!("")), "input": input}),
+        );
     }
-    let stop = match body.pointer("/choices/0/finish_reason").and_then(Value::as_str) {
+    let stop = match body
+        .pointer("/choices/0/finish_reason")
+        .and_then(Value::as_str)
+    {
         Some("length") => "max_tokens",
         Some("tool_calls" | "function_call") => "tool_use",
         Some("content_filter") => "refusal",
@@ -389,20 +436,36 @@ mod tests {
         assert_eq!(a["stop_sequences"], json!(["END"]));
         assert_eq!(a["messages"].as_array().unwrap().len(), 3, "{a}");
         assert_eq!(a["messages"][1]["content"][0]["type"], "tool_use");
-        assert_eq!(a["messages"][1]["content"][0]["input"]["location"], "Boston");
+        assert_eq!(
+            a["messages"][1]["content"][0]["input"]["location"],
+            "Boston"
+        );
         assert_eq!(a["messages"][2]["content"][0]["type"], "tool_result");
         assert_eq!(a["tools"][0]["input_schema"]["type"], "object");
         assert_eq!(a["tool_choice"]["type"], "any");
         // And back: the same conversation in OpenAI's shape.
         let o = request(ProviderKind::Anthropic, ProviderKind::Openai, &a, 4096);
-        let roles: Vec<&str> = o["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+        let roles: Vec<&str> = o["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["role"].as_str().unwrap())
+            .collect();
         assert_eq!(roles, ["system", "user", "assistant", "tool"]);
-        assert_eq!(o["messages"][2]["tool_calls"][0]["function"]["name"], "get_weather");
+        assert_eq!(
+            o["messages"][2]["tool_calls"][0]["function"]["name"],
+            "get_weather"
+        );
         assert_eq!(o["messages"][3]["tool_call_id"], "call_1");
         assert_eq!(o["tool_choice"], "required");
         assert_eq!(o["stop"], json!(["END"]));
         // Anthropic needs max_tokens: the default fills it in.
-        let bare = request(ProviderKind::Openai, ProviderKind::Anthropic, &json!({"messages": []}), 777);
+        let bare = request(
+            ProviderKind::Openai,
+            ProviderKind::Anthropic,
+            &json!({"messages": []}),
+            777,
+        );
         assert_eq!(bare["max_tokens"], 777);
     }
 
@@ -416,7 +479,10 @@ mod tests {
         assert_eq!(o["model"], "alias");
         assert_eq!(o["choices"][0]["finish_reason"], "tool_calls");
         assert_eq!(o["choices"][0]["message"]["content"], "Checking.");
-        assert_eq!(o["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"], "{\"location\":\"SF\"}");
+        assert_eq!(
+            o["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"],
+            "{\"location\":\"SF\"}"
+        );
         assert_eq!(o["usage"]["prompt_tokens"], 25);
         assert_eq!(o["usage"]["completion_tokens"], 7);
         assert_eq!(o["usage"]["prompt_tokens_details"]["cached_tokens"], 5);

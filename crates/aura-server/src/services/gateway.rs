@@ -371,8 +371,7 @@ impl GatewayService {
                             }
                         }
                         Obligation::Redact { findings } => {
-                            if let Some(r) =
-                                d.redacted_args.as_ref().and_then(|a| a.get("request"))
+                            if let Some(r) = d.redacted_args.as_ref().and_then(|a| a.get("request"))
                             {
                                 tracing::info!(agent = %agent, findings = findings.len(), "prompt redacted before forwarding");
                                 request = r.clone();
@@ -539,9 +538,7 @@ impl GatewayService {
         };
         let usage = protocol::response_usage(spoken, &value).unwrap_or_else(|| Usage {
             input_tokens: facts.prompt_tokens,
-            output_tokens: protocol::estimate_tokens(protocol::response_text_chars(
-                spoken, &value,
-            )),
+            output_tokens: protocol::estimate_tokens(protocol::response_text_chars(spoken, &value)),
             cached_input_tokens: 0,
             cache_write_tokens: 0,
             counted: true,
