@@ -58,6 +58,9 @@ python3 - "$OUT/aura.json" "$OUT/litellm.json" <<'PY'
 import json, sys
 a, l = (json.load(open(p)) for p in sys.argv[1:3])
 print(f"upstream latency {a['upstream_latency_ms']} ms, {a['requests']} requests per run")
+print(f"fdatasync floor of Aura's data dir: p50 {a['fdatasync_p50_us']} µs, p99 {a['fdatasync_p99_us']} µs; "
+      f"audit entries per fsync: " + ", ".join(f"c={r['concurrency']} {r['audit_entries_per_fsync'] or 0:.1f}" for r in a["runs"])
+      + f", max {a['max_audit_entries_per_fsync'] or 0:.1f}")
 print(f"{'':22}{'Aura':>12}{'LiteLLM':>12}{'ratio':>10}")
 for ra, rl in zip(a["runs"], l["runs"]):
     c = ra["concurrency"]

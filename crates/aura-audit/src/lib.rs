@@ -29,13 +29,16 @@ mod verify;
 
 pub use bench::{
     BenchConfig, BenchLimit, BenchReport, BenchRun, bench, bench_configs, default_plan,
+    fdatasync_latency,
 };
 pub use entry::{
     Actor, ActorKind, AuditEntry, ENTRY_FORMAT_VERSION, LoggedEntry, MAX_ENTRY_BYTES, Resource,
     RiskLevel, canonical_bytes,
 };
 pub use error::{AuditError, CheckpointError, ProofError};
-pub use log::{AuditConfig, AuditLog, AuditScan, Receipt, RecoveryReport, ScanFilter, TornTail};
+pub use log::{
+    AuditConfig, AuditLog, AuditScan, AuditStats, Receipt, RecoveryReport, ScanFilter, TornTail,
+};
 pub use merkle::{
     ConsistencyProof, EMPTY_ROOT, Hash, InclusionProof, leaf_hash, node_hash, verify_consistency,
     verify_inclusion,

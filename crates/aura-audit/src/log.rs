@@ -26,6 +26,15 @@ use crate::record::{
 };
 use crate::store::{self, Offsets, TreeFiles, TreeWriter};
 
+/// Counters of a running log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuditStats {
+    /// Entries durable in the log (its tree size).
+    pub entries: u64,
+    /// Batches written and fdatasync'd since open.
+    pub batches: u64,
+}
+
 /// Where the log lives and how it behaves. Every field must be chosen by the caller.
 #[derive(Debug, Clone)]
 pub struct AuditConfig {
@@ -175,6 +184,11 @@ struct Queue {
     stopped: bool,
     /// The writer sleeps on `wake`.
     writer_waiting: bool,
+    /// Someone waits promptly on an entry of `batch`: write it as soon as the writer is free.
+    eager: bool,
+    /// `batch` holds only lazy entries ([`AuditLog::append_lazy`]): write it by then, or earlier with the next
+    /// eager entry.
+    lazy_deadline: Option<Instant>,
 }
 
 /// Consecutive entries, framed back to back exactly as they go into a segment.
@@ -659,6 +673,74 @@ impl AuditLog {
         Ok(receipt)
     }
 
+    /// Queues an entry without waiting for it: returns its receipt at once (sequence number and leaf hash, not
+    /// yet durable). Wait with [`AuditLog::durable_until`] before releasing any effect the entry records; this
+    /// lets a caller prepare the effect while the group commit is in flight.
+    pub fn submit(&self, entry: &AuditEntry) -> Result<Receipt, AuditError> {
+        self.check_open()?;
+        let encoded = entry::encode(entry)?;
+        let pre = encoded.prehash();
+        let mut q = self.queue()?;
+        let seq = q.next_seq;
+        q.next_seq += 1;
+        let leaf = q.batch.push(seq, &encoded, &pre);
+        self.wake_writer(q);
+        Ok(Receipt {
+            seq,
+            leaf_hash: leaf,
+        })
+    }
+
+    /// Resolves once entry `seq` (from [`AuditLog::submit`]) is written and fdatasync'd; an error means it never
+    /// will be, so whatever it records must not happen.
+    pub async fn durable_until(&self, seq: u64) -> Result<(), AuditError> {
+        self.durable(seq).await
+    }
+
+    /// Appends an entry nobody waits on promptly (a settlement after the effect): it rides along with the next
+    /// batch of awaited entries, or is written on its own after `linger`, so it never costs an awaited append a
+    /// second fdatasync. Resolves once durable, like [`AuditLog::append`].
+    pub async fn append_lazy(
+        &self,
+        entry: AuditEntry,
+        linger: Duration,
+    ) -> Result<Receipt, AuditError> {
+        self.check_open()?;
+        let encoded = entry::encode(&entry)?;
+        let pre = encoded.prehash();
+        let receipt = {
+            let mut q = self.queue()?;
+            let seq = q.next_seq;
+            q.next_seq += 1;
+            let first = q.batch.is_empty();
+            let leaf = q.batch.push(seq, &encoded, &pre);
+            if first {
+                q.lazy_deadline = Some(Instant::now() + linger);
+            }
+            // A sleeping writer re-reads its deadline; a busy one sees the entry in its next round.
+            if first && q.writer_waiting {
+                q.writer_waiting = false;
+                drop(q);
+                self.shared.wake.notify_one();
+            }
+            Receipt {
+                seq,
+                leaf_hash: leaf,
+            }
+        };
+        drop((encoded, entry));
+        self.durable(receipt.seq).await?;
+        Ok(receipt)
+    }
+
+    /// Entries appended and batches fdatasync'd since open: `entries / batches` is the group-commit factor.
+    pub fn stats(&self) -> AuditStats {
+        AuditStats {
+            entries: read_lock(&self.shared.head).0,
+            batches: self.shared.batches.load(Ordering::Relaxed),
+        }
+    }
+
     /// Appends several entries under consecutive sequence numbers, in order; resolves once all of them are written
     /// and fdatasync'd (usually by one batch), with their receipts in the same order. Cheaper per entry than as many
     /// [`AuditLog::append`] calls. If any entry cannot be encoded nothing is appended. On an error after
@@ -941,8 +1023,9 @@ impl AuditLog {
         Ok(q)
     }
 
-    /// Wakes the writer if it sleeps (releasing the queue lock first).
+    /// Marks the batch as awaited and wakes the writer if it sleeps (releasing the queue lock first).
     fn wake_writer(&self, mut q: MutexGuard<'_, Queue>) {
+        q.eager = true;
         if q.writer_waiting {
             q.writer_waiting = false;
             drop(q);
@@ -1263,29 +1346,48 @@ impl Writer {
         loop {
             let (waiters, closing) = {
                 let mut q = lock(&self.shared.queue);
-                while q.batch.is_empty() && q.checkpoints.is_empty() && !q.closing {
-                    q.writer_waiting = true;
+                loop {
+                    if !q.checkpoints.is_empty() || q.closing {
+                        break;
+                    }
+                    let now = Instant::now();
+                    if !q.batch.is_empty() && (q.eager || q.lazy_deadline.is_none_or(|d| now >= d))
+                    {
+                        break;
+                    }
+                    // Sleep until work arrives, a checkpoint is due, or lazy entries must be written.
+                    let mut deadline = None;
                     if self.grown() && self.poisoned.is_none() {
-                        let wait = (self.last_cp_at + self.interval)
-                            .saturating_duration_since(Instant::now());
-                        if wait.is_zero() {
+                        let due = self.last_cp_at + self.interval;
+                        if due <= now {
                             break;
                         }
-                        q = self
-                            .shared
-                            .wake
-                            .wait_timeout(q, wait)
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .0;
-                    } else {
-                        q = self
+                        deadline = Some(due);
+                    }
+                    if !q.batch.is_empty()
+                        && let Some(d) = q.lazy_deadline
+                    {
+                        deadline = Some(deadline.map_or(d, |x: Instant| x.min(d)));
+                    }
+                    q.writer_waiting = true;
+                    q = match deadline {
+                        Some(d) => {
+                            self.shared
+                                .wake
+                                .wait_timeout(q, d.saturating_duration_since(now))
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .0
+                        }
+                        None => self
                             .shared
                             .wake
                             .wait(q)
-                            .unwrap_or_else(PoisonError::into_inner);
-                    }
+                            .unwrap_or_else(PoisonError::into_inner),
+                    };
                 }
                 q.writer_waiting = false;
+                q.eager = false;
+                q.lazy_deadline = None;
                 std::mem::swap(&mut q.batch, &mut batch);
                 (std::mem::take(&mut q.checkpoints), q.closing)
             };

@@ -474,3 +474,67 @@ async fn append_many_is_ordered_gap_free_and_all_or_nothing_on_encoding() {
     assert_eq!((v.entries, v.root), (n, root));
     assert!(v.segments > 1, "{v:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submitted_entries_are_durable_only_when_awaited_and_keep_their_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, _) = AuditLog::open(config(tmp.path(), 1 << 20)).unwrap();
+    let a = log.submit(&entry(1, "planner")).unwrap();
+    let b = log.submit(&entry(2, "planner")).unwrap();
+    assert_eq!((a.seq, b.seq), (0, 1));
+    log.durable_until(b.seq).await.unwrap();
+    assert!(log.tree_size() >= 2);
+    let stored = log.entry(a.seq).unwrap().unwrap();
+    assert_eq!(
+        leaf_hash(&canonical_bytes(stored.seq, &stored.entry).unwrap()),
+        a.leaf_hash,
+        "the receipt given at submission is the stored leaf"
+    );
+    let stats = log.stats();
+    assert_eq!(stats.entries, 2);
+    assert!(stats.batches >= 1);
+    log.close().await.unwrap();
+    assert!(matches!(
+        log.submit(&entry(3, "planner")),
+        Err(AuditError::Closed)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lazy_entries_ride_with_the_next_awaited_append_or_linger_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, _) = AuditLog::open(config(tmp.path(), 1 << 20)).unwrap();
+    let log = Arc::new(log);
+    // Alone, a lazy entry is written after its linger (not never).
+    let started = Instant::now();
+    log.append_lazy(entry(1, "planner"), Duration::from_millis(30))
+        .await
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(30));
+    // With a long linger, an awaited append arriving meanwhile carries it: one fdatasync for both.
+    let before = log.stats().batches;
+    let lazy = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            log.append_lazy(entry(2, "planner"), Duration::from_secs(30))
+                .await
+                .unwrap()
+        })
+    };
+    // Awaited appends keep arriving; the lazy entry must become durable with one of them, long before its linger.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !lazy.is_finished() {
+        let probe = log.submit(&entry(99, "probe")).unwrap();
+        log.durable_until(probe.seq).await.unwrap();
+        assert!(
+            Instant::now() < deadline,
+            "the lazy entry was not written with the awaited ones"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let lazy = lazy.await.unwrap();
+    assert!(lazy.seq >= 1);
+    assert!(log.stats().batches > before);
+    assert_eq!(log.tree_size(), log.stats().entries);
+    log.close().await.unwrap();
+}

@@ -41,6 +41,9 @@ pub(crate) struct BenchGatewayArgs {
     /// The API key for `--target`.
     #[arg(long, env = "BENCH_GATEWAY_KEY", hide_env_values = true)]
     pub key: Option<String>,
+    /// Give the bench agent a daily cost budget, so every call also reserves and settles in the ledger.
+    #[arg(long)]
+    pub budget: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -52,8 +55,14 @@ struct Run {
     gateway_p99_us: u64,
     added_p50_us: i64,
     added_p99_us: i64,
+    /// Added p50 minus the data dir's fdatasync p50: what the gateway adds beyond the one durable wait.
+    added_beyond_fsync_p50_us: i64,
+    /// Added p99 minus the data dir's fdatasync p99.
+    added_beyond_fsync_p99_us: i64,
     requests_per_sec: f64,
     errors: u64,
+    /// Audit entries per group commit (fdatasync) during the run (Aura only).
+    audit_entries_per_fsync: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -61,9 +70,17 @@ struct Report {
     gateway: String,
     upstream_latency_ms: u64,
     requests: u64,
+    /// Latency of one 4 KiB append + fdatasync in the data dir's file system: the floor of a durable decision.
+    fdatasync_p50_us: u64,
+    /// Its 99th percentile.
+    fdatasync_p99_us: u64,
+    /// Whether the bench agent had a cost budget (reservation and settlement per call).
+    budget: bool,
     runs: Vec<Run>,
     max_requests_per_sec: f64,
     max_errors: u64,
+    /// Audit entries per group commit during the max-throughput run (Aura only).
+    max_audit_entries_per_fsync: Option<f64>,
 }
 
 const MODEL: &str = "bench-model";
@@ -101,7 +118,7 @@ pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
             "external".to_owned(),
         ),
         None => {
-            let s = AuraUnderTest::start(&upstream).await?;
+            let s = AuraUnderTest::start(&upstream, args.budget).await?;
             let (url, key) = (s.url.clone(), s.key.clone());
             server = Some(s);
             (url, key, "aura".to_owned())
@@ -120,6 +137,18 @@ pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
         url: format!("{target}/v1/chat/completions"),
         key,
     };
+    // The durable-append floor, measured in the file system of the data dir (the temporary home of `aura up`, or
+    // the system's temporary directory for another gateway).
+    let probe_dir = server
+        .as_ref()
+        .map_or_else(std::env::temp_dir, |s| s.data_dir());
+    let probe = probe_dir.join(format!("fdatasync-probe-{}", std::process::id()));
+    let (fsync_p50, fsync_p99) =
+        tokio::task::spawn_blocking(move || aura_audit::fdatasync_latency(&probe))
+            .await
+            .context("the fdatasync probe panicked")?
+            .context("measuring fdatasync latency")?;
+    let metrics_url = server.as_ref().map(|s| format!("{}/metrics", s.url));
     // Warm up connections and code paths.
     load(&client, &gateway, MODEL, 16, 200.min(args.requests)).await?;
     load(&client, &direct, MODEL, 16, 200.min(args.requests)).await?;
@@ -131,7 +160,9 @@ pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
             args.requests
         };
         let d = load(&client, &direct, MODEL, concurrency, n).await?;
+        let before = audit_counts(&client, metrics_url.as_deref()).await;
         let g = load(&client, &gateway, MODEL, concurrency, n).await?;
+        let after = audit_counts(&client, metrics_url.as_deref()).await;
         runs.push(Run {
             concurrency,
             direct_p50_us: d.p(0.50),
@@ -140,18 +171,27 @@ pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
             gateway_p99_us: g.p(0.99),
             added_p50_us: g.p(0.50) as i64 - d.p(0.50) as i64,
             added_p99_us: g.p(0.99) as i64 - d.p(0.99) as i64,
+            added_beyond_fsync_p50_us: g.p(0.50) as i64 - d.p(0.50) as i64 - fsync_p50 as i64,
+            added_beyond_fsync_p99_us: g.p(0.99) as i64 - d.p(0.99) as i64 - fsync_p99 as i64,
             requests_per_sec: g.rps(),
             errors: g.errors,
+            audit_entries_per_fsync: per_sync(before, after),
         });
     }
+    let before = audit_counts(&client, metrics_url.as_deref()).await;
     let max = load(&client, &gateway, FAST, 64, args.requests).await?;
+    let after = audit_counts(&client, metrics_url.as_deref()).await;
     let report = Report {
         gateway: name,
         upstream_latency_ms: args.latency_ms,
         requests: args.requests,
+        fdatasync_p50_us: fsync_p50,
+        fdatasync_p99_us: fsync_p99,
+        budget: args.budget,
         runs,
         max_requests_per_sec: max.rps(),
         max_errors: max.errors,
+        max_audit_entries_per_fsync: per_sync(before, after),
     };
     if let Some(s) = server {
         s.stop().await;
@@ -163,24 +203,45 @@ pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "{} gateway, upstream latency {} ms, {} requests per run",
-            report.gateway, report.upstream_latency_ms, report.requests
+            "{} gateway, upstream latency {} ms, {} requests per run{}",
+            report.gateway,
+            report.upstream_latency_ms,
+            report.requests,
+            if report.budget {
+                ", with a cost budget"
+            } else {
+                ""
+            }
+        );
+        println!(
+            "  fdatasync floor of the data dir: p50 {} µs, p99 {} µs (one durable decision per call)",
+            report.fdatasync_p50_us, report.fdatasync_p99_us
         );
         for r in &report.runs {
             println!(
-                "  concurrency {:>2}: added p50 {:>6} µs, added p99 {:>6} µs, {:>8.0} req/s (direct p50 {} µs, through p50 {} µs; {} errors)",
+                "  concurrency {:>2}: added p50 {:>6} µs, added p99 {:>6} µs (beyond the fsync floor: {} / {} µs), {:>8.0} req/s (direct p50 {} µs, through p50 {} µs; {} errors{})",
                 r.concurrency,
                 r.added_p50_us,
                 r.added_p99_us,
+                r.added_beyond_fsync_p50_us,
+                r.added_beyond_fsync_p99_us,
                 r.requests_per_sec,
                 r.direct_p50_us,
                 r.gateway_p50_us,
-                r.errors
+                r.errors,
+                r.audit_entries_per_fsync
+                    .map(|e| format!("; {e:.1} audit entries per fsync"))
+                    .unwrap_or_default()
             );
         }
         println!(
-            "  max: {:.0} req/s at concurrency 64 against a zero-latency model ({} errors)",
-            report.max_requests_per_sec, report.max_errors
+            "  max: {:.0} req/s at concurrency 64 against a zero-latency model ({} errors{})",
+            report.max_requests_per_sec,
+            report.max_errors,
+            report
+                .max_audit_entries_per_fsync
+                .map(|e| format!("; {e:.1} audit entries per fsync"))
+                .unwrap_or_default()
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -189,6 +250,24 @@ pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
 struct Endpoint {
     url: String,
     key: String,
+}
+
+/// Audit entries and group commits so far, from the server's `/metrics` (None for another gateway).
+async fn audit_counts(client: &reqwest::Client, url: Option<&str>) -> Option<(f64, f64)> {
+    let text = client.get(url?).send().await.ok()?.text().await.ok()?;
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+    };
+    Some((
+        value("aura_audit_entries_appended_total")?,
+        value("aura_audit_batches_synced_total")?,
+    ))
+}
+
+fn per_sync(before: Option<(f64, f64)>, after: Option<(f64, f64)>) -> Option<f64> {
+    let ((e0, s0), (e1, s1)) = (before?, after?);
+    (s1 > s0).then(|| (e1 - e0) / (s1 - s0))
 }
 
 struct Sample {
@@ -280,13 +359,20 @@ struct AuraUnderTest {
 }
 
 impl AuraUnderTest {
-    async fn start(upstream: &str) -> anyhow::Result<AuraUnderTest> {
+    async fn start(upstream: &str, budget: bool) -> anyhow::Result<AuraUnderTest> {
         let home = tempfile::tempdir()?;
         std::fs::create_dir(home.path().join("policies"))?;
+        let budgets = if budget {
+            "budgets:\n  - id: bench-daily\n    scope: { agent: \"*\" }\n    period: day\n    limit: { cost_usd: 100000 }\n"
+        } else {
+            ""
+        };
         std::fs::write(
             home.path().join("policies/bench.yaml"),
-            "agents:\n  bench: { level: standard }\nrules:\n  - id: llm\n    description: the bench agent may call models\n    \
-             when: { kind: llm_call, agent: [bench] }\n    then: allow\nloops: { repeat: 10000, within: 1s, then: deny }\n",
+            format!(
+                "agents:\n  bench: {{ level: standard }}\nrules:\n  - id: llm\n    description: the bench agent may call models\n    \
+                 when: {{ kind: llm_call, agent: [bench] }}\n    then: allow\nloops: {{ repeat: 10000, within: 1s, then: deny }}\n{budgets}"
+            ),
         )?;
         std::fs::write(
             home.path().join("aura.yaml"),
@@ -351,6 +437,10 @@ impl AuraUnderTest {
             key,
             _home: home,
         })
+    }
+
+    fn data_dir(&self) -> std::path::PathBuf {
+        self._home.path().join("data")
     }
 
     async fn stop(mut self) {

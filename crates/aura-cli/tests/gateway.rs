@@ -561,3 +561,245 @@ async fn caches_answer_repeated_requests_and_secrets_are_redacted() {
         "{last}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_api_through_the_openai_sdk_plain_and_streamed() {
+    let upstream = FakeUpstream::start(0, Duration::ZERO).await.unwrap();
+    let (_home, aura) = start(&upstream, POLICY, "");
+    let bot = aura.token("bot-token", "agent", Some("bot")).await;
+    let out = python(
+        r#"
+import json, os, openai
+c = openai.OpenAI(base_url=os.environ["AURA_URL"] + "/v1", api_key=os.environ["AURA_KEY"], max_retries=0)
+r = c.responses.create(model="gpt-4o-mini", input="Tell me a joke", instructions="Be brief", max_output_tokens=40)
+types, text, final = [], "", None
+for ev in c.responses.create(model="gpt-4o-mini", input="Tell me a joke", stream=True):
+    types.append(ev.type)
+    if ev.type == "response.output_text.delta":
+        text += ev.delta
+    if ev.type == "response.completed":
+        final = ev.response
+print(json.dumps({"plain": r.output_text, "input": r.usage.input_tokens, "output": r.usage.output_tokens,
+    "types": types, "stream": text, "final_output": final.usage.output_tokens, "final_text": final.output_text}))
+"#,
+        &[("AURA_URL", &aura.url), ("AURA_KEY", &bot)],
+    );
+    assert_eq!(out["plain"], fake::REPLY, "{out}");
+    assert_eq!(out["input"], fake::RESPONSES_USAGE.0);
+    assert_eq!(out["output"], fake::RESPONSES_USAGE.1);
+    assert_eq!(out["stream"], fake::REPLY, "{out}");
+    assert_eq!(out["final_text"], fake::REPLY);
+    assert_eq!(out["final_output"], fake::RESPONSES_USAGE.1);
+    let types: Vec<&str> = out["types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(types.first(), Some(&"response.created"), "{types:?}");
+    assert_eq!(types.last(), Some(&"response.completed"), "{types:?}");
+    assert!(types.contains(&"response.output_text.delta"), "{types:?}");
+    // Upstream saw the Responses API, with the usage request of chat streams left out.
+    let seen: Vec<_> = upstream
+        .seen()
+        .into_iter()
+        .filter(|s| s.path == "/v1/responses")
+        .collect();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|s| s.body.get("stream_options").is_none()));
+    // Both calls settled from the reported usage (the stream's from `response.completed`).
+    let (i, o) = fake::RESPONSES_USAGE;
+    let cost = (i as i64 * 150_000 + o as i64 * 600_000 + 999_999) / 1_000_000;
+    let rows = usage_until(&aura, |rows| {
+        row(rows, "gpt-4o-mini").is_some_and(|r| r["calls"] == 2)
+    })
+    .await;
+    let r = row(&rows, "gpt-4o-mini").unwrap();
+    assert_eq!(r["input_tokens"], 2 * i, "{r}");
+    assert_eq!(r["output_tokens"], 2 * o, "{r}");
+    assert_eq!(r["cost_micros"], 2 * cost, "{r}");
+    // A cut Responses stream ends with the API's own `error` event and is settled with what was seen.
+    upstream.script("gpt-4o-mini", [Behavior::Cut(4)]);
+    let r = client()
+        .post(aura.url("/v1/responses"))
+        .bearer_auth(&bot)
+        .json(&json!({"model": "gpt-4o-mini", "input": "Hello", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    let mut seen = String::new();
+    let mut failed = false;
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(c) => seen.push_str(&String::from_utf8_lossy(&c)),
+            Err(_) => {
+                failed = true;
+                break;
+            }
+        }
+    }
+    assert!(seen.contains("response.output_item.added"), "{seen}");
+    assert!(
+        !seen.contains("response.completed")
+            && (failed || (seen.contains("event: error") && seen.contains("upstream_cut"))),
+        "the client must see the cut: {seen}"
+    );
+    usage_until(&aura, |rows| {
+        row(rows, "gpt-4o-mini").is_some_and(|r| r["calls"] == 3)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_format_routes_and_fallbacks_translate_requests_and_answers() {
+    let upstream = FakeUpstream::start(0, Duration::ZERO).await.unwrap();
+    let extra = "    - name: claude-then-gpt
+      deployments: [{ provider: anthropic, model: claude-3-5-haiku-latest }]
+      fallbacks: [gpt-4.1-nano]
+    - name: gpt-on-claude
+      deployments: [{ provider: anthropic, model: claude-3-5-haiku-latest }]
+";
+    let (_home, aura) = start(&upstream, POLICY, extra);
+    let bot = aura.token("bot-token", "agent", Some("bot")).await;
+    // The Anthropic deployment fails every try: the fallback is an OpenAI model, and the Anthropic SDK gets an
+    // Anthropic message back.
+    upstream.script(
+        "claude-3-5-haiku-latest",
+        [
+            Behavior::Status(500, None),
+            Behavior::Status(500, None),
+            Behavior::Status(500, None),
+        ],
+    );
+    let anthropic = python(
+        r#"
+import json, os, anthropic
+c = anthropic.Anthropic(base_url=os.environ["AURA_URL"], api_key=os.environ["AURA_KEY"], max_retries=0)
+m = c.messages.create(model="claude-then-gpt", max_tokens=64, system="Be brief.",
+    messages=[{"role": "user", "content": "Hello"}])
+print(json.dumps({"text": m.content[0].text, "stop": m.stop_reason, "in": m.usage.input_tokens,
+    "out": m.usage.output_tokens, "type": m.type}))
+"#,
+        &[("AURA_URL", &aura.url), ("AURA_KEY", &bot)],
+    );
+    assert_eq!(anthropic["text"], fake::REPLY, "{anthropic}");
+    assert_eq!(anthropic["stop"], "end_turn");
+    assert_eq!(anthropic["type"], "message");
+    assert_eq!(anthropic["in"], fake::OPENAI_USAGE.0);
+    assert_eq!(anthropic["out"], fake::OPENAI_USAGE.1);
+    let last = upstream.seen().last().unwrap().clone();
+    assert_eq!(last.path, "/v1/chat/completions");
+    assert_eq!(last.model, "gpt-4.1-nano");
+    assert_eq!(last.body["messages"][0]["role"], "system", "{}", last.body);
+    assert_eq!(
+        last.body["messages"][1]["content"], "Hello",
+        "{}",
+        last.body
+    );
+    assert_eq!(last.body["max_tokens"], 64);
+
+    // The reverse: the OpenAI SDK on a route served by Anthropic, tool calls included.
+    upstream.script(
+        "claude-3-5-haiku-latest",
+        [Behavior::Ok, Behavior::ToolCall],
+    );
+    let openai = python(
+        r#"
+import json, os, openai
+c = openai.OpenAI(base_url=os.environ["AURA_URL"] + "/v1", api_key=os.environ["AURA_KEY"], max_retries=0)
+r = c.chat.completions.create(model="gpt-on-claude", messages=[{"role": "user", "content": "Hello"}])
+t = c.chat.completions.create(model="gpt-on-claude", messages=[{"role": "user", "content": "Weather?"}], max_tokens=50,
+    tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}])
+call = t.choices[0].message.tool_calls[0]
+try:
+    list(c.chat.completions.create(model="gpt-on-claude", messages=[{"role": "user", "content": "x"}], stream=True))
+    streamed = None
+except openai.NotFoundError as err:
+    streamed = err.status_code
+print(json.dumps({"text": r.choices[0].message.content, "finish": r.choices[0].finish_reason,
+    "prompt": r.usage.prompt_tokens, "completion": r.usage.completion_tokens, "tool": call.function.name,
+    "args": json.loads(call.function.arguments), "tool_finish": t.choices[0].finish_reason, "streamed": streamed}))
+"#,
+        &[("AURA_URL", &aura.url), ("AURA_KEY", &bot)],
+    );
+    assert_eq!(openai["text"], fake::REPLY, "{openai}");
+    assert_eq!(openai["finish"], "stop");
+    assert_eq!(openai["prompt"], fake::ANTHROPIC_USAGE.0);
+    assert_eq!(openai["completion"], fake::ANTHROPIC_USAGE.1);
+    assert_eq!(openai["tool"], "get_weather");
+    assert_eq!(openai["args"]["location"], "San Francisco, CA");
+    assert_eq!(openai["tool_finish"], "tool_calls");
+    assert_eq!(
+        openai["streamed"], 404,
+        "streams are served only in their own format"
+    );
+    let to_claude: Vec<_> = upstream
+        .seen()
+        .into_iter()
+        .filter(|s| s.path == "/v1/messages")
+        .collect();
+    let first = &to_claude[to_claude.len() - 2];
+    assert!(
+        first.body["max_tokens"].as_u64().unwrap() > 0,
+        "Anthropic needs max_tokens: {}",
+        first.body
+    );
+    assert_eq!(
+        to_claude.last().unwrap().body["tools"][0]["name"],
+        "get_weather"
+    );
+    // Settled per deployment price: the fallback at gpt-4.1-nano's, the translated ones at Claude's.
+    usage_until(&aura, |rows| {
+        row(rows, "gpt-4.1-nano").is_some_and(|r| r["calls"] == 1)
+            && row(rows, "gpt-on-claude").is_some_and(|r| {
+                r["calls"] == 2 && r["output_tokens"] == 2 * fake::ANTHROPIC_USAGE.1
+            })
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_response_cache_is_shared_between_nodes() {
+    let upstream = FakeUpstream::start(0, Duration::ZERO).await.unwrap();
+    let cache = "  cache: { responses: true, backend: redis, redis_url: \"redis://127.0.0.1:6379\", ttl_seconds: 60 }\n";
+    let (_home_a, a) = start(&upstream, POLICY, cache);
+    let (_home_b, b) = start(&upstream, POLICY, cache);
+    let bot_a = a.token("bot-token", "agent", Some("bot")).await;
+    let bot_b = b.token("bot-token", "agent", Some("bot")).await;
+    // A prompt no earlier run has cached.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let prompt = format!("Hello {} {nanos}", std::process::id());
+    let ask = |aura: &Aura, token: &str| {
+        client()
+            .post(aura.url("/v1/chat/completions"))
+            .bearer_auth(token.to_owned())
+            .json(&json!({"model": "gpt-4o-mini", "max_tokens": 20, "messages": [{"role": "user", "content": prompt}]}))
+            .send()
+    };
+    let before = upstream.requests();
+    let first = ask(&a, &bot_a).await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert!(first.headers().get("x-aura-cache").is_none());
+    let first: Value = first.json().await.unwrap();
+    let second = ask(&b, &bot_b).await.unwrap();
+    assert_eq!(second.status(), 200);
+    assert_eq!(
+        second
+            .headers()
+            .get("x-aura-cache")
+            .map(|v| v.to_str().unwrap().to_owned()),
+        Some("hit".to_owned()),
+        "node B answers from the entry node A stored"
+    );
+    let second: Value = second.json().await.unwrap();
+    assert_eq!(first, second);
+    assert_eq!(upstream.requests() - before, 1);
+    // The hit is still decided and audited on node B, at zero cost.
+    let rows = usage_until(&b, |rows| row(rows, "gpt-4o-mini").is_some()).await;
+    assert_eq!(row(&rows, "gpt-4o-mini").unwrap()["cost_micros"], 0);
+}

@@ -177,9 +177,23 @@ pub struct CacheConfig {
     pub ttl_seconds: u64,
     /// Entries kept in process. Default 10000.
     pub max_entries: u64,
-    /// A `redis://` URL to share the caches between nodes; unset keeps them in process.
+    /// Where cached answers live: `memory` (in process, the default) or `redis` (shared between nodes, at
+    /// `redis_url`).
+    pub backend: CacheBackend,
+    /// A `redis://` URL for `backend: redis`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_url: Option<String>,
+}
+
+/// Where the gateway's caches live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheBackend {
+    /// In process, bounded by `max_entries`.
+    #[default]
+    Memory,
+    /// In Redis (entries expire after `ttl_seconds`), shared by every node using the same Redis.
+    Redis,
 }
 
 impl Default for CacheConfig {
@@ -189,6 +203,7 @@ impl Default for CacheConfig {
             embeddings: false,
             ttl_seconds: 3600,
             max_entries: 10_000,
+            backend: CacheBackend::Memory,
             redis_url: None,
         }
     }
@@ -197,6 +212,17 @@ impl Default for CacheConfig {
 impl GatewayConfig {
     /// Checks references and ranges the types cannot express; the message names the offending entry.
     pub fn validate(&self) -> Result<(), String> {
+        if self.cache.backend == CacheBackend::Redis
+            && !self
+                .cache
+                .redis_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("redis://") || u.starts_with("rediss://"))
+        {
+            return Err(
+                "gateway.cache: backend `redis` needs `redis_url: redis://host:port`".into(),
+            );
+        }
         let mut names = std::collections::HashSet::new();
         for p in &self.providers {
             if !names.insert(p.name.as_str()) {

@@ -42,8 +42,8 @@ pub use context::{
 };
 pub use error::ConfigError;
 pub use gateway::{
-    BreakerConfig, CacheConfig, DeploymentConfig, GatewayConfig, ModelRouteConfig, PriceConfig,
-    ProviderConfig, ProviderKind, RetryConfig,
+    BreakerConfig, CacheBackend, CacheConfig, DeploymentConfig, GatewayConfig, ModelRouteConfig,
+    PriceConfig, ProviderConfig, ProviderKind, RetryConfig,
 };
 pub use load::{DEFAULT_CONFIG_FILE, Loaded, load, parse_str};
 pub use mesh::{AgentDecl, MeshBackend, MeshConfig};

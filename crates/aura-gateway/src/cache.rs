@@ -1,5 +1,6 @@
 //! Exact-match caches of responses and embeddings (seed 004's embedding cache), keyed by a SHA-256 of the
-//! normalized request, in process, bounded in entries, with a time to live.
+//! normalized request: in process (bounded in entries, with a time to live) or in Redis (shared by every node,
+//! expiring by TTL). A Redis error is a miss, never a failed call.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
@@ -8,6 +9,106 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+/// A cache of answers, in process or in Redis.
+#[derive(Debug)]
+pub enum AnswerCache {
+    /// In process.
+    Memory(Cache),
+    /// In Redis.
+    Redis(RedisCache),
+}
+
+impl AnswerCache {
+    /// The cached body, if fresh.
+    pub async fn get(&self, key: &[u8; 32]) -> Option<Bytes> {
+        match self {
+            AnswerCache::Memory(c) => c.get(key),
+            AnswerCache::Redis(r) => r.get(key).await,
+        }
+    }
+
+    /// Stores `body`.
+    pub async fn put(&self, key: [u8; 32], body: Bytes) {
+        match self {
+            AnswerCache::Memory(c) => c.put(key, body),
+            AnswerCache::Redis(r) => r.put(key, body).await,
+        }
+    }
+}
+
+/// Answers in Redis under `aura:gateway:<kind>:<sha256 hex>`, set with an expiry of the TTL.
+#[derive(Clone)]
+pub struct RedisCache {
+    conn: redis::aio::ConnectionManager,
+    prefix: String,
+    ttl_seconds: u64,
+}
+
+impl std::fmt::Debug for RedisCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCache")
+            .field("prefix", &self.prefix)
+            .field("ttl_seconds", &self.ttl_seconds)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisCache {
+    /// Connects to `url`; entries of this cache are named `aura:gateway:<kind>:…` and live `ttl`.
+    pub async fn connect(url: &str, kind: &str, ttl: Duration) -> Result<RedisCache, String> {
+        let client =
+            redis::Client::open(url).map_err(|e| format!("gateway cache: redis url: {e}"))?;
+        let conn = redis::aio::ConnectionManager::new(client)
+            .await
+            .map_err(|e| format!("gateway cache: cannot reach redis: {e}"))?;
+        Ok(RedisCache {
+            conn,
+            prefix: format!("aura:gateway:{kind}:"),
+            ttl_seconds: ttl.as_secs().max(1),
+        })
+    }
+
+    fn name(&self, key: &[u8; 32]) -> String {
+        let mut name = String::with_capacity(self.prefix.len() + 64);
+        name.push_str(&self.prefix);
+        for b in key {
+            name.push_str(&format!("{b:02x}"));
+        }
+        name
+    }
+
+    /// The cached body (a miss when Redis fails).
+    pub async fn get(&self, key: &[u8; 32]) -> Option<Bytes> {
+        let mut conn = self.conn.clone();
+        let got: redis::RedisResult<Option<Vec<u8>>> = redis::cmd("GET")
+            .arg(self.name(key))
+            .query_async(&mut conn)
+            .await;
+        match got {
+            Ok(v) => v.map(Bytes::from),
+            Err(e) => {
+                tracing::warn!(error = %e, "gateway cache read failed; treated as a miss");
+                None
+            }
+        }
+    }
+
+    /// Stores `body` with the TTL (a failure is logged and ignored).
+    pub async fn put(&self, key: [u8; 32], body: Bytes) {
+        let mut conn = self.conn.clone();
+        let set: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(self.name(&key))
+            .arg(body.as_ref())
+            .arg("EX")
+            .arg(self.ttl_seconds)
+            .query_async(&mut conn)
+            .await;
+        if let Err(e) = set {
+            tracing::warn!(error = %e, "gateway cache write failed");
+        }
+    }
+}
 
 /// A bounded, expiring map from request hashes to response bodies.
 #[derive(Debug)]

@@ -1,4 +1,4 @@
-//! A fake upstream speaking the real wire formats of OpenAI (chat completions, embeddings), Anthropic (messages,
+//! A fake upstream speaking the real wire formats of OpenAI (chat completions, embeddings, responses), Anthropic (messages,
 //! count_tokens) and Gemini (generateContent, streamGenerateContent), streaming included, built from the
 //! providers' documented examples. Behaviour is scripted per upstream model (429 with `Retry-After`, 500,
 //! hanging, cut streams, tool calls, slow streams); it serves tests and `aura bench gateway`.
@@ -26,6 +26,8 @@ pub const OPENAI_USAGE: (u64, u64) = (19, 10);
 pub const ANTHROPIC_USAGE: (u64, u64) = (25, 15);
 /// Usage the fake reports for Gemini: prompt, candidates.
 pub const GEMINI_USAGE: (u64, u64) = (8, 10);
+/// Usage the fake reports for the OpenAI Responses API: input, output.
+pub const RESPONSES_USAGE: (u64, u64) = (36, 12);
 /// Prompt tokens the fake reports for embeddings.
 pub const EMBEDDING_TOKENS: u64 = 8;
 /// The reply text.
@@ -91,6 +93,7 @@ impl FakeUpstream {
         let app = Router::new()
             .route("/v1/chat/completions", post(openai_chat))
             .route("/v1/embeddings", post(openai_embeddings))
+            .route("/v1/responses", post(openai_responses))
             .route("/v1/messages", post(anthropic_messages))
             .route("/v1/messages/count_tokens", post(anthropic_count))
             .route("/v1beta/models/{target}", post(gemini))
@@ -359,6 +362,90 @@ async fn openai_embeddings(
     axum::Json(json!({"object": "list", "data": data, "model": model,
         "usage": {"prompt_tokens": EMBEDDING_TOKENS, "total_tokens": EMBEDDING_TOKENS}}))
     .into_response()
+}
+
+/// The Responses API (`POST /v1/responses`), shaped like the documented examples: a `response` object with
+/// `output` items and `usage`; streamed as typed events from `response.created` to `response.completed`.
+async fn openai_responses(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let model = model_of(&body);
+    let behavior = s.next("/v1/responses", &model, &headers, &body).await;
+    if let Behavior::Status(code, after) = &behavior {
+        return status_response(
+            *code,
+            after.as_deref(),
+            json!({"error": {"message": "upstream error", "type": "server_error", "param": null, "code": "server_error"}}),
+        );
+    }
+    let (input, output) = RESPONSES_USAGE;
+    let tool = behavior == Behavior::ToolCall;
+    let usage = json!({"input_tokens": input, "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": output, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": input + output});
+    let item = if tool {
+        json!({"type": "function_call", "id": "fc_67ca09c6bedc8190a7abfec07b1a1332", "call_id": "call_unLAR8MvFNptuiZK6K6HCy5k",
+            "name": "get_current_weather", "arguments": "{\"location\":\"Boston, MA\"}", "status": "completed"})
+    } else {
+        json!({"type": "message", "id": "msg_67ccd2bf17f0819081ff3bb2cf6508e6", "status": "completed", "role": "assistant",
+            "content": [{"type": "output_text", "text": REPLY, "annotations": []}]})
+    };
+    let response = |status: &str, output: Value, usage: Value| {
+        json!({"id": "resp_67ccd2bed1ec8190b14f964abc054267", "object": "response", "created_at": 1741476542,
+            "status": status, "error": null, "incomplete_details": null, "instructions": body.get("instructions").cloned().unwrap_or(Value::Null),
+            "max_output_tokens": body.get("max_output_tokens").cloned().unwrap_or(Value::Null), "model": model,
+            "output": output, "parallel_tool_calls": true, "previous_response_id": null,
+            "reasoning": {"effort": null, "summary": null}, "store": true, "temperature": 1.0,
+            "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [], "top_p": 1.0,
+            "truncation": "disabled", "usage": usage, "user": null, "metadata": {}})
+    };
+    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    if !stream {
+        return axum::Json(response("completed", json!([item]), usage)).into_response();
+    }
+    let mut seq = 0u64;
+    let mut ev = |mut data: Value| {
+        let name = data["type"].as_str().unwrap_or("").to_owned();
+        data["sequence_number"] = json!(seq);
+        seq += 1;
+        format!("event: {name}\ndata: {data}\n\n")
+    };
+    let mut events = vec![
+        ev(
+            json!({"type": "response.created", "response": response("in_progress", json!([]), Value::Null)}),
+        ),
+        ev(
+            json!({"type": "response.in_progress", "response": response("in_progress", json!([]), Value::Null)}),
+        ),
+    ];
+    let item_id = item["id"].clone();
+    if tool {
+        let mut added = item.clone();
+        added["arguments"] = json!("");
+        added["status"] = json!("in_progress");
+        events.push(ev(
+            json!({"type": "response.output_item.added", "output_index": 0, "item": added}),
+        ));
+        events.push(ev(json!({"type": "response.function_call_arguments.delta", "item_id": item_id, "output_index": 0, "delta": item["arguments"]})));
+        events.push(ev(json!({"type": "response.function_call_arguments.done", "item_id": item_id, "output_index": 0, "arguments": item["arguments"]})));
+    } else {
+        events.push(ev(json!({"type": "response.output_item.added", "output_index": 0,
+            "item": {"type": "message", "id": item_id, "status": "in_progress", "role": "assistant", "content": []}})));
+        events.push(ev(json!({"type": "response.content_part.added", "item_id": item_id, "output_index": 0, "content_index": 0,
+            "part": {"type": "output_text", "text": "", "annotations": []}})));
+        for w in words(&behavior) {
+            events.push(ev(json!({"type": "response.output_text.delta", "item_id": item_id, "output_index": 0, "content_index": 0, "delta": w, "logprobs": []})));
+        }
+        events.push(ev(json!({"type": "response.output_text.done", "item_id": item_id, "output_index": 0, "content_index": 0, "text": REPLY, "logprobs": []})));
+        events.push(ev(json!({"type": "response.content_part.done", "item_id": item_id, "output_index": 0, "content_index": 0,
+            "part": {"type": "output_text", "text": REPLY, "annotations": []}})));
+    }
+    events.push(ev(
+        json!({"type": "response.output_item.done", "output_index": 0, "item": item}),
+    ));
+    events.push(ev(json!({"type": "response.completed", "response": response("completed", json!([item]), usage)})));
+    sse(events, &behavior)
 }
 
 async fn anthropic_count(

@@ -12,6 +12,8 @@ pub enum Op {
     Chat,
     /// Embeddings (OpenAI).
     Embeddings,
+    /// A model response (OpenAI Responses API, `POST /v1/responses`).
+    Responses,
 }
 
 /// Tokens used by one call.
@@ -84,6 +86,7 @@ pub fn facts(
     let stream = stream_from_path || body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let max_tokens = match (protocol, op) {
         (_, Op::Embeddings) => Some(0),
+        (_, Op::Responses) => body.get("max_output_tokens").and_then(Value::as_u64),
         (ProviderKind::Openai, Op::Chat) => body
             .get("max_completion_tokens")
             .or_else(|| body.get("max_tokens"))
@@ -94,14 +97,14 @@ pub fn facts(
             .and_then(Value::as_u64),
     };
     let prompt_field = match (protocol, op) {
-        (_, Op::Embeddings) => body.get("input"),
+        (_, Op::Embeddings | Op::Responses) => body.get("input"),
         (ProviderKind::Openai, Op::Chat) => body.get("messages"),
         (ProviderKind::Anthropic, Op::Chat) => body.get("messages"),
         (ProviderKind::Gemini, Op::Chat) => body.get("contents"),
     };
     if prompt_field.is_none() {
         return Err(RequestError::Invalid(match (protocol, op) {
-            (_, Op::Embeddings) => "`input` is required".into(),
+            (_, Op::Embeddings | Op::Responses) => "`input` is required".into(),
             (ProviderKind::Gemini, _) => "`contents` is required".into(),
             _ => "`messages` is required".into(),
         }));
@@ -146,6 +149,7 @@ pub fn upstream_path(protocol: ProviderKind, op: Op, model: &str, stream: bool) 
         (ProviderKind::Openai | ProviderKind::Anthropic | ProviderKind::Gemini, Op::Embeddings) => {
             "/v1/embeddings".into()
         }
+        (_, Op::Responses) => "/v1/responses".into(),
         (ProviderKind::Openai, Op::Chat) => "/v1/chat/completions".into(),
         (ProviderKind::Anthropic, Op::Chat) => "/v1/messages".into(),
         (ProviderKind::Gemini, Op::Chat) if stream => {
@@ -155,8 +159,15 @@ pub fn upstream_path(protocol: ProviderKind, op: Op, model: &str, stream: bool) 
     }
 }
 
-/// The body to send upstream: the model replaced by the deployment's, and for OpenAI streams usage requested.
-pub fn upstream_body(protocol: ProviderKind, body: &Value, model: &str, stream: bool) -> Value {
+/// The body to send upstream: the model replaced by the deployment's, and for OpenAI chat streams usage
+/// requested (a Responses stream reports usage in `response.completed` anyway).
+pub fn upstream_body(
+    protocol: ProviderKind,
+    op: Op,
+    body: &Value,
+    model: &str,
+    stream: bool,
+) -> Value {
     let mut out = body.clone();
     if let Value::Object(map) = &mut out {
         match protocol {
@@ -165,7 +176,7 @@ pub fn upstream_body(protocol: ProviderKind, body: &Value, model: &str, stream: 
             }
             ProviderKind::Openai => {
                 map.insert("model".into(), Value::String(model.to_owned()));
-                if stream {
+                if stream && op == Op::Chat {
                     let opts = map
                         .entry("stream_options")
                         .or_insert_with(|| Value::Object(Default::default()));
@@ -186,12 +197,24 @@ pub fn upstream_body(protocol: ProviderKind, body: &Value, model: &str, stream: 
 pub fn response_usage(protocol: ProviderKind, body: &Value) -> Option<Usage> {
     let n = |p: &str| body.pointer(p).and_then(Value::as_u64).unwrap_or(0);
     match protocol {
-        ProviderKind::Openai => body.get("usage").filter(|u| u.is_object()).map(|_| Usage {
-            input_tokens: n("/usage/prompt_tokens"),
-            output_tokens: n("/usage/completion_tokens"),
-            cached_input_tokens: n("/usage/prompt_tokens_details/cached_tokens"),
-            cache_write_tokens: 0,
-            counted: false,
+        // Chat completions say `prompt_tokens`; the Responses API says `input_tokens`.
+        ProviderKind::Openai => body.get("usage").filter(|u| u.is_object()).map(|u| {
+            let m = |a: &str, b: &str| {
+                u.pointer(a)
+                    .or_else(|| u.pointer(b))
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
+            };
+            Usage {
+                input_tokens: m("/prompt_tokens", "/input_tokens"),
+                output_tokens: m("/completion_tokens", "/output_tokens"),
+                cached_input_tokens: m(
+                    "/prompt_tokens_details/cached_tokens",
+                    "/input_tokens_details/cached_tokens",
+                ),
+                cache_write_tokens: 0,
+                counted: false,
+            }
         }),
         ProviderKind::Anthropic => body.get("usage").filter(|u| u.is_object()).map(|_| {
             let read = n("/usage/cache_read_input_tokens");
@@ -224,7 +247,7 @@ pub fn response_text_chars(protocol: ProviderKind, body: &Value) -> usize {
     let mut parts = 0;
     match protocol {
         ProviderKind::Openai => {
-            if let Some(c) = body.get("choices") {
+            if let Some(c) = body.get("choices").or_else(|| body.get("output")) {
                 count_text(c, &mut chars, &mut parts);
             }
         }
@@ -276,6 +299,29 @@ impl StreamMeter {
         };
         let n = |p: &str| v.pointer(p).and_then(Value::as_u64);
         match self.protocol {
+            // The Responses API: typed events; text in `response.output_text.delta`, usage in the final
+            // `response.completed` (or `response.incomplete` / `response.failed`).
+            ProviderKind::Openai if v.get("type").is_some() => {
+                match v.get("type").and_then(Value::as_str) {
+                    Some("response.output_text.delta" | "response.refusal.delta") => {
+                        let d = v.get("delta").and_then(Value::as_str).unwrap_or("");
+                        self.output_chars += d.chars().count();
+                    }
+                    Some("response.function_call_arguments.delta") => {
+                        let d = v.get("delta").and_then(Value::as_str).unwrap_or("");
+                        self.output_chars += d.chars().count();
+                    }
+                    Some("response.completed" | "response.incomplete" | "response.failed") => {
+                        self.finished = true;
+                        if let Some(r) = v.get("response")
+                            && let Some(u) = response_usage(ProviderKind::Openai, r)
+                        {
+                            self.reported = Some(u);
+                        }
+                    }
+                    _ => {}
+                }
+            }
             ProviderKind::Openai => {
                 let mut chars = 0;
                 let mut parts = 0;
@@ -427,6 +473,54 @@ mod tests {
                 .output_tokens,
             7
         );
+    }
+
+    #[test]
+    fn responses_api_usage_and_stream() {
+        let body = json!({"model": "gpt-4.1", "input": "Tell me a joke", "instructions": "Be brief", "max_output_tokens": 40});
+        let f = facts(ProviderKind::Openai, Op::Responses, &body, None, false).unwrap();
+        assert_eq!((f.max_tokens, f.stream), (Some(40), false));
+        assert!(
+            facts(
+                ProviderKind::Openai,
+                Op::Responses,
+                &json!({"model": "m"}),
+                None,
+                false
+            )
+            .is_err()
+        );
+        let up = upstream_body(
+            ProviderKind::Openai,
+            Op::Responses,
+            &json!({"model": "a", "input": "x", "stream": true}),
+            "b",
+            true,
+        );
+        assert_eq!(up["model"], "b");
+        assert!(up.get("stream_options").is_none(), "{up}");
+        assert_eq!(
+            upstream_path(ProviderKind::Openai, Op::Responses, "b", true),
+            "/v1/responses"
+        );
+        let r = json!({"object": "response", "output": [], "usage": {"input_tokens": 36, "input_tokens_details": {"cached_tokens": 6}, "output_tokens": 87}});
+        let u = response_usage(ProviderKind::Openai, &r).unwrap();
+        assert_eq!(
+            (u.input_tokens, u.output_tokens, u.cached_input_tokens),
+            (36, 87, 6)
+        );
+        let mut m = StreamMeter::new(ProviderKind::Openai);
+        assert!(!m.observe(r#"{"type":"response.created","sequence_number":0,"response":{"status":"in_progress","usage":null}}"#));
+        m.observe(
+            r#"{"type":"response.output_text.delta","sequence_number":4,"delta":"Hello there"}"#,
+        );
+        let cut = m.usage(5);
+        assert!(cut.counted && !m.finished);
+        assert_eq!(cut.output_tokens, estimate_tokens(11));
+        m.observe(r#"{"type":"response.completed","sequence_number":9,"response":{"status":"completed","usage":{"input_tokens":12,"output_tokens":3}}}"#);
+        let u = m.usage(5);
+        assert!(m.finished && !u.counted);
+        assert_eq!((u.input_tokens, u.output_tokens), (12, 3));
     }
 
     #[test]

@@ -4,17 +4,19 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aura_config::{GatewayConfig, RetryConfig};
+use aura_core::Clock;
 use bytes::Bytes;
 use serde_json::Value;
 
 use crate::ProviderKind;
 use crate::pricing::{Price, Pricing};
 use crate::protocol::{self, Op};
+use crate::translate;
 
 /// Why the gateway cannot serve a model at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,6 +92,14 @@ pub enum Upstream {
     Stream(reqwest::Response),
 }
 
+/// An upstream request built for one deployment, not yet sent.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    url: String,
+    payload: Bytes,
+    stream: bool,
+}
+
 /// One place a model is served. The API key never appears in `Debug`.
 pub struct Deployment {
     /// `provider/model`.
@@ -146,6 +156,8 @@ pub struct Gateway {
     routes: HashMap<String, Route>,
     deployments: Vec<Arc<Deployment>>,
     client: reqwest::Client,
+    /// State of the backoff jitter (xorshift), seeded from the clock at start.
+    jitter: AtomicU64,
     retries: RetryConfig,
     timeout: Duration,
     /// Bound on a quiet stream.
@@ -155,10 +167,12 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Builds the gateway from its configuration; `env` reads provider keys (`api_key_env`).
+    /// Builds the gateway from its configuration; `env` reads provider keys (`api_key_env`); breakers and
+    /// backoff jitter read time from `clock`.
     pub fn from_config(
         config: &GatewayConfig,
         env: impl Fn(&str) -> Option<String>,
+        clock: Arc<dyn Clock>,
     ) -> Result<Gateway, GatewayError> {
         config.validate().map_err(GatewayError::Config)?;
         let pricing = Pricing::new(&config.pricing);
@@ -198,6 +212,7 @@ impl Gateway {
                     breaker: Breaker::new(
                         config.breaker.failures.max(1),
                         Duration::from_secs(config.breaker.cooldown_seconds),
+                        clock.clone(),
                     ),
                 }));
                 idx.push(i);
@@ -222,10 +237,13 @@ impl Gateway {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| GatewayError::Config(format!("http client: {e}")))?;
+        let seed =
+            u64::try_from(clock.now().as_millis()).unwrap_or(1) ^ u64::from(std::process::id());
         Ok(Gateway {
             routes,
             deployments,
             client,
+            jitter: AtomicU64::new(seed | 1),
             retries: config.retries.clone(),
             timeout: Duration::from_secs(config.timeout_seconds),
             stream_idle_timeout: Duration::from_secs(config.stream_idle_timeout_seconds),
@@ -239,6 +257,7 @@ impl Gateway {
             routes: HashMap::new(),
             deployments: Vec::new(),
             client: reqwest::Client::new(),
+            jitter: AtomicU64::new(1),
             retries: RetryConfig::default(),
             timeout: Duration::from_secs(60),
             stream_idle_timeout: Duration::from_secs(60),
@@ -268,13 +287,17 @@ impl Gateway {
         Ok(out)
     }
 
-    /// The deployments of `route` speaking `protocol`, in the order to try them: weighted round robin among
-    /// those whose breaker is closed. Also the highest price among them (what a reservation must cover); an
-    /// unpriced deployment fails closed.
+    /// The deployments of `route` that can serve a call in `protocol`'s format, in the order to try them:
+    /// weighted round robin among those whose breaker is closed. A complete chat call may also go to a
+    /// deployment of another provider whose format is translated ([`translate::can_translate`]); streams and
+    /// other operations only to the same format. Also the highest price among them (what a reservation must
+    /// cover); an unpriced deployment fails closed.
     pub fn plan(
         &self,
         route: &Route,
         protocol: ProviderKind,
+        op: Op,
+        stream: bool,
     ) -> Result<(Vec<Arc<Deployment>>, Price), GatewayError> {
         let n = route.slots.len().max(1);
         let start = route.cursor.fetch_add(1, Ordering::Relaxed) % n;
@@ -288,7 +311,10 @@ impl Gateway {
         let matching: Vec<Arc<Deployment>> = order
             .into_iter()
             .filter_map(|i| self.deployments.get(i).cloned())
-            .filter(|d| d.kind == protocol)
+            .filter(|d| {
+                d.kind == protocol
+                    || (op == Op::Chat && !stream && translate::can_translate(protocol, d.kind))
+            })
             .collect();
         if matching.is_empty() {
             return Err(GatewayError::NoDeployment {
@@ -320,23 +346,59 @@ impl Gateway {
 
     /// One call to `dep`, retried on 429, 5xx and timeouts with backoff (a `Retry-After` wins, capped at
     /// `max_backoff_ms`; a longer one gives up on this deployment). Headers named in `pass` are forwarded.
+    /// `body` is in `from`'s format (translated when the deployment speaks another).
     pub async fn call(
         &self,
         dep: &Deployment,
+        from: ProviderKind,
         op: Op,
         body: &Value,
         stream: bool,
         pass: &[(String, String)],
     ) -> Result<Upstream, AttemptError> {
+        let prepared = self.prepare(dep, from, op, body, stream)?;
+        self.send(dep, &prepared, pass).await
+    }
+
+    /// Builds the upstream request of `op` for `dep` (URL and serialized body) without sending it, so it can be
+    /// prepared while the decision is being made durable.
+    pub fn prepare(
+        &self,
+        dep: &Deployment,
+        from: ProviderKind,
+        op: Op,
+        body: &Value,
+        stream: bool,
+    ) -> Result<Prepared, AttemptError> {
         let url = format!(
             "{}{}",
             dep.base_url,
             protocol::upstream_path(dep.kind, op, &dep.model, stream)
         );
+        let upstream = if dep.kind == from {
+            protocol::upstream_body(dep.kind, op, body, &dep.model, stream)
+        } else {
+            let translated = translate::request(from, dep.kind, body, self.default_max_tokens);
+            protocol::upstream_body(dep.kind, op, &translated, &dep.model, stream)
+        };
         let payload = Bytes::from(
-            serde_json::to_vec(&protocol::upstream_body(dep.kind, body, &dep.model, stream))
-                .map_err(|e| AttemptError::Unreachable(e.to_string()))?,
+            serde_json::to_vec(&upstream).map_err(|e| AttemptError::Unreachable(e.to_string()))?,
         );
+        Ok(Prepared {
+            url,
+            payload,
+            stream,
+        })
+    }
+
+    /// Sends a prepared request to `dep`, with the retries, backoff and breaker of [`Gateway::call`].
+    pub async fn send(
+        &self,
+        dep: &Deployment,
+        prepared: &Prepared,
+        pass: &[(String, String)],
+    ) -> Result<Upstream, AttemptError> {
+        let (url, payload, stream) = (&prepared.url, &prepared.payload, prepared.stream);
         let mut last = AttemptError::Unreachable("no attempt made".into());
         for attempt in 0..=self.retries.max_retries {
             if !dep.breaker.allow() {
@@ -344,7 +406,7 @@ impl Gateway {
             }
             let mut req = self
                 .client
-                .post(&url)
+                .post(url.as_str())
                 .header("content-type", "application/json")
                 .body(payload.clone());
             req = match (dep.kind, &dep.api_key) {
@@ -425,12 +487,24 @@ impl Gateway {
             let wait = match retry_after {
                 Some(after) if after > max => break,
                 Some(after) => after,
-                None => backoff(self.retries.backoff_ms, attempt).min(max),
+                None => backoff(self.retries.backoff_ms, attempt, self.next_random()).min(max),
             };
             tracing::debug!(deployment = %dep.id, attempt, wait_ms = wait.as_millis() as u64, "retrying upstream");
             tokio::time::sleep(wait).await;
         }
         Err(last)
+    }
+}
+
+impl Gateway {
+    /// The next value of the jitter generator (xorshift64; not for secrets).
+    fn next_random(&self) -> u64 {
+        let mut x = self.jitter.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.jitter.store(x, Ordering::Relaxed);
+        x
     }
 }
 
@@ -448,11 +522,10 @@ fn without_url(e: &reqwest::Error) -> String {
     kind.to_owned()
 }
 
-/// Exponential backoff with up to 25 % jitter.
-fn backoff(base_ms: u64, attempt: u32) -> Duration {
+/// Exponential backoff with up to 25 % jitter (`random` picks it).
+fn backoff(base_ms: u64, attempt: u32, random: u64) -> Duration {
     let exp = base_ms.saturating_mul(1u64 << attempt.min(16));
-    let nanos = Instant::now().elapsed().subsec_nanos() as u64 ^ u64::from(std::process::id());
-    let jitter = if exp >= 4 { nanos % (exp / 4) } else { 0 };
+    let jitter = if exp >= 4 { random % (exp / 4) } else { 0 };
     Duration::from_millis(exp + jitter)
 }
 
@@ -474,42 +547,50 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 }
 
 /// A consecutive-failure breaker: opens after `threshold` failures, lets one probe through after `cooldown`.
+/// Time comes from the injected clock.
 #[derive(Debug)]
 struct Breaker {
     threshold: u32,
     cooldown: Duration,
+    clock: Arc<dyn Clock>,
     failures: AtomicU32,
-    open_until: Mutex<Option<Instant>>,
+    /// Open until this time (milliseconds of the clock).
+    open_until: Mutex<Option<i64>>,
     probing: AtomicBool,
 }
 
 impl Breaker {
-    fn new(threshold: u32, cooldown: Duration) -> Breaker {
+    fn new(threshold: u32, cooldown: Duration, clock: Arc<dyn Clock>) -> Breaker {
         Breaker {
             threshold,
             cooldown,
+            clock,
             failures: AtomicU32::new(0),
             open_until: Mutex::new(None),
             probing: AtomicBool::new(false),
         }
     }
 
-    fn until(&self) -> Option<Instant> {
+    fn until(&self) -> Option<i64> {
         *self
             .open_until
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn now(&self) -> i64 {
+        self.clock.now().as_millis()
+    }
+
     /// Closed, or open with its cooldown over (without taking the probe).
     fn peek(&self) -> bool {
-        self.until().is_none_or(|u| Instant::now() >= u)
+        self.until().is_none_or(|u| self.now() >= u)
     }
 
     fn allow(&self) -> bool {
         match self.until() {
             None => true,
-            Some(u) if Instant::now() < u => false,
+            Some(u) if self.now() < u => false,
             Some(_) => self
                 .probing
                 .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
@@ -532,13 +613,12 @@ impl Breaker {
         } else {
             let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
             if n >= self.threshold || open.is_some() {
-                *open = Some(Instant::now() + self.cooldown);
-                if open.is_some() {
-                    tracing::warn!(
-                        failures = n,
-                        "circuit breaker opened for an upstream deployment"
-                    );
-                }
+                let cooldown = i64::try_from(self.cooldown.as_millis()).unwrap_or(i64::MAX);
+                *open = Some(self.now().saturating_add(cooldown));
+                tracing::warn!(
+                    failures = n,
+                    "circuit breaker opened for an upstream deployment"
+                );
             }
         }
         self.probing.store(false, Ordering::Release);
@@ -549,9 +629,15 @@ impl Breaker {
 mod tests {
     use super::*;
 
+    fn manual() -> Arc<aura_core::ManualClock> {
+        Arc::new(aura_core::ManualClock::new(
+            aura_core::Timestamp::from_millis(1_000),
+        ))
+    }
+
     #[test]
     fn breaker_opens_after_failures_and_probes_after_cooldown() {
-        let b = Breaker::new(2, Duration::ZERO);
+        let b = Breaker::new(2, Duration::ZERO, manual());
         assert!(b.allow());
         b.record(false);
         assert!(b.allow());
@@ -561,10 +647,46 @@ mod tests {
         assert!(!b.allow());
         b.record(true);
         assert!(b.allow() && b.allow());
-        let long = Breaker::new(1, Duration::from_secs(3600));
+        let long = Breaker::new(1, Duration::from_secs(3600), manual());
         long.record(false);
         assert!(!long.allow());
         assert!(!long.peek());
+    }
+
+    #[test]
+    fn breaker_cooldown_follows_the_injected_clock() {
+        let clock = manual();
+        let b = Breaker::new(2, Duration::from_secs(30), clock.clone());
+        b.record(false);
+        b.record(false);
+        assert!(!b.allow() && !b.peek(), "open after two failures");
+        clock.advance(29_999);
+        assert!(
+            !b.allow(),
+            "still cooling down one millisecond before the end"
+        );
+        clock.advance(1);
+        assert!(b.peek());
+        assert!(b.allow(), "the cooldown is over: one probe");
+        assert!(!b.allow(), "only one probe at a time");
+        // The probe fails: open again for a whole cooldown from now.
+        b.record(false);
+        assert!(!b.allow());
+        clock.advance(30_000);
+        assert!(b.allow());
+        b.record(true);
+        assert!(b.allow() && b.allow(), "closed after a successful probe");
+    }
+
+    #[test]
+    fn backoff_grows_exponentially_with_bounded_jitter() {
+        for random in [0u64, 7, u64::MAX] {
+            let d = backoff(100, 0, random).as_millis();
+            assert!((100..125).contains(&d), "{d}");
+            let d = backoff(100, 3, random).as_millis();
+            assert!((800..1000).contains(&d), "{d}");
+        }
+        assert_eq!(backoff(2, 0, 99), Duration::from_millis(2));
     }
 
     #[test]

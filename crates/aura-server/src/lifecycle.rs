@@ -235,6 +235,7 @@ pub async fn bind(config: Config) -> Result<BoundServer, ServeError> {
         clock.clone(),
         store.clone(),
     )
+    .await
     .map_err(|e| ServeError::Governance(format!("gateway: {e}")))?;
     let state = AppState::new(
         tokens,

@@ -51,6 +51,20 @@ pub(super) async fn embeddings(
     serve(state, caller, headers, Inbound::OpenaiEmbeddings, body).await
 }
 
+#[utoipa::path(post, path = "/v1/responses", tag = "gateway",
+    request_body(content = Object, description = "An OpenAI Responses API request"),
+    responses((status = 200, description = "An OpenAI response object, or server-sent events (`response.created`, `response.output_text.delta`, …, `response.completed`) when `stream` is true"),
+        (status = 401, body = ErrorBody), (status = 403, description = "Refused by governance"),
+        (status = 404, description = "Model not served"), (status = 429, description = "Rate limited")))]
+pub(super) async fn responses(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    serve(state, caller, headers, Inbound::OpenaiResponses, body).await
+}
+
 /// One model in the OpenAI list format.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ModelView {

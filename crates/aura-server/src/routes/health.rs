@@ -70,6 +70,9 @@ pub(super) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
 #[utoipa::path(get, path = "/metrics", tag = "health",
     responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain")))]
 pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let stats = state.audit.stats();
+    metrics::counter!(crate::services::audit::AUDIT_ENTRIES).absolute(stats.entries);
+    metrics::counter!(crate::services::audit::AUDIT_SYNCS).absolute(stats.batches);
     let body = tokio::task::spawn_blocking(move || state.metrics.render())
         .await
         .unwrap_or_default();

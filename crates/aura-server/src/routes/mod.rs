@@ -105,6 +105,7 @@ fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
             OpenApiRouter::new()
                 .routes(routes!(gateway::chat_completions))
                 .routes(routes!(gateway::embeddings))
+                .routes(routes!(gateway::responses))
                 .routes(routes!(gateway::models))
                 .routes(routes!(gateway::messages))
                 .routes(routes!(gateway::count_tokens))

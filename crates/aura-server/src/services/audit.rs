@@ -13,6 +13,11 @@ use aura_core::Principal;
 
 use super::ServiceError;
 
+/// Audit entries durable in the log.
+pub const AUDIT_ENTRIES: &str = "aura_audit_entries_appended_total";
+/// Group commits (batches written and fdatasync'd); entries per sync = entries / this.
+pub const AUDIT_SYNCS: &str = "aura_audit_batches_synced_total";
+
 /// The default checkpoint origin line.
 pub const DEFAULT_ORIGIN: &str = "aura.local/audit";
 
@@ -60,6 +65,16 @@ impl AuditTrail {
             segment_bytes: settings.segment_bytes,
             checkpoint_interval: settings.checkpoint_interval,
         };
+        metrics::describe_counter!(
+            AUDIT_ENTRIES,
+            metrics::Unit::Count,
+            "Audit entries durable in the log (its tree size)."
+        );
+        metrics::describe_counter!(
+            AUDIT_SYNCS,
+            metrics::Unit::Count,
+            "Audit group commits (one write and fdatasync each) since the server started."
+        );
         let (log, report) = tokio::task::spawn_blocking(move || AuditLog::open(config))
             .await
             .map_err(|e| ServiceError::Internal(format!("audit open task: {e}")))?
@@ -73,6 +88,40 @@ impl AuditTrail {
             .append(entry)
             .await
             .map_err(|e| ServiceError::Internal(format!("audit append: {e}")))
+    }
+
+    /// Queues an entry and returns its receipt at once, not yet durable: await [`AuditTrail::durable_until`]
+    /// before releasing the effect it records (the time in between can prepare the effect).
+    pub fn submit(&self, entry: &AuditEntry) -> Result<Receipt, ServiceError> {
+        self.log
+            .submit(entry)
+            .map_err(|e| ServiceError::Internal(format!("audit append: {e}")))
+    }
+
+    /// Resolves once entry `seq` is durable; an error means it never will be.
+    pub async fn durable_until(&self, seq: u64) -> Result<(), ServiceError> {
+        self.log
+            .durable_until(seq)
+            .await
+            .map_err(|e| ServiceError::Internal(format!("audit append: {e}")))
+    }
+
+    /// Appends an entry nobody waits on promptly (a settlement after its effect): group-committed with the next
+    /// awaited entries, or on its own after `linger`. Resolves once durable.
+    pub async fn record_lazy(
+        &self,
+        entry: AuditEntry,
+        linger: Duration,
+    ) -> Result<Receipt, ServiceError> {
+        self.log
+            .append_lazy(entry, linger)
+            .await
+            .map_err(|e| ServiceError::Internal(format!("audit append: {e}")))
+    }
+
+    /// Entries durable and batches fdatasync'd since open.
+    pub fn stats(&self) -> aura_audit::AuditStats {
+        self.log.stats()
     }
 
     /// Appends an entry and signs a checkpoint covering it before returning (HALT, ESCALATE, approvals).

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use aura_audit::{Actor, RiskLevel};
 use aura_config::ProviderKind;
 use aura_core::{Action, AgentName, Clock, Estimate, RawAction, Verdict};
-use aura_gateway::cache::Cache;
+use aura_gateway::cache::{AnswerCache, Cache, RedisCache};
 use aura_gateway::protocol::{self, Op, RequestFacts, StreamMeter, Usage};
 use aura_gateway::router::{AttemptError, Deployment, Gateway, GatewayError, Upstream};
 use aura_gateway::sse;
@@ -38,6 +38,11 @@ pub const LLM_COST: &str = "aura_llm_cost_microdollars_total";
 /// Gateway call duration by protocol and status.
 pub const LLM_DURATION: &str = "aura_llm_request_duration_seconds";
 
+/// How long a settlement entry may wait for decisions to share its fdatasync.
+const SETTLE_LINGER: Duration = Duration::from_millis(2);
+/// How long the usage writer gathers records before one store transaction (records are also in the audit log).
+const USAGE_LINGER: Duration = Duration::from_millis(50);
+
 /// What an inbound gateway request is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inbound {
@@ -45,6 +50,8 @@ pub enum Inbound {
     OpenaiChat,
     /// `POST /v1/embeddings`.
     OpenaiEmbeddings,
+    /// `POST /v1/responses` (the OpenAI Responses API).
+    OpenaiResponses,
     /// `POST /v1/messages`.
     AnthropicMessages,
     /// `POST /v1beta/models/{model}:generateContent` or `:streamGenerateContent`.
@@ -60,7 +67,9 @@ impl Inbound {
     /// The wire format of the endpoint.
     pub fn protocol(&self) -> ProviderKind {
         match self {
-            Inbound::OpenaiChat | Inbound::OpenaiEmbeddings => ProviderKind::Openai,
+            Inbound::OpenaiChat | Inbound::OpenaiEmbeddings | Inbound::OpenaiResponses => {
+                ProviderKind::Openai
+            }
             Inbound::AnthropicMessages => ProviderKind::Anthropic,
             Inbound::Gemini { .. } => ProviderKind::Gemini,
         }
@@ -69,6 +78,7 @@ impl Inbound {
     fn op(&self) -> Op {
         match self {
             Inbound::OpenaiEmbeddings => Op::Embeddings,
+            Inbound::OpenaiResponses => Op::Responses,
             _ => Op::Chat,
         }
     }
@@ -140,8 +150,8 @@ struct Inner {
     cancel: CancellationToken,
     writer: TaskTracker,
     writer_stop: CancellationToken,
-    responses: Option<Cache>,
-    embeddings: Option<Cache>,
+    responses: Option<AnswerCache>,
+    embeddings: Option<AnswerCache>,
     redactor: ContentChecker,
 }
 
@@ -152,8 +162,9 @@ impl std::fmt::Debug for UsageMsg {
 }
 
 impl GatewayService {
-    /// Builds the gateway from `gateway` (absent: serves no model) and starts the usage writer.
-    pub fn open(
+    /// Builds the gateway from `gateway` (absent: serves no model), connects its caches and starts the usage
+    /// writer.
+    pub async fn open(
         config: Option<&aura_config::GatewayConfig>,
         governance: Governance,
         audit: AuditTrail,
@@ -161,20 +172,34 @@ impl GatewayService {
         store: Arc<dyn Store>,
     ) -> Result<GatewayService, ServiceError> {
         let gateway = match config {
-            Some(c) => Gateway::from_config(c, |var| std::env::var(var).ok())
+            Some(c) => Gateway::from_config(c, |var| std::env::var(var).ok(), clock.clone())
                 .map_err(|e| ServiceError::Invalid(e.to_string()))?,
             None => Gateway::empty(),
         };
-        let cache = |on: bool| {
-            config.filter(|_| on).map(|c| {
-                Cache::new(
-                    Duration::from_secs(c.cache.ttl_seconds),
-                    usize::try_from(c.cache.max_entries).unwrap_or(usize::MAX),
-                )
-            })
-        };
-        let responses = cache(config.is_some_and(|c| c.cache.responses));
-        let embeddings = cache(config.is_some_and(|c| c.cache.embeddings));
+        let mut responses = None;
+        let mut embeddings = None;
+        if let Some(c) = config {
+            let ttl = Duration::from_secs(c.cache.ttl_seconds);
+            for (on, kind, slot) in [
+                (c.cache.responses, "responses", &mut responses),
+                (c.cache.embeddings, "embeddings", &mut embeddings),
+            ] {
+                if !on {
+                    continue;
+                }
+                *slot = Some(match (c.cache.backend, c.cache.redis_url.as_deref()) {
+                    (aura_config::CacheBackend::Redis, Some(url)) => AnswerCache::Redis(
+                        RedisCache::connect(url, kind, ttl)
+                            .await
+                            .map_err(ServiceError::Unavailable)?,
+                    ),
+                    _ => AnswerCache::Memory(Cache::new(
+                        ttl,
+                        usize::try_from(c.cache.max_entries).unwrap_or(usize::MAX),
+                    )),
+                });
+            }
+        }
         let redactor = ContentChecker::new(ContentPolicy {
             max_args_bytes: usize::MAX,
             max_string_bytes: usize::MAX,
@@ -293,7 +318,8 @@ impl GatewayService {
         let cache = match op {
             Op::Chat if !facts.stream => self.inner.responses.as_ref(),
             Op::Embeddings => self.inner.embeddings.as_ref(),
-            Op::Chat => None,
+            // Responses may be stateful upstream (`store`, `previous_response_id`): never answered from a cache.
+            Op::Chat | Op::Responses => None,
         };
         let cache_key = cache.map(|_| Cache::key(protocol.as_str(), &facts.model, &request));
         let mut last = Failure::new(
@@ -302,7 +328,7 @@ impl GatewayService {
             "no deployment could serve the call",
         );
         for (i, route) in chain.iter().enumerate() {
-            let (mut deployments, price) = match gw.plan(route, protocol) {
+            let (mut deployments, price) = match gw.plan(route, protocol, op, facts.stream) {
                 Ok(p) => p,
                 Err(e @ GatewayError::Unpriced(_)) => return Err(gateway_failure(&e)),
                 Err(e) if i == 0 => return Err(gateway_failure(&e)),
@@ -319,34 +345,52 @@ impl GatewayService {
                 estimate,
                 &request,
             )?;
-            let decided = self.inner.governance.decide(&action, caller.clone()).await;
+            // The decision is submitted to the audit log; while its group commit is in flight, obligations are
+            // applied and the upstream request is built. Nothing is sent before the decision is durable.
+            let staged = self
+                .inner
+                .governance
+                .decide_staged(&action, caller.clone())
+                .await;
+            let mut model = route.name.clone();
+            let mut prepared = None;
+            if staged.decision().verdict == Verdict::Allow {
+                let d = staged.decision();
+                for o in &d.obligations {
+                    match o {
+                        Obligation::DowngradeModel { to } if *to != model => {
+                            if let Ok(target) = gw.chain(to)
+                                && let Some(r) = target.first()
+                                && let Ok((deps, _)) = gw.plan(r, protocol, op, facts.stream)
+                            {
+                                tracing::info!(agent = %agent, from = %model, to = %to, "model downgraded by budget obligation");
+                                deployments = deps;
+                                model = to.clone();
+                            } else {
+                                tracing::warn!(to = %to, "downgrade target is not routable for this endpoint; keeping the model");
+                            }
+                        }
+                        Obligation::Redact { findings } => {
+                            if let Some(r) = d.redacted_args.as_ref().and_then(|a| a.get("request"))
+                            {
+                                tracing::info!(agent = %agent, findings = findings.len(), "prompt redacted before forwarding");
+                                request = r.clone();
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if let Some(first) = deployments.first() {
+                    prepared = gw
+                        .prepare(first, protocol, op, &request, facts.stream)
+                        .ok()
+                        .map(|p| (first.id.clone(), p));
+                }
+            }
+            let decided = staged.durable().await;
             let d = decided.decision;
             if d.verdict != Verdict::Allow {
                 return Err(refusal(d.verdict, &d.reasons, d.retry_after));
-            }
-            let mut model = route.name.clone();
-            for o in &d.obligations {
-                match o {
-                    Obligation::DowngradeModel { to } if *to != model => {
-                        if let Ok(target) = gw.chain(to)
-                            && let Some(r) = target.first()
-                            && let Ok((deps, _)) = gw.plan(r, protocol)
-                        {
-                            tracing::info!(agent = %agent, from = %model, to = %to, "model downgraded by budget obligation");
-                            deployments = deps;
-                            model = to.clone();
-                        } else {
-                            tracing::warn!(to = %to, "downgrade target is not routable for this endpoint; keeping the model");
-                        }
-                    }
-                    Obligation::Redact { findings } => {
-                        if let Some(r) = d.redacted_args.as_ref().and_then(|a| a.get("request")) {
-                            tracing::info!(agent = %agent, findings = findings.len(), "prompt redacted before forwarding");
-                            request = r.clone();
-                        }
-                    }
-                    _ => {}
-                }
             }
             let call = Call {
                 service: self.clone(),
@@ -355,12 +399,15 @@ impl GatewayService {
                 decision_id: d.id.clone(),
                 model: model.clone(),
                 protocol,
+                op,
                 facts: facts.clone(),
                 started,
             };
-            if let (Some(cache), Some(key)) = (cache, cache_key.as_ref())
-                && let Some(hit) = cache.get(key)
-            {
+            let hit = match (cache, cache_key.as_ref()) {
+                (Some(cache), Some(key)) => cache.get(key).await,
+                _ => None,
+            };
+            if let Some(hit) = hit {
                 call.settle(
                     "cache",
                     &model,
@@ -383,14 +430,19 @@ impl GatewayService {
                         call.settle(&dep.provider, &dep.model, Usage::default(), 0, "halted", ActionOutcome::Cancelled);
                         return Err(Failure::new(403, "halted", format!("agent `{agent}` was halted")));
                     }
-                    r = gw.call(dep, op, &request, facts.stream, &pass) => r,
+                    r = async {
+                        match prepared.take() {
+                            Some((id, p)) if id == dep.id => gw.send(dep, &p, &pass).await,
+                            _ => gw.call(dep, protocol, op, &request, facts.stream, &pass).await,
+                        }
+                    } => r,
                 };
                 match attempt {
                     Ok(Upstream::Complete { status, body }) => {
-                        let (body, usage) = self.complete(protocol, &facts, body);
+                        let (body, usage) = self.complete(protocol, dep.kind, &facts, body);
                         let cost = dep.price.map_or(0, |p| p.cost(&usage));
                         if let (Some(cache), Some(key)) = (cache, cache_key) {
-                            cache.put(key, body.clone());
+                            cache.put(key, body.clone()).await;
                         }
                         call.settle(
                             &dep.provider,
@@ -465,14 +517,16 @@ impl GatewayService {
         Err(last)
     }
 
-    /// Usage of a complete body (counted when missing) and the body with secrets redacted when the policy says so.
+    /// Usage of a complete body (counted when missing) and the body with secrets redacted when the policy says so;
+    /// an answer in the deployment's format `spoken` is translated into the client's `protocol` first.
     fn complete(
         &self,
         protocol: ProviderKind,
+        spoken: ProviderKind,
         facts: &RequestFacts,
         body: Bytes,
     ) -> (Bytes, Usage) {
-        let Ok(value) = serde_json::from_slice::<Value>(&body) else {
+        let Ok(mut value) = serde_json::from_slice::<Value>(&body) else {
             return (
                 body,
                 Usage {
@@ -482,15 +536,20 @@ impl GatewayService {
                 },
             );
         };
-        let usage = protocol::response_usage(protocol, &value).unwrap_or_else(|| Usage {
+        let usage = protocol::response_usage(spoken, &value).unwrap_or_else(|| Usage {
             input_tokens: facts.prompt_tokens,
-            output_tokens: protocol::estimate_tokens(protocol::response_text_chars(
-                protocol, &value,
-            )),
+            output_tokens: protocol::estimate_tokens(protocol::response_text_chars(spoken, &value)),
             cached_input_tokens: 0,
             cache_write_tokens: 0,
             counted: true,
         });
+        let mut body = body;
+        if spoken != protocol {
+            value = aura_gateway::translate::response(spoken, protocol, &value, &facts.model);
+            if let Ok(bytes) = serde_json::to_vec(&value) {
+                body = Bytes::from(bytes);
+            }
+        }
         if self.redact_outputs() {
             let redacted = self.inner.redactor.redact_value(&value);
             if redacted != value
@@ -528,7 +587,7 @@ impl GatewayService {
                 let next = tokio::select! {
                     biased;
                     _ = watch.halted() => {
-                        let _ = tx.send(Ok(Bytes::from(error_event(call.protocol, "halted", "the agent was halted")))).await;
+                        let _ = tx.send(Ok(Bytes::from(error_event(call.protocol, call.op, "halted", "the agent was halted")))).await;
                         break "halted";
                     }
                     _ = cancel.cancelled() => break "cancelled",
@@ -567,7 +626,7 @@ impl GatewayService {
             let outcome = if status == "ok" { ActionOutcome::Success } else { ActionOutcome::Failure };
             if status == "cut" {
                 // Tell the client in the stream's own format (SDKs raise on it), then abort the response.
-                let _ = tx.send(Ok(Bytes::from(error_event(call.protocol, "upstream_cut", "the upstream stream was cut before it finished")))).await;
+                let _ = tx.send(Ok(Bytes::from(error_event(call.protocol, call.op, "upstream_cut", "the upstream stream was cut before it finished")))).await;
                 let _ = tx.send(Err(std::io::Error::other("upstream stream cut"))).await;
             }
             drop(tx);
@@ -601,6 +660,7 @@ struct Call {
     decision_id: String,
     model: String,
     protocol: ProviderKind,
+    op: Op,
     facts: RequestFacts,
     started: Instant,
 }
@@ -623,6 +683,7 @@ impl Call {
             decision_id: self.decision_id.clone(),
             model: self.model.clone(),
             protocol: self.protocol,
+            op: self.op,
             facts: self.facts.clone(),
             started: self.started,
         };
@@ -713,7 +774,8 @@ impl Call {
         );
         entry.agent = Some(self.agent.clone());
         entry.budget_after_micros = Some(spent);
-        if let Err(e) = inner.audit.record(entry).await {
+        // The settlement releases no effect: it rides with the next decisions' group commit.
+        if let Err(e) = inner.audit.record_lazy(entry, SETTLE_LINGER).await {
             tracing::error!(error = %e, "could not audit an LLM call's usage");
         }
         if status == "rejected" {
@@ -767,10 +829,17 @@ async fn usage_writer(
             UsageMsg::Flush(w) => waiters.push(w),
         };
         push(msg, &mut batch, &mut waiters);
+        // Gather for a moment (unless someone waits for a flush or the server stops), so one store transaction
+        // and its fsync carry many records instead of competing with decisions for the disk.
+        let until = tokio::time::Instant::now() + USAGE_LINGER;
         while batch.len() < 1024 {
             match rx.try_recv() {
                 Ok(m) => push(m, &mut batch, &mut waiters),
-                Err(_) => break,
+                Err(_) if !waiters.is_empty() || stop.is_cancelled() => break,
+                Err(_) => match tokio::time::timeout_at(until, rx.recv()).await {
+                    Ok(Some(m)) => push(m, &mut batch, &mut waiters),
+                    Ok(None) | Err(_) => break,
+                },
             }
         }
         if let Err(e) = store.insert_usage(&batch).await {
@@ -856,7 +925,14 @@ fn gateway_failure(e: &GatewayError) -> Failure {
 }
 
 /// An error event in the stream's own format: Anthropic's `event: error`, else a `data:` object with `error`.
-fn error_event(protocol: ProviderKind, code: &str, message: &str) -> String {
+fn error_event(protocol: ProviderKind, op: Op, code: &str, message: &str) -> String {
+    if op == Op::Responses {
+        // The Responses API's own `error` event.
+        return format!(
+            "event: error\ndata: {}\n\n",
+            json!({"type": "error", "code": code, "message": message, "param": null, "sequence_number": 0})
+        );
+    }
     match protocol {
         ProviderKind::Anthropic => format!(
             "event: error\ndata: {}\n\n",

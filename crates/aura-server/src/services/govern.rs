@@ -60,6 +60,49 @@ pub struct Decided {
     pub audit_seq: u64,
 }
 
+/// A decision submitted to the audit trail but not yet known durable (from [`Governance::decide_staged`]).
+#[derive(Debug)]
+pub struct Staged {
+    governance: Governance,
+    agent: AgentName,
+    decision: Decision,
+    record: Record,
+    started: Instant,
+}
+
+#[derive(Debug)]
+enum Record {
+    Pending(u64),
+    Durable(u64),
+    Failed(ServiceError),
+}
+
+impl Staged {
+    /// The kernel's decision as submitted: plan the effect from it, but act only on what [`Staged::durable`]
+    /// returns.
+    pub fn decision(&self) -> &Decision {
+        &self.decision
+    }
+
+    /// Waits until the decision is durable and returns it; if it cannot be recorded it becomes DENY
+    /// (`audit_unavailable`) and anything it held is released.
+    pub async fn durable(self) -> Decided {
+        let Staged {
+            governance,
+            agent,
+            decision,
+            record,
+            started,
+        } = self;
+        let appended = match record {
+            Record::Durable(seq) => Ok(seq),
+            Record::Pending(seq) => governance.audit.durable_until(seq).await.map(|()| seq),
+            Record::Failed(e) => Err(e),
+        };
+        governance.finish(&agent, decision, appended, started).await
+    }
+}
+
 /// Loads the policy set in `dir`; a missing directory is an empty set (every action denied).
 pub fn load_policies(dir: &Path) -> Result<PolicySet, ServiceError> {
     if !dir.exists() {
@@ -168,18 +211,47 @@ impl Governance {
     /// fails, the decision becomes DENY (`audit_unavailable`) and anything it held is released: no effect without
     /// a record.
     pub async fn decide(&self, action: &Action, caller: Actor) -> Decided {
+        self.decide_staged(action, caller).await.durable().await
+    }
+
+    /// Decides `action` and submits the decision to the audit trail without waiting for it to be durable, so the
+    /// caller can prepare the effect during the group commit; [`Staged::durable`] then waits and yields the
+    /// decision to act on (DENY `audit_unavailable` if the record failed). Nothing may be released before it.
+    pub async fn decide_staged(&self, action: &Action, caller: Actor) -> Staged {
         let started = Instant::now();
-        let mut decision = self.kernel.decide(action).await;
+        let decision = self.kernel.decide(action).await;
         let entry = decision_entry(self.clock.now(), caller, action, &decision);
         let sealed = matches!(decision.verdict, Verdict::Halt | Verdict::Escalate)
             || decision.approved_by.is_some();
-        let appended = if sealed {
-            self.audit.record_sealed(entry).await.map(|(r, _)| r)
+        let record = if sealed {
+            match self.audit.record_sealed(entry).await {
+                Ok((r, _)) => Record::Durable(r.seq),
+                Err(e) => Record::Failed(e),
+            }
         } else {
-            self.audit.record(entry).await
+            match self.audit.submit(&entry) {
+                Ok(r) => Record::Pending(r.seq),
+                Err(e) => Record::Failed(e),
+            }
         };
+        Staged {
+            governance: self.clone(),
+            agent: action.agent().clone(),
+            decision,
+            record,
+            started,
+        }
+    }
+
+    async fn finish(
+        &self,
+        agent: &AgentName,
+        mut decision: Decision,
+        appended: Result<u64, ServiceError>,
+        started: Instant,
+    ) -> Decided {
         let audit_seq = match appended {
-            Ok(receipt) => receipt.seq,
+            Ok(seq) => seq,
             Err(e) => {
                 tracing::error!(error = %e, "audit append failed; denying");
                 if decision.verdict == Verdict::Allow {
@@ -221,7 +293,7 @@ impl Governance {
             }
         }
         if decision.verdict == Verdict::Allow {
-            metrics::counter!(STEPS, "agent" => action.agent().to_string()).increment(1);
+            metrics::counter!(STEPS, "agent" => agent.to_string()).increment(1);
         }
         if !decision.halted.is_empty() {
             metrics::counter!(HALTS, "cause" => "kernel").increment(decision.halted.len() as u64);
