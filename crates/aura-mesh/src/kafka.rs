@@ -948,19 +948,17 @@ impl Subscription for KafkaSubscription {
                             committed: o,
                             ..Default::default()
                         });
-                        if part.inflight.contains_key(&o) {
-                            false
-                        } else {
-                            part.inflight.insert(
-                                o,
-                                InFlight {
+                        part.next = part.next.max(o + 1);
+                        match part.inflight.entry(o) {
+                            std::collections::btree_map::Entry::Occupied(_) => false,
+                            std::collections::btree_map::Entry::Vacant(v) => {
+                                v.insert(InFlight {
                                     message: message.clone(),
                                     attempt: 1,
                                     due: Instant::now() + self.ack_wait,
-                                },
-                            );
-                            part.next = part.next.max(o + 1);
-                            true
+                                });
+                                true
+                            }
                         }
                     };
                     if fresh {

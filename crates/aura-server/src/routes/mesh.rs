@@ -796,7 +796,7 @@ enum ClientFrame {
         #[serde(default)]
         topic: Option<String>,
         /// The message, as the HTTP publish body.
-        message: PublishRequest,
+        message: Box<PublishRequest>,
     },
     /// The delivery `id` is done.
     Ack {
@@ -994,7 +994,7 @@ impl Session {
                         Some(t) => topic(&t)?,
                         None => self.topic.clone(),
                     };
-                    let (agent, env) = envelope_of(&self.state, &self.caller, message)?;
+                    let (agent, env) = envelope_of(&self.state, &self.caller, *message)?;
                     let p = self
                         .state
                         .mesh
