@@ -253,6 +253,33 @@ async fn socket_and_metrics(config: &str) {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+
+    // `aura mesh sub --follow` consumes over the same WebSocket and prints one JSON line per message.
+    let mut child = aura_cmd(&aura.home)
+        .env("AURA_URL", &aura.url)
+        .arg("--data-dir")
+        .arg(&aura.data_dir)
+        .args(["mesh", "sub", &topic, "--group", "cli-follow", "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(read_line(&mut stdout));
+    });
+    let line = rx.recv_timeout(Duration::from_secs(20));
+    let _ = child.kill();
+    let _ = child.wait();
+    let line: Value =
+        serde_json::from_str(&line.expect("a line from `aura mesh sub --follow`")).unwrap();
+    assert_eq!(line["body"]["source"], "bot", "{line}");
+    assert_eq!(line["attempt"], 1, "{line}");
+    assert!(
+        line.get("id").is_none() && line.get("type").is_none(),
+        "{line}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
