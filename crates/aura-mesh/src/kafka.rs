@@ -47,6 +47,9 @@ pub struct KafkaConfig {
     pub partitions: i32,
     /// Replication factor of topics the mesh creates. Default 1.
     pub replication: i32,
+    /// Most records per produce batch (0: librdkafka's default, 10000). The conformance suite sets 1 against
+    /// tansu 0.6, whose in-memory engine loses records of multi-record batches (see `docs/mesh.md`).
+    pub batch_records: usize,
 }
 
 impl KafkaConfig {
@@ -57,6 +60,7 @@ impl KafkaConfig {
             timeout: Duration::from_secs(5),
             partitions: 1,
             replication: 1,
+            batch_records: 0,
         }
     }
 
@@ -92,6 +96,8 @@ struct Inner {
     known: Mutex<HashSet<String>>,
     /// One group-bound consumer per group, used only to read committed offsets (never subscribed).
     group_clients: Mutex<HashMap<String, Arc<BaseConsumer>>>,
+    /// This process's live group consumers per topic (unsubscribed before the topic is deleted).
+    live: Mutex<HashMap<String, Vec<Weak<StreamConsumer<GroupContext>>>>>,
     closed: std::sync::atomic::AtomicBool,
 }
 
@@ -198,6 +204,14 @@ impl KafkaMesh {
             .set("enable.idempotence", "true")
             .set("partitioner", "murmur2_random")
             .set("linger.ms", "1")
+            .set(
+                "batch.num.messages",
+                if config.batch_records == 0 {
+                    "10000".to_owned()
+                } else {
+                    config.batch_records.to_string()
+                },
+            )
             .set("message.timeout.ms", &ms)
             .set("request.timeout.ms", &ms)
             .create()
@@ -217,6 +231,7 @@ impl KafkaMesh {
                 meta: Arc::new(meta),
                 known: Mutex::new(HashSet::new()),
                 group_clients: Mutex::new(HashMap::new()),
+                live: Mutex::new(HashMap::new()),
                 closed: std::sync::atomic::AtomicBool::new(false),
             }),
         };
@@ -547,6 +562,22 @@ impl Mesh for KafkaMesh {
         if self.partitions(topic).await?.is_none() {
             return Ok(false);
         }
+        // Stop this process's consumers of the topic first: librdkafka 2.12 crashes when a fetch for a deleted
+        // topic is answered with a zero topic id and a current-leader tag (tansu 0.6 does; see docs/mesh.md).
+        let live: Vec<_> = self
+            .inner
+            .live
+            .lock()
+            .map(|mut l| l.remove(topic.as_str()).unwrap_or_default())
+            .unwrap_or_default();
+        let mut stopped = false;
+        for c in live.iter().filter_map(Weak::upgrade) {
+            c.unsubscribe();
+            stopped = true;
+        }
+        if stopped {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
         let opts = AdminOptions::new().operation_timeout(Some(self.inner.config.timeout));
         let results = self
             .inner
@@ -671,15 +702,22 @@ impl Mesh for KafkaMesh {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
+            .set("max.poll.interval.ms", "10000")
             .set("heartbeat.interval.ms", "500")
             .set("fetch.wait.max.ms", "50")
             .set("partition.assignment.strategy", "roundrobin")
             .create_with_context(context)
             .map_err(kafka_err)?;
         consumer.subscribe(&[topic.as_str()]).map_err(kafka_err)?;
+        let consumer = Arc::new(consumer);
+        if let Ok(mut live) = self.inner.live.lock() {
+            let list = live.entry(topic.as_str().to_owned()).or_default();
+            list.retain(|w| w.strong_count() > 0);
+            list.push(Arc::downgrade(&consumer));
+        }
         Ok(Box::new(KafkaSubscription {
             topic: topic.clone(),
-            consumer: Some(Arc::new(consumer)),
+            consumer: Some(consumer),
             state,
             ack_wait: options.ack_wait,
             commit_lock: Arc::new(tokio::sync::Mutex::new(())),
@@ -706,7 +744,9 @@ impl Mesh for KafkaMesh {
         let timeout = self.inner.config.timeout;
         let topic = topic.clone();
         blocking(move || {
+            // librdkafka needs a group id to assign partitions; this one never joins or commits.
             let reader: BaseConsumer = base_config(&bootstrap)
+                .set("group.id", format!("aura-reader-{:016x}", fastrand::u64(..)))
                 .set("enable.auto.commit", "false")
                 .set("fetch.wait.max.ms", "50")
                 .create()
@@ -743,7 +783,10 @@ impl Mesh for KafkaMesh {
                             }
                         }
                         Some(Err(KafkaError::PartitionEOF(_))) => break,
-                        Some(Err(e)) => return Err(kafka_err(e)),
+                        // A group-less consumer reports "unknown group" and transient broker errors: not fatal.
+                        Some(Err(e)) => {
+                            tracing::debug!(topic = %topic, error = %e, "Kafka reader reported an error");
+                        }
                         None => {}
                     }
                 }
@@ -966,10 +1009,16 @@ impl Subscription for KafkaSubscription {
                     }
                 }
                 Ok(Err(e)) => {
-                    if out.is_empty() {
+                    // Consumer errors are reports (a broker down, a group rebalancing): librdkafka recovers by
+                    // itself, so keep waiting until the deadline; a fatal error ends the subscription.
+                    if e.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
                         return Err(kafka_err(e));
                     }
-                    return Ok(out);
+                    tracing::debug!(topic = %self.topic, error = %e, "Kafka consumer reported an error");
+                    if !out.is_empty() || tokio::time::Instant::now() >= deadline {
+                        return Ok(out);
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 Err(_) => {
                     if !out.is_empty() || tokio::time::Instant::now() >= deadline {

@@ -21,7 +21,13 @@ async fn make() -> (Arc<dyn Mesh>, Option<Tansu>) {
             (t.url(), Some(t))
         }
     };
-    let mesh = KafkaMesh::connect(&KafkaConfig::new(url))
+    // tansu 0.6 (memory engine) loses records of multi-record produce batches: one record per batch here
+    // (docs/mesh.md lists the broker's gaps). A real Kafka broker needs no such setting.
+    let config = KafkaConfig {
+        batch_records: if broker.is_some() { 1 } else { 0 },
+        ..KafkaConfig::new(url)
+    };
+    let mesh = KafkaMesh::connect(&config)
         .await
         .expect("the Kafka broker answers");
     (Arc::new(mesh), broker)
