@@ -461,16 +461,18 @@ impl KafkaMesh {
         let deadline = Instant::now() + self.inner.config.timeout;
         let mut pending = Vec::with_capacity(messages.len());
         for (i, m) in messages.iter().enumerate() {
-            let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
-            for (k, v) in &m.headers {
-                headers = headers.insert(Header {
-                    key: k.as_str(),
-                    value: Some(v.as_bytes()),
-                });
+            let mut record: FutureRecord<'_, str, [u8]> =
+                FutureRecord::to(topic.as_str()).payload(m.payload.as_slice());
+            if !m.headers.is_empty() {
+                let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
+                for (k, v) in &m.headers {
+                    headers = headers.insert(Header {
+                        key: k.as_str(),
+                        value: Some(v.as_bytes()),
+                    });
+                }
+                record = record.headers(headers);
             }
-            let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic.as_str())
-                .payload(m.payload.as_slice())
-                .headers(headers);
             if let Some(k) = &m.key {
                 record = record.key(k.as_str());
             }
