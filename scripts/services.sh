@@ -84,6 +84,16 @@ if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; t
   echo "services: nats-server binary missing (Debian package nats-server)" >&2
 fi
 
-# No Kafka broker yet: the Kafka mesh backend is not built (see docs/mesh.md). When it is, install the
-# pure-Rust broker here when missing: `cargo install --locked tansu --features dynostore` (~20 min once).
+# tansu: the Kafka-protocol broker the Kafka mesh conformance suite starts on a free port
+# (crates/aura-mesh/tests/conformance_kafka.rs, `cargo test -p aura-mesh --features kafka`). Built once (~10-20 min),
+# then it lives in ~/.cargo/bin; installed only when missing. cmake builds librdkafka for the `kafka` feature.
+if ! command -v tansu >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tansu" ]; then
+  echo "services: installing tansu (cargo install --locked tansu --features dynostore)"
+  cargo install --locked tansu --features dynostore >/tmp/tansu-install.log 2>&1 \
+    || echo "services: tansu install failed (see /tmp/tansu-install.log)" >&2
+fi
+if ! command -v cmake >/dev/null 2>&1; then
+  [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null 2>&1
+  command -v cmake >/dev/null 2>&1 || echo "services: cmake unavailable (needed by --features kafka)" >&2
+fi
 exit 0

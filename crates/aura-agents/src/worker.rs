@@ -1,18 +1,23 @@
 //! The consuming loop of an agent or service: fetch from a consumer group, hand each message to a [`Handler`],
 //! ack on success, retry with jittered backoff (honouring Retry-After) on a transient failure, dead-letter after
-//! the last attempt or on a permanent failure. Graceful shutdown: on cancel, intake stops, the batch in hand is
-//! finished within the drain bound, and anything left is released for redelivery.
+//! the last attempt or on a permanent failure. With a [`Heartbeat`], the loop heartbeats on `agents.heartbeat`
+//! while it runs. Graceful shutdown, in order: on cancel, intake stops; the batch in hand is finished within the
+//! drain bound and anything left is released for redelivery (every outcome is already durable: acks, nacks and
+//! dead letters are written before the next message); then a final heartbeat says the agent stopped and what it
+//! did.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aura_core::Clock;
+use aura_core::{AgentName, Clock};
 use aura_mesh::{Mesh, Message, SubscribeOptions, Topic};
 use tokio_util::sync::CancellationToken;
 
 use crate::AgentsError;
 use crate::dlq::DeadLetters;
+use crate::envelope::{Envelope, HEARTBEAT_TOPIC, MessageType};
+use crate::patterns::Outbox;
 use crate::retry::RetryPolicy;
 
 /// Counter: messages delivered to a handler, by topic.
@@ -63,6 +68,28 @@ pub struct WorkerConfig {
     pub drain_timeout: Duration,
     /// Seed of the jitter RNG.
     pub seed: u64,
+    /// Heartbeats of the agent running this loop (none: the loop does not heartbeat).
+    pub heartbeat: Option<Heartbeat>,
+}
+
+/// Who heartbeats, through which outbox, how often.
+#[derive(Clone)]
+pub struct Heartbeat {
+    /// The agent.
+    pub agent: AgentName,
+    /// Where heartbeats are sent (the server's governed outbox, or a mesh).
+    pub outbox: Arc<dyn Outbox>,
+    /// Between two heartbeats while running.
+    pub every: Duration,
+}
+
+impl std::fmt::Debug for Heartbeat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Heartbeat")
+            .field("agent", &self.agent)
+            .field("every", &self.every)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a loop did.
@@ -93,7 +120,14 @@ pub async fn run(
     let mut rng = fastrand::Rng::with_seed(config.seed);
     let mut report = WorkerReport::default();
     let topic_label = config.topic.to_string();
+    let mut last_beat: Option<tokio::time::Instant> = None;
     loop {
+        if let Some(hb) = &config.heartbeat
+            && last_beat.is_none_or(|t| t.elapsed() >= hb.every)
+        {
+            beat(hb, &*clock, "running", &report).await;
+            last_beat = Some(tokio::time::Instant::now());
+        }
         let batch = tokio::select! {
             () = cancel.cancelled() => break,
             b = sub.fetch(config.batch.max(1), Duration::from_secs(1)) => b?,
@@ -132,5 +166,32 @@ pub async fn run(
             }
         }
     }
+    if let Some(hb) = &config.heartbeat {
+        beat(hb, &*clock, "stopped", &report).await;
+    }
     Ok(report)
+}
+
+/// Sends one heartbeat; a failure is logged (the watchdog notices missing heartbeats).
+async fn beat(hb: &Heartbeat, clock: &dyn Clock, status: &str, report: &WorkerReport) {
+    let env = Envelope::new(
+        clock.now(),
+        &hb.agent,
+        "*",
+        MessageType::Heartbeat,
+        serde_json::json!({
+            "status": status,
+            "done": report.done,
+            "retried": report.retried,
+            "dead_lettered": report.dead_lettered,
+            "released": report.released,
+        }),
+    );
+    let sent = match aura_mesh::Topic::new(HEARTBEAT_TOPIC) {
+        Ok(topic) => hb.outbox.send(&topic, &env).await.map(|_| ()),
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = sent {
+        tracing::warn!(agent = %hb.agent, status, error = %e, "heartbeat not sent");
+    }
 }

@@ -12,10 +12,10 @@ use aura_agents::AgentsError;
 use aura_agents::dlq::DeadLetters;
 use aura_agents::envelope::{Envelope, MessageType, inbox};
 use aura_agents::patterns::{self, MeshOutbox, Outbox, Replies};
-use aura_agents::retry::{RetryPolicy, parse_retry_after};
+use aura_agents::retry::{RetryPolicy, parse_retry_after, parse_retry_after_at};
 use aura_agents::routing::{Candidate, route};
 use aura_agents::tasks::{NewTask, Phase, Retention, TaskFilter, TaskState, TaskStore, Transition};
-use aura_agents::worker::{self, Handler, Outcome, WorkerConfig};
+use aura_agents::worker::{self, Handler, Heartbeat, Outcome, WorkerConfig};
 use aura_core::{AgentName, Clock, SystemClock};
 use aura_mesh::{
     EmbeddedConfig, EmbeddedMesh, Mesh, Message, Outgoing, StartAt, SubscribeOptions, Topic,
@@ -162,11 +162,35 @@ fn backoff_is_jittered_exponential_and_honours_retry_after() {
         p.delay(1, Some(Duration::from_secs(1)), &mut rng),
         Duration::from_secs(1)
     );
+    // Retry-After is honoured in full past `max`, up to the limit.
     assert_eq!(
         p.delay(1, Some(Duration::from_secs(60)), &mut rng),
-        Duration::from_secs(2)
+        Duration::from_secs(60)
+    );
+    assert_eq!(
+        p.delay(1, Some(Duration::from_secs(7200)), &mut rng),
+        aura_agents::retry::RETRY_AFTER_LIMIT
     );
     assert_eq!(parse_retry_after(" 3 "), Some(Duration::from_secs(3)));
+    // HTTP dates: 1994-11-06T08:49:37Z is 784111777 s after the epoch.
+    let now = aura_core::Timestamp::from_millis(784_111_777_000 - 90_000);
+    assert_eq!(
+        parse_retry_after_at("Sun, 06 Nov 1994 08:49:37 GMT", now),
+        Some(Duration::from_secs(90))
+    );
+    assert_eq!(
+        parse_retry_after_at(
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            aura_core::Timestamp::from_millis(800_000_000_000)
+        ),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(parse_retry_after_at("7", now), Some(Duration::from_secs(7)));
+    assert_eq!(
+        parse_retry_after_at("Sunday, 06-Nov-94 08:49:37 GMT", now),
+        None
+    );
+    assert_eq!(parse_retry_after_at("soon", now), None);
     assert!(p.should_retry(4) && !p.should_retry(5));
 }
 
@@ -216,6 +240,11 @@ async fn worker_retries_then_dead_letters_and_the_dlq_replays_and_purges() {
         batch: 10,
         drain_timeout: Duration::from_secs(1),
         seed: 1,
+        heartbeat: Some(Heartbeat {
+            agent: AgentName::new("worker-1").unwrap(),
+            outbox: Arc::new(MeshOutbox(mesh.clone())),
+            every: Duration::from_secs(60),
+        }),
     };
     let run = tokio::spawn(worker::run(
         mesh.clone(),
@@ -237,6 +266,30 @@ async fn worker_retries_then_dead_letters_and_the_dlq_replays_and_purges() {
         (1, 2, 2)
     );
     assert_eq!(handler.calls.load(Ordering::SeqCst), 1 + 3 + 1);
+    // Heartbeats: one when the loop starts, a final one after the drain with what it did.
+    let beats = mesh
+        .read(
+            &Topic::new(aura_agents::envelope::HEARTBEAT_TOPIC).unwrap(),
+            aura_mesh::StartAt::Earliest,
+            100,
+        )
+        .await
+        .unwrap();
+    let beats: Vec<Envelope> = beats
+        .iter()
+        .map(|m| Envelope::from_message(m).unwrap())
+        .collect();
+    assert!(beats.len() >= 2, "{beats:?}");
+    assert!(
+        beats
+            .iter()
+            .all(|b| b.source == "worker-1" && b.kind == MessageType::Heartbeat)
+    );
+    assert_eq!(beats[0].payload["status"], "running");
+    let last = beats.last().unwrap();
+    assert_eq!(last.payload["status"], "stopped");
+    assert_eq!(last.payload["done"], 1);
+    assert_eq!(last.payload["dead_lettered"], 2);
     let entries = dlq.list(&topic, 10).await.unwrap();
     let flaky = entries
         .iter()

@@ -101,8 +101,21 @@ pub(crate) async fn run(args: &BenchMeshArgs) -> anyhow::Result<ExitCode> {
             let conn = m.dedicated_connection().await?;
             (Arc::new(m), Some(Raw::Redis(conn)))
         }
+        #[cfg(feature = "kafka")]
+        BenchBackend::Kafka => {
+            let url = args
+                .url
+                .clone()
+                .unwrap_or_else(|| "kafka://127.0.0.1:9092".into());
+            let m = aura_mesh::KafkaMesh::connect(&aura_mesh::KafkaConfig::new(url)).await?;
+            m.ensure_topic(&Topic::new(&format!("{}-raw", topic.as_str()))?)
+                .await?;
+            let raw = Raw::Kafka(m.producer().clone());
+            (Arc::new(m), Some(raw))
+        }
+        #[cfg(not(feature = "kafka"))]
         BenchBackend::Kafka => anyhow::bail!(
-            "the Kafka backend is not in this binary (cargo feature `kafka` of aura-mesh)"
+            "the Kafka backend is not in this binary: build aura with `--features kafka`"
         ),
     };
     mesh.ensure_topic(&topic).await?;
@@ -120,6 +133,12 @@ pub(crate) async fn run(args: &BenchMeshArgs) -> anyhow::Result<ExitCode> {
     };
     let _ = mesh.delete_topic(&topic).await;
     if let Some(Raw::Nats(_)) = &raw {
+        let _ = mesh
+            .delete_topic(&Topic::new(&format!("{}-raw", topic.as_str()))?)
+            .await;
+    }
+    #[cfg(feature = "kafka")]
+    if let Some(Raw::Kafka(_)) = &raw {
         let _ = mesh
             .delete_topic(&Topic::new(&format!("{}-raw", topic.as_str()))?)
             .await;
@@ -280,6 +299,9 @@ async fn single_run(mesh: Arc<dyn Mesh>, topic: &Topic, payload: &[u8]) -> anyho
 enum Raw {
     Nats(async_nats::Client),
     Redis(redis::aio::MultiplexedConnection),
+    /// The adapter's own producer (acks=all, idempotent), sending to a sibling topic.
+    #[cfg(feature = "kafka")]
+    Kafka(rdkafka::producer::FutureProducer),
 }
 
 impl Raw {
@@ -330,6 +352,55 @@ impl Raw {
                             }
                             for a in acks {
                                 a.await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                            }
+                            lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                            sent += n;
+                        }
+                        anyhow::Ok(lat)
+                    });
+                }
+            }
+            #[cfg(feature = "kafka")]
+            Raw::Kafka(producer) => {
+                let name = format!("{}-raw", topic.as_str());
+                for _ in 0..args.publishers {
+                    let producer = producer.clone();
+                    let name = name.clone();
+                    let payload = payload.to_vec();
+                    let batch = args.batch;
+                    set.spawn(async move {
+                        let mut lat = Vec::new();
+                        let mut sent = 0;
+                        while sent < per {
+                            let n = batch.min(per - sent);
+                            let t = Instant::now();
+                            let mut acks = Vec::with_capacity(n as usize);
+                            for _ in 0..n {
+                                let mut record: rdkafka::producer::FutureRecord<'_, (), [u8]> =
+                                    rdkafka::producer::FutureRecord::to(&name)
+                                        .payload(payload.as_slice());
+                                loop {
+                                    match producer.send_result(record) {
+                                        Ok(f) => {
+                                            acks.push(f);
+                                            break;
+                                        }
+                                        Err((e, r)) => {
+                                            if e.rdkafka_error_code()
+                                                != Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                                            {
+                                                anyhow::bail!("{e}");
+                                            }
+                                            record = r;
+                                            tokio::time::sleep(Duration::from_millis(1)).await;
+                                        }
+                                    }
+                                }
+                            }
+                            for a in acks {
+                                a.await
+                                    .map_err(|e| anyhow::anyhow!("{e}"))?
+                                    .map_err(|(e, _)| anyhow::anyhow!("{e}"))?;
                             }
                             lat.push(t.elapsed().as_secs_f64() * 1000.0);
                             sent += n;

@@ -70,7 +70,9 @@ pub(crate) struct SubArgs {
     /// Messages per request.
     #[arg(long, default_value_t = 10)]
     pub max: usize,
-    /// Keep consuming until interrupted.
+    /// Keep consuming until interrupted, over the mesh WebSocket: each message is acknowledged once its line is
+    /// written, so an interrupted `sub` loses nothing (at-least-once); without it, one long-poll that
+    /// acknowledges what it takes.
     #[arg(long, short)]
     pub follow: bool,
     /// Milliseconds to wait for messages per request.
@@ -291,6 +293,10 @@ pub(crate) async fn mesh(cli: &Cli, cmd: &MeshCommand) -> anyhow::Result<ExitCod
                 )
             })?;
             Ok(ExitCode::SUCCESS)
+        }
+        MeshCommand::Sub(a) if a.follow => {
+            let api = Api::new(cli, &a.api)?;
+            follow(&api, a).await
         }
         MeshCommand::Sub(a) => {
             let api = Api::new(cli, &a.api)?;
@@ -621,6 +627,88 @@ fn s(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
+}
+
+/// `aura mesh sub --follow`: consumes over the WebSocket, printing one JSON line per message and acknowledging it
+/// once written.
+async fn follow(api: &Api, a: &SubArgs) -> anyhow::Result<ExitCode> {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use std::io::Write as _;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+
+    let url = format!(
+        "{}/api/v1/mesh/topics/{}/ws?group={}&max_in_flight={}",
+        api.url.replacen("http", "ws", 1),
+        enc(&a.topic),
+        enc(&a.group),
+        a.max.clamp(1, 1000)
+    );
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .context("building the WebSocket request")?;
+    if let Some(token) = &api.token {
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse()?);
+    }
+    let (mut socket, _) = match tokio_tungstenite::connect_async(request).await {
+        Ok(s) => s,
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            let body: Value = resp
+                .body()
+                .as_deref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or(Value::Null);
+            anyhow::bail!(
+                "{} answered {} {}: {}",
+                api.url,
+                resp.status().as_u16(),
+                body["error"]["code"].as_str().unwrap_or(""),
+                body["error"]["message"].as_str().unwrap_or("no details")
+            );
+        }
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!("cannot reach Aura at {}; is `aura up` running?", api.url)
+            });
+        }
+    };
+    let mut stdout = std::io::stdout();
+    while let Some(frame) = socket.next().await {
+        let text = match frame.context("reading the mesh stream")? {
+            Message::Text(t) => t.to_string(),
+            Message::Close(_) => break,
+            _ => continue,
+        };
+        let mut v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        match v["type"].as_str() {
+            Some("message") => {
+                let id = v["id"].clone();
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("type");
+                    o.remove("id");
+                }
+                writeln!(stdout, "{}", serde_json::to_string(&v)?)?;
+                stdout.flush()?;
+                socket
+                    .send(Message::Text(
+                        json!({"op": "ack", "id": id}).to_string().into(),
+                    ))
+                    .await
+                    .context("acknowledging")?;
+            }
+            Some("error") => eprintln!(
+                "error: {}: {}",
+                v["code"].as_str().unwrap_or(""),
+                v["message"].as_str().unwrap_or("")
+            ),
+            _ => {}
+        }
+    }
+    eprintln!("the server closed the stream");
+    Ok(ExitCode::from(1))
 }
 
 fn enc(s: &str) -> String {

@@ -1,13 +1,15 @@
 //! Aura's event mesh: one [`Mesh`] trait — durable publish, consumer groups with ack/nack and redelivery, topic
 //! management, replay from an offset or a time, order per topic (hence per key) — over four backends: the embedded
-//! segment log in the data dir (the default), NATS JetStream and Redis Streams (Kafka is planned behind a cargo
-//! feature; see `docs/mesh.md`). [`Spooled`] wraps a remote backend so publishes spool durably to the embedded log while it is down.
+//! segment log in the data dir (the default), NATS JetStream, Redis Streams and Kafka (cargo feature `kafka`; see
+//! `docs/mesh.md`). [`Spooled`] wraps a remote backend so publishes spool durably to the embedded log while it is down.
 //!
 //! Architecture invariant: a receipt ([`Receipt`]) is returned only once the message is durable in the backend (or in
 //! the local spool); nothing here knows HTTP, JSON wire shapes of the API, or governance — callers decide first.
 
 mod embedded;
 mod error;
+#[cfg(feature = "kafka")]
+mod kafka;
 mod nats;
 mod redis_streams;
 mod spool;
@@ -15,6 +17,8 @@ mod types;
 
 pub use embedded::{EmbeddedConfig, EmbeddedMesh};
 pub use error::MeshError;
+#[cfg(feature = "kafka")]
+pub use kafka::{KafkaConfig, KafkaMesh};
 pub use nats::{NatsConfig, NatsMesh};
 pub use redis_streams::{RedisConfig, RedisMesh};
 pub use spool::{SpoolStatus, Spooled};

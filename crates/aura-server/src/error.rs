@@ -78,6 +78,16 @@ impl ApiError {
         )
     }
 
+    /// The machine-readable code (WebSocket error frames carry it).
+    pub(crate) fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The message safe to show the client.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
     pub(crate) fn unavailable(error: impl std::fmt::Display) -> Self {
         tracing::warn!(error = %error, "backend unavailable");
         Self::new(

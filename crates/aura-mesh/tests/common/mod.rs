@@ -9,6 +9,9 @@ use std::time::Duration;
 use aura_core::Timestamp;
 use aura_mesh::{Mesh, MeshError, Outgoing, StartAt, SubscribeOptions, Topic};
 
+#[cfg(feature = "kafka")]
+pub mod kafka;
+
 /// A topic name no other test (or run) uses.
 pub fn fresh_topic(prefix: &str) -> Topic {
     Topic::new(&format!("{prefix}-{}", uuid::Uuid::new_v4().simple())).unwrap()

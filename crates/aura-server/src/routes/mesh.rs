@@ -1,13 +1,19 @@
 //! The event mesh over HTTP: publish (governed, kind `message`), topics, replay, long-poll consume; tasks; the
 //! dead-letter queues; the agents Aura runs. Wire types live here; the service speaks domain types.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
 use utoipa::{IntoParams, ToSchema};
 
 use aura_agents::dlq::DeadLetter;
@@ -15,7 +21,7 @@ use aura_agents::envelope::{Envelope, MessageType, TraceContext};
 use aura_agents::runner::AgentRuntime;
 use aura_agents::tasks::{NewTask, Task, TaskFilter, TaskState, Transition};
 use aura_core::{AgentName, Principal, Role, Timestamp};
-use aura_mesh::{Message, StartAt, Topic};
+use aura_mesh::{Delivery, Message, StartAt, SubscribeOptions, Subscription, Topic};
 
 use crate::app::AppState;
 use crate::auth::Caller;
@@ -210,6 +216,28 @@ pub(crate) struct TakeQuery {
     pub wait_ms: Option<u64>,
 }
 
+/// The acting agent and the envelope of a publish request (HTTP body or WebSocket frame).
+fn envelope_of(
+    state: &AppState,
+    caller: &Principal,
+    req: PublishRequest,
+) -> Result<(AgentName, Envelope), ApiError> {
+    let agent = acting(caller, req.source.as_deref())?;
+    let kind: MessageType = serde_json::from_value(serde_json::Value::String(req.kind.clone()))
+        .map_err(|_| invalid(format!("unknown message type `{}`, expected task, result, handoff, query, heartbeat or learn", req.kind)))?;
+    let mut env = Envelope::new(state.mesh.now(), &agent, &req.target, kind, req.payload);
+    env.priority = req.priority.unwrap_or(5);
+    env.trace = req.traceparent.map(|traceparent| TraceContext {
+        traceparent,
+        tracestate: None,
+    });
+    env.idempotency_key = req.idempotency_key;
+    env.correlation_id = req.correlation_id;
+    env.reply_to = req.reply_to;
+    env.task_id = req.task_id;
+    Ok((agent, env))
+}
+
 /// Publishes a message to a topic, after the governance kernel allowed it (kind `message`, target = `target`).
 #[utoipa::path(post, path = "/api/v1/mesh/topics/{topic}/messages", tag = "mesh", request_body = PublishRequest,
     params(("topic" = String, Path, description = "Topic")),
@@ -223,19 +251,7 @@ pub(super) async fn publish(
 ) -> Result<Json<PublishedView>, ApiError> {
     let Json(req) = body.map_err(ApiError::from_json)?;
     let topic = topic(&name)?;
-    let agent = acting(&caller, req.source.as_deref())?;
-    let kind: MessageType = serde_json::from_value(serde_json::Value::String(req.kind.clone()))
-        .map_err(|_| invalid(format!("unknown message type `{}`, expected task, result, handoff, query, heartbeat or learn", req.kind)))?;
-    let mut env = Envelope::new(state.mesh.now(), &agent, &req.target, kind, req.payload);
-    env.priority = req.priority.unwrap_or(5);
-    env.trace = req.traceparent.map(|traceparent| TraceContext {
-        traceparent,
-        tracestate: None,
-    });
-    env.idempotency_key = req.idempotency_key;
-    env.correlation_id = req.correlation_id;
-    env.reply_to = req.reply_to;
-    env.task_id = req.task_id;
+    let (agent, env) = envelope_of(&state, &caller, req)?;
     let p = state
         .mesh
         .publish(&agent, &topic, env, actor_of(&caller))
@@ -751,4 +767,335 @@ pub(super) async fn control(
             .control_agent(&name, &op, actor_of(&caller))
             .await?,
     )))
+}
+
+/// WebSocket parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SocketQuery {
+    /// Receive messages as a member of this consumer group (omit for a publish-only socket).
+    pub group: Option<String>,
+    /// Deliveries sent and not yet acknowledged before the server waits (default 100, 1-1000).
+    pub max_in_flight: Option<usize>,
+    /// A delivery not acknowledged within this many milliseconds is redelivered (default 30000, 100-3600000).
+    pub ack_wait_ms: Option<u64>,
+    /// Where a new group starts: `earliest` (default) or `latest`.
+    pub start: Option<String>,
+}
+
+/// A frame the client sends on the mesh WebSocket.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+enum ClientFrame {
+    /// Publish `message` on the socket's topic (or `topic`), governed like `POST …/messages`.
+    Publish {
+        /// Echoed in the answer.
+        #[serde(default, rename = "ref")]
+        reference: Option<String>,
+        /// Another topic to publish on.
+        #[serde(default)]
+        topic: Option<String>,
+        /// The message, as the HTTP publish body.
+        message: Box<PublishRequest>,
+    },
+    /// The delivery `id` is done.
+    Ack {
+        /// The delivery id of a `message` frame.
+        id: u64,
+    },
+    /// The delivery `id` failed: redeliver after `delay_ms` (default 0).
+    Nack {
+        /// The delivery id of a `message` frame.
+        id: u64,
+        /// Milliseconds before redelivery.
+        #[serde(default)]
+        delay_ms: u64,
+    },
+}
+
+/// Largest frame a client may send.
+const MAX_FRAME_BYTES: usize = 4 << 20;
+
+/// WebSocket: publish and consume on one topic. Server frames are JSON text: `ready`; `message` (`id`, `offset`,
+/// `attempt`, `timestamp`, `key`, `headers`, `body`) for each delivery to `group`; `published` (`ref`, `id`,
+/// `offset`, `spooled`, `audit_seq`); `acked`/`nacked` (`id`); `error` (`code`, `message`, and `ref` or `id`).
+/// Client frames: `{"op":"publish","ref":…,"message":{…}}` (each decided by the kernel as a `message` action),
+/// `{"op":"ack","id":…}`, `{"op":"nack","id":…,"delay_ms":…}`. At most `max_in_flight` deliveries are
+/// unacknowledged at a time (backpressure); on close, unacknowledged deliveries go back to the group at once.
+#[utoipa::path(get, path = "/api/v1/mesh/topics/{topic}/ws", tag = "mesh",
+    params(("topic" = String, Path, description = "Topic"), SocketQuery),
+    responses((status = 101, description = "Switching to the WebSocket protocol"), (status = 422, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(super) async fn socket(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+    Query(q): Query<SocketQuery>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let topic = topic(&name)?;
+    let max_in_flight = q.max_in_flight.unwrap_or(100);
+    if !(1..=1000).contains(&max_in_flight) {
+        return Err(invalid("`max_in_flight` must be 1-1000"));
+    }
+    let ack_wait = q.ack_wait_ms.unwrap_or(30_000);
+    if !(100..=3_600_000).contains(&ack_wait) {
+        return Err(invalid("`ack_wait_ms` must be 100-3600000"));
+    }
+    let start = match q.start.as_deref() {
+        None | Some("earliest") => StartAt::Earliest,
+        Some("latest") => StartAt::Latest,
+        Some(other) => {
+            return Err(invalid(format!(
+                "`start` `{other}` must be `earliest` or `latest`"
+            )));
+        }
+    };
+    let sub = match &q.group {
+        Some(g) => Some(
+            state
+                .mesh
+                .subscribe(
+                    &topic,
+                    g,
+                    SubscribeOptions {
+                        start,
+                        ack_wait: Duration::from_millis(ack_wait),
+                    },
+                )
+                .await?,
+        ),
+        None => None,
+    };
+    let session = Session {
+        state,
+        caller,
+        topic,
+        group: q.group,
+        max_in_flight,
+    };
+    Ok(ws
+        .max_message_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| session.run(socket, sub)))
+}
+
+struct Session {
+    state: AppState,
+    caller: Principal,
+    topic: Topic,
+    group: Option<String>,
+    max_in_flight: usize,
+}
+
+impl Session {
+    async fn run(self, socket: WebSocket, sub: Option<Box<dyn Subscription>>) {
+        use futures_util::{SinkExt as _, StreamExt as _};
+        let (mut tx, mut rx) = socket.split();
+        let stop = self.state.mesh.closing().child_token();
+        let credit = Arc::new(Semaphore::new(self.max_in_flight));
+        let (dtx, mut drx) = mpsc::channel::<Delivery>(self.max_in_flight);
+        // Owned: cancelled through `stop` and awaited before this function returns.
+        let fetcher = sub.map(|sub| {
+            tokio::spawn(fetch_loop(
+                sub,
+                credit.clone(),
+                dtx,
+                stop.clone(),
+                self.max_in_flight,
+            ))
+        });
+        let mut inflight: HashMap<u64, Delivery> = HashMap::new();
+        let mut next_id = 0u64;
+        let ready = serde_json::json!({
+            "type": "ready",
+            "topic": self.topic.as_str(),
+            "group": self.group,
+            "backend": self.state.mesh.mesh().backend(),
+            "max_in_flight": self.max_in_flight,
+        });
+        let mut open = tx.send(text(&ready)).await.is_ok();
+        while open {
+            let out = tokio::select! {
+                () = stop.cancelled() => {
+                    let _ = tx.send(WsMessage::Close(None)).await;
+                    break;
+                }
+                d = drx.recv(), if fetcher.is_some() => match d {
+                    Some(d) => {
+                        next_id += 1;
+                        let topic = self.topic.to_string();
+                        metrics::counter!(aura_agents::worker::DELIVERED, "topic" => topic.clone()).increment(1);
+                        if d.attempt > 1 {
+                            metrics::counter!(aura_agents::worker::REDELIVERED, "topic" => topic).increment(1);
+                        }
+                        let view = message_view(d.message.clone(), Some(d.attempt));
+                        let mut frame = serde_json::to_value(&view).unwrap_or_default();
+                        frame["type"] = "message".into();
+                        frame["id"] = next_id.into();
+                        inflight.insert(next_id, d);
+                        Some(frame)
+                    }
+                    None => {
+                        let e = serde_json::json!({"type": "error", "code": "unavailable",
+                            "message": "the mesh backend stopped delivering; reconnect"});
+                        let _ = tx.send(text(&e)).await;
+                        break;
+                    }
+                },
+                frame = rx.next() => match frame {
+                    Some(Ok(WsMessage::Text(t))) => Some(self.frame(t.as_str(), &mut inflight, &credit).await),
+                    Some(Ok(WsMessage::Binary(_))) => Some(serde_json::json!({"type": "error", "code": "invalid_frame",
+                        "message": "send JSON text frames"})),
+                    Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => None,
+                },
+            };
+            if let Some(out) = out {
+                open = tx.send(text(&out)).await.is_ok();
+            }
+        }
+        stop.cancel();
+        if let Some(f) = fetcher
+            && let Err(e) = f.await
+        {
+            tracing::warn!(error = %e, "mesh socket fetcher failed");
+        }
+        // Whatever the client did not acknowledge goes back to the group now, not after `ack_wait`.
+        drx.close();
+        while let Ok(d) = drx.try_recv() {
+            let _ = d.nack(Duration::ZERO).await;
+        }
+        for d in inflight.into_values() {
+            let _ = d.nack(Duration::ZERO).await;
+        }
+    }
+
+    async fn frame(
+        &self,
+        raw: &str,
+        inflight: &mut HashMap<u64, Delivery>,
+        credit: &Semaphore,
+    ) -> serde_json::Value {
+        let frame: ClientFrame = match serde_json::from_str(raw) {
+            Ok(f) => f,
+            Err(e) => {
+                return serde_json::json!({"type": "error", "code": "invalid_frame",
+                    "message": format!("bad frame: {e}")});
+            }
+        };
+        match frame {
+            ClientFrame::Publish {
+                reference,
+                topic: other,
+                message,
+            } => {
+                let published = async {
+                    let topic = match other {
+                        Some(t) => topic(&t)?,
+                        None => self.topic.clone(),
+                    };
+                    let (agent, env) = envelope_of(&self.state, &self.caller, *message)?;
+                    let p = self
+                        .state
+                        .mesh
+                        .publish(&agent, &topic, env, actor_of(&self.caller))
+                        .await
+                        .map_err(refusal)?;
+                    Ok::<_, ApiError>(serde_json::json!({"type": "published", "ref": reference,
+                        "id": p.envelope.id, "topic": topic.as_str(), "offset": p.receipt.offset,
+                        "spooled": p.receipt.spooled, "audit_seq": p.audit_seq}))
+                }
+                .await;
+                published.unwrap_or_else(|e| {
+                    serde_json::json!({"type": "error", "ref": reference, "code": e.code(), "message": e.message()})
+                })
+            }
+            ClientFrame::Ack { id } | ClientFrame::Nack { id, .. }
+                if !inflight.contains_key(&id) =>
+            {
+                serde_json::json!({"type": "error", "id": id, "code": "unknown_delivery",
+                    "message": format!("no unacknowledged delivery {id} on this socket")})
+            }
+            ClientFrame::Ack { id } => {
+                let Some(d) = inflight.remove(&id) else {
+                    return serde_json::Value::Null;
+                };
+                credit.add_permits(1);
+                match d.ack().await {
+                    Ok(()) => serde_json::json!({"type": "acked", "id": id}),
+                    Err(e) => {
+                        let e = ApiError::from(crate::services::mesh::mesh_err(e));
+                        serde_json::json!({"type": "error", "id": id, "code": e.code(), "message": e.message()})
+                    }
+                }
+            }
+            ClientFrame::Nack { id, delay_ms } => {
+                let Some(d) = inflight.remove(&id) else {
+                    return serde_json::Value::Null;
+                };
+                credit.add_permits(1);
+                match d.nack(Duration::from_millis(delay_ms.min(3_600_000))).await {
+                    Ok(()) => serde_json::json!({"type": "nacked", "id": id}),
+                    Err(e) => {
+                        let e = ApiError::from(crate::services::mesh::mesh_err(e));
+                        serde_json::json!({"type": "error", "id": id, "code": e.code(), "message": e.message()})
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn text(v: &serde_json::Value) -> WsMessage {
+    WsMessage::Text(v.to_string().into())
+}
+
+/// Fetches for a socket while it has credit (deliveries not yet acknowledged stay under `max_in_flight`).
+async fn fetch_loop(
+    mut sub: Box<dyn Subscription>,
+    credit: Arc<Semaphore>,
+    out: mpsc::Sender<Delivery>,
+    stop: CancellationToken,
+    max: usize,
+) {
+    loop {
+        // Wait for one unit of credit, then take whatever else is free.
+        let first = tokio::select! {
+            () = stop.cancelled() => return,
+            p = credit.acquire() => p,
+        };
+        let Ok(first) = first else { return };
+        first.forget();
+        let mut n = 1;
+        while n < max {
+            match credit.try_acquire() {
+                Ok(p) => {
+                    p.forget();
+                    n += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        let got = tokio::select! {
+            () = stop.cancelled() => {
+                credit.add_permits(n);
+                return;
+            }
+            got = sub.fetch(n, Duration::from_secs(1)) => got,
+        };
+        match got {
+            Ok(batch) => {
+                credit.add_permits(n - batch.len().min(n));
+                for d in batch {
+                    if let Err(mpsc::error::SendError(d)) = out.send(d).await {
+                        let _ = d.nack(Duration::ZERO).await;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "mesh socket: fetch failed");
+                return;
+            }
+        }
+    }
 }

@@ -173,6 +173,7 @@ fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
             OpenApiRouter::new()
                 .routes(routes!(mesh::publish, mesh::read))
                 .routes(routes!(mesh::take))
+                .routes(routes!(mesh::socket))
                 .routes(routes!(mesh::create_task, mesh::tasks))
                 .routes(routes!(mesh::cancel_task)),
         ))

@@ -45,6 +45,7 @@ pub struct MeshService {
     dlq: DeadLetters,
     runner: Runner,
     tasks_topic: Topic,
+    closing: CancellationToken,
 }
 
 /// Why a message or transition did not happen.
@@ -146,9 +147,19 @@ pub async fn open_mesh(
             .await
             .map_err(mesh_err)?,
         ),
+        #[cfg(feature = "kafka")]
+        MeshBackend::Kafka => Arc::new(
+            aura_mesh::KafkaMesh::connect(&aura_mesh::KafkaConfig {
+                timeout,
+                ..aura_mesh::KafkaConfig::new(url()?)
+            })
+            .await
+            .map_err(mesh_err)?,
+        ),
+        #[cfg(not(feature = "kafka"))]
         MeshBackend::Kafka => {
             return Err(ServiceError::Invalid(
-                "`mesh.backend: kafka` is not available in this binary (the Kafka backend is behind the cargo feature `kafka`, not yet wired into `aura up`)".into(),
+                "`mesh.backend: kafka` is not available in this binary: build aura with `--features kafka`".into(),
             ));
         }
     };
@@ -277,6 +288,7 @@ impl MeshService {
             dlq,
             runner,
             tasks_topic,
+            closing: CancellationToken::new(),
         })
     }
 
@@ -437,6 +449,10 @@ impl MeshService {
             d.ack().await.map_err(mesh_err)?;
             metrics::counter!(aura_agents::worker::DELIVERED, "topic" => topic.to_string())
                 .increment(1);
+            if d.attempt > 1 {
+                metrics::counter!(aura_agents::worker::REDELIVERED, "topic" => topic.to_string())
+                    .increment(1);
+            }
             out.push((d.message, d.attempt));
         }
         Ok(out)
@@ -447,11 +463,17 @@ impl MeshService {
         &self,
         topic: &Topic,
         group: &str,
+        options: SubscribeOptions,
     ) -> Result<Box<dyn aura_mesh::Subscription>, ServiceError> {
         self.mesh
-            .subscribe(topic, group, SubscribeOptions::default())
+            .subscribe(topic, group, options)
             .await
             .map_err(mesh_err)
+    }
+
+    /// Cancelled when the server shuts down: WebSocket consumers close then, handing back what they hold.
+    pub fn closing(&self) -> CancellationToken {
+        self.closing.clone()
     }
 
     /// Creates a task (a governed `message` to `*`, op `task.create`).
@@ -538,10 +560,14 @@ impl MeshService {
         );
         env.task_id = Some(task.id.clone());
         env.priority = task.priority;
-        if let Ok(o) = env.to_outgoing()
-            && let Err(e) = self.mesh.publish(&self.tasks_topic, o).await
-        {
-            tracing::warn!(task = %task.id, error = %e, "could not publish a task event");
+        if let Ok(o) = env.to_outgoing() {
+            match self.mesh.publish(&self.tasks_topic, o).await {
+                Ok(_) => metrics::counter!(PUBLISHED, "topic" => self.tasks_topic.to_string())
+                    .increment(1),
+                Err(e) => {
+                    tracing::warn!(task = %task.id, error = %e, "could not publish a task event");
+                }
+            }
         }
     }
 
@@ -676,26 +702,51 @@ impl MeshService {
         }
     }
 
-    /// Refreshes per-topic gauges (lag, DLQ size).
+    /// Refreshes per-topic gauges (lag, DLQ size) and makes every topic's series visible on `/metrics` (published,
+    /// delivered and redelivered counters at zero until something happens; DLQ size 0 without a queue), whatever
+    /// the backend.
     pub async fn upkeep(&self) {
-        let Ok(topics) = self.topics().await else {
-            return;
+        let topics = match self.topics().await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::debug!(error = %e, "mesh upkeep: topics unavailable");
+                return;
+            }
+        };
+        let queues: std::collections::BTreeMap<String, u64> = match self.dlq.queues().await {
+            Ok(q) => q.into_iter().map(|q| (q.topic, q.size)).collect(),
+            Err(e) => {
+                tracing::debug!(error = %e, "mesh upkeep: dead-letter queues unavailable");
+                Default::default()
+            }
         };
         for t in topics {
-            for (g, lag) in &t.lag {
-                metrics::gauge!(LAG, "topic" => t.info.topic.to_string(), "group" => g.clone())
-                    .set(*lag as f64);
+            if t.info.topic.is_dead_letter() {
+                continue;
             }
-        }
-        if let Ok(queues) = self.dlq.queues().await {
-            for q in queues {
-                metrics::gauge!(aura_agents::dlq::DLQ_SIZE, "topic" => q.topic).set(q.size as f64);
+            let name = t.info.topic.to_string();
+            metrics::counter!(PUBLISHED, "topic" => name.clone()).increment(0);
+            metrics::counter!(aura_agents::worker::DELIVERED, "topic" => name.clone()).increment(0);
+            metrics::counter!(aura_agents::worker::REDELIVERED, "topic" => name.clone())
+                .increment(0);
+            let dlq = queues.get(&name).copied().unwrap_or(0);
+            metrics::gauge!(aura_agents::dlq::DLQ_SIZE, "topic" => name.clone()).set(dlq as f64);
+            for (g, lag) in &t.lag {
+                metrics::gauge!(LAG, "topic" => name.clone(), "group" => g.clone())
+                    .set(*lag as f64);
             }
         }
     }
 
-    /// Feeds heartbeats published on `agents.heartbeat` to the watchdog until `cancel`.
+    /// Feeds heartbeats published on `agents.heartbeat` to the watchdog until `cancel`; then closes the
+    /// WebSocket consumers ([`MeshService::closing`]).
     pub async fn watch_heartbeats(&self, cancel: CancellationToken) {
+        self.heartbeat_loop(&cancel).await;
+        cancel.cancelled().await;
+        self.closing.cancel();
+    }
+
+    async fn heartbeat_loop(&self, cancel: &CancellationToken) {
         let Ok(topic) = Topic::new(HEARTBEAT_TOPIC) else {
             return;
         };
