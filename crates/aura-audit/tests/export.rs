@@ -5,70 +5,18 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use aura_audit::export::{ExportError, ExportTarget, LockMode, Retention, S3Credentials, export};
 use aura_audit::retention::{self, RetentionPolicy};
 use aura_audit::{AuditLog, verify};
 use aura_core::Timestamp;
 
-/// A moto server that is killed when dropped.
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn moto() -> Moto {
-    let ok = Command::new("python3")
-        .args(["-c", "import moto, boto3"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "moto is not installed: run scripts/services.sh (python3 -m pip install 'moto[server]')"
-    );
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("python3")
-        .args([
-            "-m",
-            "moto.server",
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let moto = Moto {
-        child,
-        endpoint: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "moto did not start on port {port}"
-        );
-        std::thread::yield_now();
-    }
-    moto
-}
+#[path = "../../aura-scan/tests/support/moto.rs"]
+mod moto_server;
+use moto_server::{Moto, start as moto};
 
 /// Runs a boto3 snippet against the server; `s3` is the client.
 fn boto(moto: &Moto, code: &str) -> String {

@@ -1,5 +1,6 @@
 //! A `moto` server (the S3/EC2/… API on loopback) started for one test and killed when dropped. Shared by the
-//! aura-scan and aura-catalog tests through `#[path]` (installed by `scripts/services.sh`: `moto[server]`).
+//! aura-scan, aura-catalog, aura-audit and aura-cli tests through `#[path]` (installed by `scripts/services.sh`:
+//! `moto[server]`).
 #![allow(dead_code)]
 
 use std::net::TcpListener;
