@@ -143,9 +143,15 @@ struct Shared {
     /// Work for the writer thread; `wake` tells it that work arrived.
     queue: Mutex<Queue>,
     wake: Condvar,
-    /// How far the log is durable, and the appends waiting for it.
+    /// How far the log is durable (written and fdatasync'd), and the appends waiting for it.
     acks: Mutex<Acks>,
-    /// Batches written and fdatasync'd (for the benchmark's entries-per-sync figure).
+    /// How far the log is written to its segment file (survives a crash of this process, not yet a power loss),
+    /// and the callers of [`AuditLog::written_until`] waiting for it.
+    written: Mutex<Acks>,
+    /// Work for the sync thread: fdatasync what the writer wrote, without holding up the next write.
+    sync: Mutex<SyncState>,
+    sync_wake: Condvar,
+    /// fdatasyncs of the segment since open (for the benchmark's entries-per-sync figure).
     batches: AtomicU64,
     /// When set, the writer records when entries became durable and when checkpoints were published.
     history: Mutex<Option<History>>,
@@ -236,11 +242,25 @@ impl Batch {
     }
 }
 
-/// The durable watermark, and the plain appends waiting for it: each waits for its own sequence number (the last
-/// one for `append_many`), so a batch wakes exactly the appends it made durable.
+/// What the sync thread has to do: fdatasync `file` so that entries `0..target` are durable.
+#[derive(Debug)]
+struct SyncState {
+    /// Entries `0..target` are written; the sync thread makes them durable.
+    target: u64,
+    /// The active segment (a shared handle: the writer keeps appending to its own).
+    file: Arc<File>,
+    path: PathBuf,
+    /// The sync thread sleeps on `sync_wake`.
+    waiting: bool,
+    /// The writer is done: sync what is left and exit.
+    closing: bool,
+}
+
+/// A watermark (written, or durable), and the callers waiting for it: each waits for its own sequence number (the
+/// last one for `append_many`), so a batch wakes exactly the appends it made durable.
 #[derive(Debug, Default)]
 struct Acks {
-    /// Entries `0..durable` are written and fdatasync'd.
+    /// Entries `0..durable` have reached this watermark.
     durable: u64,
     /// No further entry will become durable: the log was poisoned or the writer stopped.
     stopped: bool,
@@ -249,8 +269,11 @@ struct Acks {
 }
 
 impl Acks {
-    /// Raises the watermark to `durable`; returns the wakers of the appends that became durable.
+    /// Raises the watermark to `durable` (never lowers it); returns the wakers of the appends that reached it.
     fn advance(&mut self, durable: u64, woken: &mut Vec<Waker>) {
+        if durable <= self.durable {
+            return;
+        }
         self.durable = durable;
         while let Some(e) = self.waiting.first_entry() {
             if *e.key() >= durable {
@@ -267,7 +290,8 @@ impl Acks {
     }
 }
 
-/// Resolves once entry `seq` is durable (`Ok`) or never will be (`Err`). Cancel-safe: dropping it unregisters.
+/// Resolves once entry `seq` is below a watermark (`Ok`) or never will be (`Err`). Cancel-safe: dropping it
+/// unregisters.
 struct Durable<'a> {
     acks: &'a Mutex<Acks>,
     seq: u64,
@@ -594,6 +618,9 @@ impl AuditLog {
             .map_err(|e| AuditError::io(&cp_path, e))?;
         let offsets_reader =
             File::open(&offsets_path).map_err(|e| AuditError::io(&offsets_path, e))?;
+        let sync_file = seg_file
+            .try_clone()
+            .map_err(|e| AuditError::io(&active_path, e))?;
         let shared = Arc::new(Shared {
             dir: dir.clone(),
             queue: Mutex::new(Queue {
@@ -605,6 +632,18 @@ impl AuditLog {
                 durable: n,
                 ..Acks::default()
             }),
+            written: Mutex::new(Acks {
+                durable: n,
+                ..Acks::default()
+            }),
+            sync: Mutex::new(SyncState {
+                target: n,
+                file: Arc::new(sync_file),
+                path: active_path.clone(),
+                waiting: false,
+                closing: false,
+            }),
+            sync_wake: Condvar::new(),
             batches: AtomicU64::new(0),
             history: Mutex::new(None),
             closed: AtomicBool::new(false),
@@ -636,7 +675,15 @@ impl AuditLog {
             signer,
             poisoned: None,
             woken: Vec::new(),
+            syncer: None,
         };
+        let sync_shared = shared.clone();
+        let syncer = std::thread::Builder::new()
+            .name("aura-audit-sync".into())
+            .spawn(move || sync_loop(&sync_shared, n))
+            .map_err(|e| AuditError::io(&dir, e))?;
+        let mut writer = writer;
+        writer.syncer = Some(syncer);
         let handle = std::thread::Builder::new()
             .name("aura-audit-writer".into())
             .spawn(move || writer.run())
@@ -695,6 +742,20 @@ impl AuditLog {
     /// will be, so whatever it records must not happen.
     pub async fn durable_until(&self, seq: u64) -> Result<(), AuditError> {
         self.durable(seq).await
+    }
+
+    /// Resolves once entry `seq` (from [`AuditLog::submit`]) is written to the log's segment file: it then survives
+    /// a crash of this process (`kill -9`), though not yet a power loss, which [`AuditLog::durable_until`] covers.
+    /// Writes never wait for an fdatasync in flight: a separate thread group-commits them. An error means the entry
+    /// will never be written, so whatever it records must not happen.
+    pub async fn written_until(&self, seq: u64) -> Result<(), AuditError> {
+        Durable {
+            acks: &self.shared.written,
+            seq,
+            registered: false,
+        }
+        .await
+        .map_err(|()| self.stopped())
     }
 
     /// Appends an entry nobody waits on promptly (a settlement after the effect): it rides along with the next
@@ -1336,6 +1397,8 @@ struct Writer {
     poisoned: Option<String>,
     /// Wakers of acknowledged appends, woken after the lock is released.
     woken: Vec<Waker>,
+    /// The sync thread, joined when the writer stops.
+    syncer: Option<JoinHandle<()>>,
 }
 
 impl Writer {
@@ -1357,7 +1420,7 @@ impl Writer {
                     }
                     // Sleep until work arrives, a checkpoint is due, or lazy entries must be written.
                     let mut deadline = None;
-                    if self.grown() && self.poisoned.is_none() {
+                    if self.durable_grown() && self.poisoned.is_none() {
                         let due = self.last_cp_at + self.interval;
                         if due <= now {
                             break;
@@ -1405,12 +1468,21 @@ impl Writer {
         self.written > self.latest.as_ref().map_or(0, |c| c.tree_size)
     }
 
+    /// Whether entries became durable since the latest checkpoint (a periodic checkpoint covers only those; the
+    /// sync thread wakes this thread whenever it advances).
+    fn durable_grown(&self) -> bool {
+        lock(&self.shared.acks).durable > self.latest.as_ref().map_or(0, |c| c.tree_size)
+    }
+
     fn commit(
         &mut self,
         batch: &mut Batch,
         waiters: Vec<oneshot::Sender<Result<Checkpoint, AuditError>>>,
         closing: bool,
     ) {
+        if self.poisoned.is_none() {
+            self.poisoned = read_lock_poison(&self.shared.poisoned);
+        }
         if let Some(reason) = &self.poisoned {
             let reason = reason.clone();
             for (_, _, tx) in batch.sealed.drain(..) {
@@ -1427,13 +1499,17 @@ impl Writer {
                 self.poison(e.to_string(), batch, waiters);
                 return;
             }
-            let now = Instant::now();
-            self.last_batch = now - started;
+            self.last_batch = started.elapsed();
             *write_lock(&self.shared.head) = (self.written, self.tree.root());
-            lock(&self.shared.acks).advance(self.written, &mut self.woken);
+            lock(&self.shared.written).advance(self.written, &mut self.woken);
             self.woken.drain(..).for_each(Waker::wake);
-            if let Some(h) = lock(&self.shared.history).as_mut() {
-                h.durable.push((self.written, now));
+            // The sync thread makes them durable while this thread writes the next batch.
+            let mut st = lock(&self.shared.sync);
+            st.target = self.written;
+            if st.waiting {
+                st.waiting = false;
+                drop(st);
+                self.shared.sync_wake.notify_one();
             }
         }
         let sealed: Vec<(Receipt, SealedAck)> = batch
@@ -1441,13 +1517,19 @@ impl Writer {
             .drain(..)
             .map(|(seq, leaf_hash, tx)| (Receipt { seq, leaf_hash }, tx))
             .collect();
-        let due = self.grown()
-            && (closing || self.last_cp_at.elapsed() + self.last_batch >= self.interval);
-        if sealed.is_empty() && waiters.is_empty() && !due {
+        let forced = !sealed.is_empty() || !waiters.is_empty() || closing;
+        let due =
+            self.durable_grown() && self.last_cp_at.elapsed() + self.last_batch >= self.interval;
+        if !forced && !due {
             return;
         }
-        let cp = if self.grown() || self.latest.is_none() {
-            self.checkpoint()
+        let cp = if forced && (self.grown() || self.latest.is_none()) {
+            // Someone waits for a checkpoint covering everything written: make it durable first.
+            self.sync_all().and_then(|()| self.checkpoint(self.written))
+        } else if due {
+            // A periodic checkpoint covers what the sync thread has made durable so far.
+            let durable = lock(&self.shared.acks).durable;
+            self.checkpoint(durable)
         } else {
             self.latest.clone().ok_or(AuditError::Closed)
         };
@@ -1481,6 +1563,7 @@ impl Writer {
         *lock(&self.shared.poisoned) = Some(reason.clone());
         self.poisoned = Some(reason.clone());
         lock(&self.shared.acks).stop(&mut self.woken);
+        lock(&self.shared.written).stop(&mut self.woken);
         self.woken.drain(..).for_each(Waker::wake);
         for (_, _, tx) in batch.sealed.drain(..) {
             let _ = tx.send(Err(AuditError::Poisoned(reason.clone())));
@@ -1490,8 +1573,8 @@ impl Writer {
         }
     }
 
-    /// Writes the batch's records (one `write` per segment touched) and fdatasyncs them; only then may they be
-    /// acknowledged. Extends the tree and offset index (flushed, not synced: they are derived).
+    /// Writes the batch's records (one `write` per segment touched); the sync thread fdatasyncs them, and only then
+    /// are they acknowledged as durable. Extends the tree and offset index (flushed, not synced: they are derived).
     fn write_batch(&mut self, batch: &Batch) -> Result<(), AuditError> {
         let mut chunk_start = 0;
         let mut pos = 0;
@@ -1507,14 +1590,26 @@ impl Writer {
             pos += len;
         }
         self.write_segment(batch.bytes.get(chunk_start..pos).unwrap_or_default())?;
-        // The acknowledgement (published by the caller) comes only after this returns.
-        self.seg
-            .sync_data()
-            .map_err(|e| AuditError::io(&self.seg_path, e))?;
         self.tree.flush()?;
         self.offsets.flush()?;
         self.written += batch.len();
+        Ok(())
+    }
+
+    /// fdatasyncs the active segment here (not on the sync thread) and publishes everything written as durable.
+    fn sync_all(&mut self) -> Result<(), AuditError> {
+        if lock(&self.shared.acks).durable >= self.written {
+            return Ok(());
+        }
+        self.seg
+            .sync_data()
+            .map_err(|e| AuditError::io(&self.seg_path, e))?;
         self.shared.batches.fetch_add(1, Ordering::Relaxed);
+        lock(&self.shared.acks).advance(self.written, &mut self.woken);
+        self.woken.drain(..).for_each(Waker::wake);
+        if let Some(h) = lock(&self.shared.history).as_mut() {
+            h.durable.push((self.written, Instant::now()));
+        }
         Ok(())
     }
 
@@ -1539,16 +1634,33 @@ impl Writer {
             .append(true)
             .open(&seg.path)
             .map_err(|e| AuditError::io(&seg.path, e))?;
+        let sync_file = self
+            .seg
+            .try_clone()
+            .map_err(|e| AuditError::io(&seg.path, e))?;
+        {
+            // Entries before `first` are durable in the sealed segment; the sync thread moves to the new one.
+            let mut st = lock(&self.shared.sync);
+            st.file = Arc::new(sync_file);
+            st.path = seg.path.clone();
+        }
+        lock(&self.shared.acks).advance(first, &mut self.woken);
+        self.woken.drain(..).for_each(Waker::wake);
         self.seg_path = seg.path.clone();
         self.seg_len = FILE_HEADER_LEN as u64;
         write_lock(&self.shared.segments).push(seg);
         Ok(())
     }
 
-    /// Signs, stores (fdatasync'd) and publishes a checkpoint at the current size.
-    fn checkpoint(&mut self) -> Result<Checkpoint, AuditError> {
+    /// Signs, stores (fdatasync'd) and publishes a checkpoint at tree size `size`, which must be durable.
+    fn checkpoint(&mut self, size: u64) -> Result<Checkpoint, AuditError> {
         let prev = self.latest.as_ref().map(Checkpoint::note_hash);
-        let cp = self.signer.sign(self.written, &self.tree.root(), prev);
+        let root = if size == self.written {
+            self.tree.root()
+        } else {
+            merkle::root_at(&self.shared.tree, size)?
+        };
+        let cp = self.signer.sign(size, &root, prev);
         let mut frame = Vec::with_capacity(RECORD_HEADER_LEN + cp.note.len());
         record::push_frame(
             &mut frame,
@@ -1586,11 +1698,72 @@ impl Drop for Writer {
                 std::mem::take(&mut q.shutdown),
             )
         };
+        {
+            let mut st = lock(&self.shared.sync);
+            st.closing = true;
+            st.waiting = false;
+        }
+        self.shared.sync_wake.notify_one();
+        if let Some(h) = self.syncer.take() {
+            // The sync thread makes what was written durable, then exits.
+            let _ = h.join();
+        }
+        lock(&self.shared.written).stop(&mut self.woken);
         lock(&self.shared.acks).stop(&mut self.woken);
         self.woken.drain(..).for_each(Waker::wake);
         drop((leftover, waiters));
         for tx in shutdown {
             let _ = tx.send(());
+        }
+    }
+}
+
+/// The sync thread: fdatasyncs the active segment up to what the writer has written, then publishes it as durable.
+/// A sync in flight never holds up the writer; the writes that arrive meanwhile are covered by the next sync.
+fn sync_loop(shared: &Shared, mut synced: u64) {
+    let mut woken = Vec::new();
+    loop {
+        let (target, file) = {
+            let mut st = lock(&shared.sync);
+            loop {
+                if st.target > synced {
+                    break;
+                }
+                if st.closing {
+                    return;
+                }
+                st.waiting = true;
+                st = shared
+                    .sync_wake
+                    .wait(st)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            st.waiting = false;
+            (st.target, st.file.clone())
+        };
+        if let Err(e) = file.sync_data() {
+            let path = lock(&shared.sync).path.clone();
+            let reason = AuditError::io(&path, e).to_string();
+            tracing::error!(dir = %shared.dir.display(), error = %reason, "audit log fdatasync failed; refusing further appends");
+            lock(&shared.poisoned).get_or_insert(reason);
+            lock(&shared.acks).stop(&mut woken);
+            lock(&shared.written).stop(&mut woken);
+            woken.drain(..).for_each(Waker::wake);
+            return;
+        }
+        synced = target;
+        shared.batches.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        lock(&shared.acks).advance(target, &mut woken);
+        woken.drain(..).for_each(Waker::wake);
+        if let Some(h) = lock(&shared.history).as_mut() {
+            h.durable.push((target, now));
+        }
+        // A periodic checkpoint may now be due: let a sleeping writer look.
+        let q = lock(&shared.queue);
+        if q.writer_waiting {
+            drop(q);
+            shared.wake.notify_one();
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Crash safety: a child process appends as fast as it can and is killed with SIGKILL at random points, over and
-//! over; after every kill, each entry it reported as acknowledged must be in the reopened log and `verify` must pass.
+//! over; after every kill, each entry it reported as acknowledged (durable, or for one writer only written with
+//! [`AuditLog::written_until`]) must be in the reopened log and `verify` must pass.
 //!
 //! The child is this test binary itself, re-executed to run only `crash_child` with `CRASH_CHILD_DIR` set.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -47,6 +48,11 @@ fn crash_child() {
                     let e = entry(w * 1_000_000 + i, "crasher");
                     let seq = if i.is_multiple_of(20) {
                         log.append_sealed(e).await.unwrap().0.seq
+                    } else if w == 3 {
+                        // Written (not yet fdatasync'd) must survive a kill -9 of the process as well.
+                        let r = log.submit(&e).unwrap();
+                        log.written_until(r.seq).await.unwrap();
+                        r.seq
                     } else {
                         log.append(e).await.unwrap().seq
                     };

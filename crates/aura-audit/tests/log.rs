@@ -501,6 +501,57 @@ async fn submitted_entries_are_durable_only_when_awaited_and_keep_their_order() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn written_entries_become_durable_and_periodic_checkpoints_cover_only_durable_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(tmp.path(), 1 << 20);
+    cfg.checkpoint_interval = Duration::from_millis(5);
+    let (log, _) = AuditLog::open(cfg).unwrap();
+    let log = Arc::new(log);
+    // Many writers, each releasing on "written": all are readable at once and all become durable.
+    let mut set = tokio::task::JoinSet::new();
+    for w in 0..8u64 {
+        let log = log.clone();
+        set.spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..50 {
+                let r = log.submit(&entry(w * 1000 + i, "planner")).unwrap();
+                log.written_until(r.seq).await.unwrap();
+                assert!(
+                    log.entry(r.seq).unwrap().is_some(),
+                    "written means readable"
+                );
+                seqs.push(r.seq);
+            }
+            seqs
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(seqs) = set.join_next().await {
+        all.extend(seqs.unwrap());
+    }
+    all.sort_unstable();
+    assert_eq!(all, (0..400).collect::<Vec<_>>());
+    log.durable_until(399).await.unwrap();
+    // The periodic checkpoint catches up with the durable size without another append.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while log.latest_checkpoint().map(|c| c.tree_size) != Some(400) {
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint at the durable size"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let stats = log.stats();
+    assert!(
+        stats.batches >= 1 && stats.batches <= 400,
+        "group-committed: {stats:?}"
+    );
+    log.close().await.unwrap();
+    let v = verify(&tmp.path().join("audit"), None).unwrap();
+    assert_eq!(v.entries, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lazy_entries_ride_with_the_next_awaited_append_or_linger_alone() {
     let tmp = tempfile::tempdir().unwrap();
     let (log, _) = AuditLog::open(config(tmp.path(), 1 << 20)).unwrap();

@@ -283,6 +283,7 @@ async fn open_tokens(
         origin: aura_server::services::audit::DEFAULT_ORIGIN.to_owned(),
         segment_bytes: 64 << 20,
         checkpoint_interval: std::time::Duration::from_millis(100),
+        effect_gate: config.audit.effect_gate,
     };
     match AuditTrail::open(settings).await {
         Ok((trail, _)) => Ok((tokens.with_audit(trail.clone()), store, Some(trail))),

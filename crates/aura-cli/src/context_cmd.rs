@@ -353,6 +353,7 @@ async fn audit(config: &aura_config::Config, records: &[guardian::RepairRecord])
         origin: config.audit.origin.clone(),
         segment_bytes: config.audit.segment_bytes,
         checkpoint_interval: Duration::from_millis(config.audit.checkpoint_interval_ms),
+        effect_gate: config.audit.effect_gate,
     };
     match AuditTrail::open(settings).await {
         Ok((trail, _)) => {

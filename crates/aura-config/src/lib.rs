@@ -49,7 +49,7 @@ pub use load::{DEFAULT_CONFIG_FILE, Loaded, load, parse_str};
 pub use mesh::{AgentDecl, MeshBackend, MeshConfig};
 pub use proxy::{McpConfig, ProxyConfig};
 pub use schema::{
-    AuditConfig, AuditExportConfig, Config, GovernanceConfig, LedgerKind, LogConfig, LogFormat,
-    Overrides, PoliciesConfig, ServerConfig, StoreConfig, StoreUrl,
+    AuditConfig, AuditExportConfig, Config, EffectGate, GovernanceConfig, LedgerKind, LogConfig,
+    LogFormat, Overrides, PoliciesConfig, ServerConfig, StoreConfig, StoreUrl,
 };
 pub use starter::STARTER_YAML;

@@ -144,6 +144,10 @@ pub struct AuditConfig {
     /// printable ASCII characters, no spaces and no `+`. Default `aura.local/audit`.
     #[serde(deserialize_with = "values::audit_origin")]
     pub origin: String,
+    /// When an agent's action may take effect after its decision was appended to the audit log.
+    /// Default [`EffectGate::Written`].
+    #[serde(deserialize_with = "values::effect_gate")]
+    pub effect_gate: EffectGate,
     /// Periodic export to S3-compatible storage by `aura up`; `None` (the default) exports nothing.
     #[serde(
         deserialize_with = "values::audit_export",
@@ -206,6 +210,32 @@ pub struct GovernanceConfig {
     /// Where budget counters live. Default [`LedgerKind::Store`].
     #[serde(deserialize_with = "values::ledger")]
     pub ledger: LedgerKind,
+}
+
+/// When an action may take effect, relative to its decision's audit entry (`audit.effect_gate`).
+///
+/// Either way the decision is in the log before the effect, and an entry acknowledged by the audit API is
+/// fdatasync'd; the two differ only in what a power loss in the fdatasync's window (well under a millisecond) can take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EffectGate {
+    /// Once the entry is written to the log file: it survives a crash or `kill -9` of Aura; the fdatasync that makes
+    /// it survive a power loss is group-committed while the effect runs.
+    #[default]
+    Written,
+    /// Only once the entry is fdatasync'd: survives a power loss too, at the cost of one fdatasync on every action's
+    /// path.
+    Durable,
+}
+
+impl EffectGate {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EffectGate::Written => "written",
+            EffectGate::Durable => "durable",
+        }
+    }
 }
 
 /// Where budget counters live.
@@ -374,6 +404,7 @@ impl Default for AuditConfig {
             checkpoint_interval_ms: 100,
             segment_bytes: 64 * 1024 * 1024,
             origin: "aura.local/audit".to_owned(),
+            effect_gate: EffectGate::Written,
             export: None,
         }
     }

@@ -53,6 +53,10 @@ audit:
   segment_bytes: 67108864
   # Name of this audit log in its signed checkpoints: printable ASCII without spaces or +, e.g. example.com/log.
   origin: aura.local/audit
+  # When an agent's action may take effect: `written` once its decision is in the audit log file (survives a crash
+  # of Aura; the fdatasync runs alongside the effect), or `durable` only after the fdatasync (survives a power loss
+  # too, at the cost of one fdatasync on every action's path).
+  effect_gate: written
   # Export the log to S3-compatible storage while Aura runs: remove the # in front of `export:` and its
   # settings. Credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, never from this file.
   # export:

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 
-use crate::schema::{AuditExportConfig, LedgerKind, LogFormat, StoreUrl};
+use crate::schema::{AuditExportConfig, EffectGate, LedgerKind, LogFormat, StoreUrl};
 
 /// Starts every message produced by a validator in this module.
 pub(crate) const MARK: char = '\u{1e}';
@@ -139,6 +139,7 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
             "checkpoint_interval_ms",
             "segment_bytes",
             "origin",
+            "effect_gate",
             "export",
         ],
     ),
@@ -311,6 +312,11 @@ pub(crate) const KEYS: &[Key] = &[
         hint: Hint::Text(ORIGIN_HINT),
     },
     Key {
+        path: "audit.effect_gate",
+        expects: "an effect gate",
+        hint: Hint::Text(EFFECT_GATE_HINT),
+    },
+    Key {
         path: "audit.export",
         expects: SECTION,
         hint: Hint::Text(
@@ -420,6 +426,8 @@ const ENDPOINT_HINT: &str =
     "use http://HOST:PORT or https://HOST, e.g. http://127.0.0.1:9000; leave it out for AWS";
 const REGION_HINT: &str = "use a region name of lowercase letters, digits and `-`, e.g. us-east-1";
 const LEDGER_HINT: &str = "use one of: store, memory";
+const EFFECT_GATE_HINT: &str = "use one of: written (the decision is in the log file before the effect), durable (fdatasync'd before the effect)";
+const EFFECT_GATES: &[&str] = &["written", "durable"];
 const LEDGERS: &[&str] = &["store", "memory"];
 
 impl Key {
@@ -645,6 +653,23 @@ pub(crate) fn retention_days<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u
 
 pub(crate) fn reservation_ttl_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     leaf(d, |text| RESERVATION_TTL.check(text))
+}
+
+pub(crate) fn effect_gate<'de, D: Deserializer<'de>>(d: D) -> Result<EffectGate, D::Error> {
+    leaf(d, |text| match text.trim().to_ascii_lowercase().as_str() {
+        "written" => Ok(EffectGate::Written),
+        "durable" => Ok(EffectGate::Durable),
+        other => {
+            let what = format!("unknown effect gate {}", show(text));
+            match suggest(other, EFFECT_GATES) {
+                Some(best) => Err(invalid_with_hint(
+                    what,
+                    &format!("did you mean `{best}`? {EFFECT_GATE_HINT}"),
+                )),
+                None => Err(invalid(what)),
+            }
+        }
+    })
 }
 
 pub(crate) fn ledger<'de, D: Deserializer<'de>>(d: D) -> Result<LedgerKind, D::Error> {

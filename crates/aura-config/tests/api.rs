@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use aura_config::{
-    AuditConfig, AuditExportConfig, Config, ConfigError, GovernanceConfig, LedgerKind, LogFormat,
-    Overrides, PoliciesConfig, STARTER_YAML, StoreUrl, load, parse_str,
+    AuditConfig, AuditExportConfig, Config, ConfigError, EffectGate, GovernanceConfig, LedgerKind,
+    LogFormat, Overrides, PoliciesConfig, STARTER_YAML, StoreUrl, load, parse_str,
 };
 
 const DOCS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md");
@@ -47,6 +47,7 @@ fn defaults_are_the_documented_product_defaults() {
             checkpoint_interval_ms: 100,
             segment_bytes: 67_108_864,
             origin: "aura.local/audit".to_owned(),
+            effect_gate: EffectGate::Written,
             export: None,
         }
     );
@@ -129,7 +130,7 @@ fn every_key_is_documented_and_in_the_starter_file() {
     // 25 before the context plane, + 20 in `context` (issue 5), + 6 in `mesh` (issue 7), + 9 in `proxy`/`mcp`
     // (issue 9), + 20 in `catalog`/`discovery`/`cache` (issue 6); `gateway` (issue 8) is optional and absent from
     // the defaults.
-    assert_eq!(keys.len(), 80, "{keys:?}");
+    assert_eq!(keys.len(), 81, "{keys:?}");
     for key in &keys {
         assert!(
             docs.contains(&format!("`{key}`")),

@@ -158,6 +158,7 @@ pub async fn bind(config: Config) -> Result<BoundServer, ServeError> {
         origin: config.audit.origin.clone(),
         segment_bytes: config.audit.segment_bytes,
         checkpoint_interval: Duration::from_millis(config.audit.checkpoint_interval_ms),
+        effect_gate: config.audit.effect_gate,
     })
     .await
     .map_err(|e| ServeError::Audit(e.to_string()))?;

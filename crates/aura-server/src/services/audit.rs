@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use aura_config::EffectGate;
+
 use aura_audit::{
     Actor, ActorKind, AuditConfig, AuditEntry, AuditLog, Checkpoint, ConsistencyProof,
     InclusionProof, LoggedEntry, Receipt, RecoveryReport, Resource, RiskLevel, ScanFilter,
@@ -40,12 +42,15 @@ pub struct TrailSettings {
     pub segment_bytes: u64,
     /// Emit a signed checkpoint at least this often while entries arrive.
     pub checkpoint_interval: Duration,
+    /// When an effect may be released after its decision's entry was submitted (`audit.effect_gate`).
+    pub effect_gate: EffectGate,
 }
 
 /// The process's audit trail. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AuditTrail {
     log: Arc<AuditLog>,
+    gate: EffectGate,
 }
 
 impl AuditTrail {
@@ -54,6 +59,7 @@ impl AuditTrail {
         settings: TrailSettings,
     ) -> Result<(AuditTrail, RecoveryReport), ServiceError> {
         let (dir, key_path) = paths(&settings.data_dir);
+        let gate = settings.effect_gate;
         if let Some(keys) = key_path.parent() {
             create_private_dir(keys)
                 .map_err(|e| ServiceError::Internal(format!("`{}`: {e}", keys.display())))?;
@@ -79,7 +85,13 @@ impl AuditTrail {
             .await
             .map_err(|e| ServiceError::Internal(format!("audit open task: {e}")))?
             .map_err(|e| ServiceError::Internal(format!("audit log: {e}")))?;
-        Ok((AuditTrail { log: Arc::new(log) }, report))
+        Ok((
+            AuditTrail {
+                log: Arc::new(log),
+                gate,
+            },
+            report,
+        ))
     }
 
     /// Appends an entry once it is durable.
@@ -104,6 +116,22 @@ impl AuditTrail {
             .durable_until(seq)
             .await
             .map_err(|e| ServiceError::Internal(format!("audit append: {e}")))
+    }
+
+    /// Resolves once the effect recorded by entry `seq` may be released, per `audit.effect_gate`: once the entry is
+    /// written to the log file (`written`: it survives a crash of Aura; its fdatasync is group-committed meanwhile)
+    /// or once it is fdatasync'd (`durable`). An error means it never will be, so the effect must not happen.
+    pub async fn effect_gate(&self, seq: u64) -> Result<(), ServiceError> {
+        match self.gate {
+            EffectGate::Written => self.log.written_until(seq).await,
+            EffectGate::Durable => self.log.durable_until(seq).await,
+        }
+        .map_err(|e| ServiceError::Internal(format!("audit append: {e}")))
+    }
+
+    /// The configured effect gate.
+    pub fn gate(&self) -> EffectGate {
+        self.gate
     }
 
     /// Appends an entry nobody waits on promptly (a settlement after its effect): group-committed with the next

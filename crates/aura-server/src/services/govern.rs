@@ -84,8 +84,9 @@ impl Staged {
         &self.decision
     }
 
-    /// Waits until the decision is durable and returns it; if it cannot be recorded it becomes DENY
-    /// (`audit_unavailable`) and anything it held is released.
+    /// Waits until the decision's audit entry passes the effect gate (`audit.effect_gate`: written to the log
+    /// file, or fdatasync'd) and returns it; if it cannot be recorded it becomes DENY (`audit_unavailable`) and
+    /// anything it held is released.
     pub async fn durable(self) -> Decided {
         let Staged {
             governance,
@@ -96,7 +97,7 @@ impl Staged {
         } = self;
         let appended = match record {
             Record::Durable(seq) => Ok(seq),
-            Record::Pending(seq) => governance.audit.durable_until(seq).await.map(|()| seq),
+            Record::Pending(seq) => governance.audit.effect_gate(seq).await.map(|()| seq),
             Record::Failed(e) => Err(e),
         };
         governance.finish(&agent, decision, appended, started).await
