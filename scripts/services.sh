@@ -89,7 +89,8 @@ fi
 # then it lives in ~/.cargo/bin; installed only when missing. cmake builds librdkafka for the `kafka` feature.
 if ! command -v tansu >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tansu" ]; then
   echo "services: installing tansu (cargo install --locked tansu --features dynostore)"
-  cargo install --locked tansu --features dynostore >/tmp/tansu-install.log 2>&1 \
+  # A persistent target dir: an interrupted build resumes where it stopped instead of starting over.
+  CARGO_TARGET_DIR="$HOME/.cache/aura-tansu-build" cargo install --locked tansu --features dynostore >/tmp/tansu-install.log 2>&1 \
     || echo "services: tansu install failed (see /tmp/tansu-install.log)" >&2
 fi
 if ! command -v cmake >/dev/null 2>&1; then
