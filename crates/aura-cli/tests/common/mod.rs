@@ -168,6 +168,15 @@ impl Aura {
         .unwrap();
     }
 
+    /// Sends SIGKILL: the process gets no chance to flush or sync anything.
+    pub fn kill9(&self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
+
     /// Waits for exit with a deadline; returns the exit status and everything written to stderr. The exit is an
     /// event: a waiter thread blocks in `wait()` and reports over a channel.
     pub fn wait(&mut self, within: Duration) -> (ExitStatus, String) {
