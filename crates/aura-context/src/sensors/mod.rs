@@ -12,6 +12,7 @@ mod memory;
 mod network;
 pub(crate) mod procfs;
 mod procs;
+mod sockdiag;
 mod services;
 mod storage;
 
