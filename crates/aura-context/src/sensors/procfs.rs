@@ -1,5 +1,6 @@
-//! Small, allocation-free-in-steady-state readers of `/proc` and `/sys` files: each sensor owns a
-//! [`ProcFile`] buffer it reuses for every read, and parses with these helpers.
+//! Small, allocation-free-in-steady-state readers of `/proc` and `/sys` files: a sensor keeps each
+//! fixed file open as a [`ProcFd`] and reads it again from offset 0, or reads any path into a
+//! reused [`ProcFile`] buffer, and parses with these helpers.
 
 use std::fs::File;
 use std::io::Read as _;
@@ -80,23 +81,29 @@ impl ProcFd {
         if self.file.is_none() {
             self.file = Some(File::open(&self.path)?);
         }
-        let Some(file) = &self.file else {
-            return Ok(());
-        };
-        if self.buf.is_empty() {
-            self.buf.resize(4096, 0);
+        if let Some(file) = &self.file {
+            self.len = pread_all(file, &mut self.buf)?;
         }
-        self.len = 0;
-        loop {
-            if self.len == self.buf.len() {
-                self.buf.resize(self.buf.len() * 2, 0);
-            }
-            let n = file.read_at(&mut self.buf[self.len..], self.len as u64)?;
-            if n == 0 {
-                return Ok(());
-            }
-            self.len += n;
+        Ok(())
+    }
+}
+
+/// Reads `file` from offset 0 into `buf` (zero-filled, grown as needed; never shrunk) and
+/// returns how many bytes it holds.
+pub(crate) fn pread_all(file: &File, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    if buf.is_empty() {
+        buf.resize(4096, 0);
+    }
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
         }
+        let n = file.read_at(&mut buf[len..], len as u64)?;
+        if n == 0 {
+            return Ok(len);
+        }
+        len += n;
     }
 }
 
