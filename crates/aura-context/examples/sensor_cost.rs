@@ -15,7 +15,10 @@ fn cpu_ticks() -> (u64, u64) {
         .split_whitespace()
         .map(|t| t.parse().unwrap_or(0))
         .collect();
-    (f.get(11).copied().unwrap_or(0), f.get(12).copied().unwrap_or(0))
+    (
+        f.get(11).copied().unwrap_or(0),
+        f.get(12).copied().unwrap_or(0),
+    )
 }
 
 /// This process's CPU time so far, nanoseconds (`/proc/self/schedstat`: exact, not tick-sampled).

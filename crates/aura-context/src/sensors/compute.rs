@@ -52,9 +52,7 @@ impl ComputeSensor {
     }
 
     fn read_times(&mut self) -> Result<(CpuTimes, u64, u64), SensorError> {
-        let text = self
-            .stat
-            .text()?;
+        let text = self.stat.text()?;
         let mut t = CpuTimes::default();
         let (mut running, mut blocked) = (0, 0);
         for line in text.lines() {
@@ -132,9 +130,7 @@ impl Sensor for ComputeSensor {
             })
             .collect();
         s.insert("per_core_percent".into(), Value::Array(per_core));
-        let text = self
-            .loadavg
-            .text()?;
+        let text = self.loadavg.text()?;
         let mut loads = text
             .split_whitespace()
             .map(|t| t.parse::<f64>().unwrap_or(0.0));

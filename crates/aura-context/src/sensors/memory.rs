@@ -173,9 +173,7 @@ impl Sensor for MemorySensor {
     }
 
     async fn sample(&mut self) -> Result<Sample, SensorError> {
-        let text = self
-            .meminfo
-            .text()?;
+        let text = self.meminfo.text()?;
         let kib = |k: &str| field_u64(text, k).map(|v| v * 1024);
         let parse_err = |k: &str| SensorError::Parse {
             path: "/proc/meminfo".into(),

@@ -12,8 +12,8 @@ mod memory;
 mod network;
 pub(crate) mod procfs;
 mod procs;
-mod sockdiag;
 mod services;
+mod sockdiag;
 mod storage;
 
 pub use compute::ComputeSensor;

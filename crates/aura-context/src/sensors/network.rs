@@ -94,9 +94,7 @@ impl Sensor for NetworkSensor {
             .map(|l| now.duration_since(l).as_secs_f64())
             .filter(|s| *s > 0.0);
         self.last = Some(now);
-        let text = self
-            .dev
-            .text()?;
+        let text = self.dev.text()?;
         let mut interfaces = Table::new();
         let mut current = HashMap::new();
         for line in text.lines().skip(2) {
@@ -159,9 +157,7 @@ impl Sensor for NetworkSensor {
         if !from_kernel {
             tcp_from_text(&mut self.file, &self.root, &mut by_state, &mut listening);
         }
-        let text = self
-            .snmp
-            .text()?;
+        let text = self.snmp.text()?;
         let tcp: Vec<&str> = text.lines().filter(|l| l.starts_with("Tcp:")).collect();
         let counters = match (tcp.first(), tcp.get(1)) {
             (Some(names), Some(values)) => {
@@ -230,7 +226,8 @@ fn tcp_from_text(
         };
         for line in text.lines().skip(1) {
             let mut f = line.split_whitespace();
-            let (Some(_), Some(local), Some(_), Some(st)) = (f.next(), f.next(), f.next(), f.next())
+            let (Some(_), Some(local), Some(_), Some(st)) =
+                (f.next(), f.next(), f.next(), f.next())
             else {
                 continue;
             };

@@ -87,9 +87,7 @@ impl Sensor for StorageSensor {
     }
 
     async fn sample(&mut self) -> Result<Sample, SensorError> {
-        let text = self
-            .mounts
-            .text()?;
+        let text = self.mounts.text()?;
         let mut mounts = Table::new();
         let mut max_used: f64 = 0.0;
         let mut seen_devices = Vec::new();
@@ -138,9 +136,7 @@ impl Sensor for StorageSensor {
         let now = Instant::now();
         let elapsed = self.last.map(|l| now.duration_since(l).as_secs_f64());
         self.last = Some(now);
-        let text = self
-            .diskstats
-            .text()?;
+        let text = self.diskstats.text()?;
         let mut disks = Table::new();
         let mut current = HashMap::new();
         for line in text.lines() {
