@@ -16,9 +16,31 @@ use super::procfs::{USER_HZ, pread_all, proc_root};
 /// two sweeps) are refreshed every 5 s while CPU, load, memory, disks and network move every tick.
 pub(crate) const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Most `/proc/<pid>/stat` descriptors kept open between sweeps (well under the usual soft
-/// limit of 1024 open files); processes beyond it are opened and closed each sweep.
+/// Most `/proc/<pid>/stat` descriptors kept open between sweeps; processes beyond it are
+/// opened and closed each sweep. Never more than a quarter of the process's soft limit of open
+/// files (the sweeper also runs inside `aura up`, whose sockets need them): 256 at the common 1024.
 const KEPT_OPEN: usize = 512;
+
+/// [`KEPT_OPEN`], lowered to a quarter of the soft `RLIMIT_NOFILE` read from `/proc/self/limits`
+/// (none kept when it cannot be read).
+fn kept_open_cap() -> usize {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+            let value = line
+                .strip_prefix("Max open files")?
+                .split_whitespace()
+                .next()?;
+            Some(if value == "unlimited" {
+                usize::MAX
+            } else {
+                value.parse::<usize>().ok()?
+            })
+        })
+        .unwrap_or(0);
+    KEPT_OPEN.min(soft / 4)
+}
 
 /// One process as of the last sweep.
 #[derive(Debug, Clone, Default)]
@@ -77,6 +99,8 @@ pub(crate) struct Sweeper {
     /// read and close cost 3 syscalls and a path walk. A descriptor belongs to one process: once
     /// that process has exited it reads as an error (ESRCH) or empty, even if its pid is reused.
     open: HashMap<u32, std::fs::File>,
+    /// How many may be kept open ([`kept_open_cap`]).
+    open_cap: usize,
     buf: Vec<u8>,
     path: PathBuf,
     previous: HashMap<u32, u64>,
@@ -92,6 +116,7 @@ impl Sweeper {
     pub(crate) fn new() -> Sweeper {
         Sweeper {
             open: HashMap::new(),
+            open_cap: kept_open_cap(),
             buf: Vec::new(),
             path: PathBuf::with_capacity(32),
             previous: HashMap::new(),
@@ -152,7 +177,7 @@ impl Sweeper {
                     let Ok(n) = pread_all(&f, &mut self.buf) else {
                         continue;
                     };
-                    if self.open.len() < KEPT_OPEN {
+                    if self.open.len() < self.open_cap {
                         self.open.insert(pid, f);
                     }
                     std::str::from_utf8(&self.buf[..n]).unwrap_or_default()
@@ -261,8 +286,9 @@ mod tests {
             .unwrap();
         let pid = child.id();
         let mut s = Sweeper::new();
+        assert!(s.open_cap > 0 && s.open_cap <= KEPT_OPEN);
         s.sweep().unwrap();
-        assert!(s.open.contains_key(&pid));
+        assert!(s.open.contains_key(&pid) || s.open.len() == s.open_cap);
         s.sweep().unwrap();
         let p = s.procs().iter().find(|p| p.pid == pid).unwrap();
         assert_eq!(p.name, "sleep");

@@ -57,6 +57,9 @@ impl SockDiag {
             socket2::Type::DGRAM,
             Some(socket2::Protocol::from(NETLINK_SOCK_DIAG)),
         )?;
+        // The kernel answers at once; a read that waits this long means something is wrong, and
+        // the sample fails (and falls back to /proc) instead of stalling the sensor's runtime.
+        socket.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
         Ok(SockDiag {
             socket,
             buf: vec![0; 32 * 1024],
