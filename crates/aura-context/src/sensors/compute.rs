@@ -2,12 +2,11 @@
 //! switches and forks per second, running/blocked and total processes, and the top N processes
 //! by CPU.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use toml::{Table, Value};
 
-use super::procfs::{ProcFile, int, numbers, proc_root, round2};
+use super::procfs::{ProcFd, int, numbers, proc_root, round2};
 use super::procs::{ProcessTable, SWEEP_INTERVAL};
 use super::{Sample, Sensor, SensorError};
 use crate::aav::Health;
@@ -16,10 +15,8 @@ use crate::aav::Health;
 #[derive(Debug)]
 pub struct ComputeSensor {
     top: usize,
-    stat: ProcFile,
-    loadavg: ProcFile,
-    stat_path: PathBuf,
-    loadavg_path: PathBuf,
+    stat: ProcFd,
+    loadavg: ProcFd,
     previous: Option<CpuTimes>,
     table: ProcessTable,
     last: Option<Instant>,
@@ -46,10 +43,8 @@ impl ComputeSensor {
         let root = proc_root();
         ComputeSensor {
             top,
-            stat: ProcFile::default(),
-            loadavg: ProcFile::default(),
-            stat_path: root.join("stat"),
-            loadavg_path: root.join("loadavg"),
+            stat: ProcFd::new(root.join("stat")),
+            loadavg: ProcFd::new(root.join("loadavg")),
             previous: None,
             table,
             last: None,
@@ -57,10 +52,7 @@ impl ComputeSensor {
     }
 
     fn read_times(&mut self) -> Result<(CpuTimes, u64, u64), SensorError> {
-        let text = self
-            .stat
-            .read(&self.stat_path)
-            .map_err(SensorError::read(&self.stat_path))?;
+        let text = self.stat.text()?;
         let mut t = CpuTimes::default();
         let (mut running, mut blocked) = (0, 0);
         for line in text.lines() {
@@ -86,7 +78,7 @@ impl ComputeSensor {
         }
         if t.cores.is_empty() {
             return Err(SensorError::Parse {
-                path: self.stat_path.display().to_string(),
+                path: self.stat.path().display().to_string(),
                 message: "no `cpu` lines".into(),
             });
         }
@@ -138,10 +130,7 @@ impl Sensor for ComputeSensor {
             })
             .collect();
         s.insert("per_core_percent".into(), Value::Array(per_core));
-        let text = self
-            .loadavg
-            .read(&self.loadavg_path)
-            .map_err(SensorError::read(&self.loadavg_path))?;
+        let text = self.loadavg.text()?;
         let mut loads = text
             .split_whitespace()
             .map(|t| t.parse::<f64>().unwrap_or(0.0));

@@ -3,12 +3,11 @@
 //! slope and r² of a linear fit over a window (warm-up skipped), and OOM risk.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
 use std::time::Instant;
 
 use toml::{Table, Value};
 
-use super::procfs::{ProcFile, field_u64, int, proc_root, round2};
+use super::procfs::{ProcFd, field_u64, int, proc_root, round2};
 use super::procs::{ProcessTable, SWEEP_INTERVAL};
 use super::{Sample, Sensor, SensorError};
 use crate::aav::Health;
@@ -130,10 +129,8 @@ impl LeakDetector {
 pub struct MemorySensor {
     top: usize,
     leak: LeakDetector,
-    meminfo: ProcFile,
-    pressure: ProcFile,
-    meminfo_path: PathBuf,
-    pressure_path: PathBuf,
+    meminfo: ProcFd,
+    pressure: ProcFd,
     table: ProcessTable,
     started: Instant,
     system: Series,
@@ -158,10 +155,8 @@ impl MemorySensor {
         MemorySensor {
             top,
             leak,
-            meminfo: ProcFile::default(),
-            pressure: ProcFile::default(),
-            meminfo_path: root.join("meminfo"),
-            pressure_path: root.join("pressure/memory"),
+            meminfo: ProcFd::new(root.join("meminfo")),
+            pressure: ProcFd::new(root.join("pressure/memory")),
             table,
             started: Instant::now(),
             system: Series::default(),
@@ -178,10 +173,7 @@ impl Sensor for MemorySensor {
     }
 
     async fn sample(&mut self) -> Result<Sample, SensorError> {
-        let text = self
-            .meminfo
-            .read(&self.meminfo_path)
-            .map_err(SensorError::read(&self.meminfo_path))?;
+        let text = self.meminfo.text()?;
         let kib = |k: &str| field_u64(text, k).map(|v| v * 1024);
         let parse_err = |k: &str| SensorError::Parse {
             path: "/proc/meminfo".into(),
@@ -219,7 +211,7 @@ impl Sensor for MemorySensor {
                 round2(swap_total.saturating_sub(swap_free) as f64 * 100.0 / swap_total as f64)
             }),
         );
-        if let Ok(p) = self.pressure.read(&self.pressure_path) {
+        if let Ok(p) = self.pressure.read() {
             // "some avg10=0.00 avg60=0.00 avg300=0.00 total=0"
             if let Some(avg) = p
                 .lines()

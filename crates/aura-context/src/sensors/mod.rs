@@ -13,6 +13,7 @@ mod network;
 pub(crate) mod procfs;
 mod procs;
 mod services;
+mod sockdiag;
 mod storage;
 
 pub use compute::ComputeSensor;

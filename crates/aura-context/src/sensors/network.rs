@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use toml::{Table, Value};
 
-use super::procfs::{ProcFile, int, proc_root, round2};
+use super::procfs::{ProcFd, ProcFile, int, proc_root, round2};
+use super::sockdiag::{self, SockDiag};
 use super::{Sample, Sensor, SensorError};
 use crate::aav::Health;
 
@@ -26,6 +27,16 @@ const STATES: &[(&str, &str)] = &[
     ("0B", "closing"),
 ];
 
+/// The state name of a kernel TCP state number (`NEW_SYN_RECV`, 12, is a `syn_recv` request).
+fn state_name(state: u8) -> Option<&'static str> {
+    let i = match state {
+        12 => 3,
+        1..=11 => state,
+        _ => return None,
+    };
+    STATES.get(usize::from(i) - 1).map(|(_, name)| *name)
+}
+
 /// Most listening ports listed.
 const MAX_PORTS: usize = 64;
 
@@ -33,6 +44,11 @@ const MAX_PORTS: usize = 64;
 #[derive(Debug)]
 pub struct NetworkSensor {
     file: ProcFile,
+    dev: ProcFd,
+    snmp: ProcFd,
+    /// Netlink `sock_diag` for TCP states (`None`: not available, or `/proc` overridden → text files).
+    diag: Option<SockDiag>,
+    diag_tried: bool,
     root: PathBuf,
     previous_dev: HashMap<String, [u64; 6]>,
     previous_tcp: Option<[u64; 3]>,
@@ -43,9 +59,15 @@ impl NetworkSensor {
     /// A network sensor.
     #[must_use]
     pub fn new() -> NetworkSensor {
+        let root = proc_root();
         NetworkSensor {
             file: ProcFile::default(),
-            root: proc_root(),
+            dev: ProcFd::new(root.join("net/dev")),
+            snmp: ProcFd::new(root.join("net/snmp")),
+            diag: None,
+            // A test `/proc` (AURA_PROC_ROOT) is read from its files, not from the kernel.
+            diag_tried: std::env::var_os("AURA_PROC_ROOT").is_some(),
+            root,
             previous_dev: HashMap::new(),
             previous_tcp: None,
             last: None,
@@ -72,8 +94,7 @@ impl Sensor for NetworkSensor {
             .map(|l| now.duration_since(l).as_secs_f64())
             .filter(|s| *s > 0.0);
         self.last = Some(now);
-        let path = self.root.join("net/dev");
-        let text = self.file.read(&path).map_err(SensorError::read(&path))?;
+        let text = self.dev.text()?;
         let mut interfaces = Table::new();
         let mut current = HashMap::new();
         for line in text.lines().skip(2) {
@@ -107,34 +128,36 @@ impl Sensor for NetworkSensor {
         self.previous_dev = current;
         let mut by_state: BTreeMap<&'static str, i64> = BTreeMap::new();
         let mut listening = BTreeSet::new();
-        for file in ["net/tcp", "net/tcp6"] {
-            let path = self.root.join(file);
-            let Ok(text) = self.file.read(&path) else {
-                continue;
-            };
-            for line in text.lines().skip(1) {
-                let mut f = line.split_whitespace();
-                let (Some(_), Some(local), Some(_), Some(st)) =
-                    (f.next(), f.next(), f.next(), f.next())
-                else {
-                    continue;
-                };
-                let Some((_, name)) = STATES.iter().find(|(code, _)| *code == st) else {
-                    continue;
-                };
-                *by_state.entry(name).or_default() += 1;
-                if *name == "listen"
-                    && let Some(port) = local
-                        .rsplit(':')
-                        .next()
-                        .and_then(|p| u16::from_str_radix(p, 16).ok())
-                {
-                    listening.insert(port);
+        if !self.diag_tried {
+            self.diag_tried = true;
+            self.diag = SockDiag::open().ok();
+        }
+        let mut from_kernel = false;
+        if let Some(diag) = self.diag.as_mut() {
+            let mut count = |s: sockdiag::TcpSocket| {
+                if let Some(name) = state_name(s.state) {
+                    *by_state.entry(name).or_default() += 1;
+                    if s.state == sockdiag::TCP_LISTEN {
+                        listening.insert(s.local_port);
+                    }
                 }
+            };
+            from_kernel = diag
+                .tcp_sockets(sockdiag::AF_INET, u32::MAX, &mut count)
+                .and_then(|()| diag.tcp_sockets(sockdiag::AF_INET6, u32::MAX, &mut count))
+                .is_ok();
+            if !from_kernel {
+                // Half-read replies must not confuse the next dump: a new socket next time.
+                self.diag = None;
+                self.diag_tried = false;
+                by_state.clear();
+                listening.clear();
             }
         }
-        let path = self.root.join("net/snmp");
-        let text = self.file.read(&path).map_err(SensorError::read(&path))?;
+        if !from_kernel {
+            tcp_from_text(&mut self.file, &self.root, &mut by_state, &mut listening);
+        }
+        let text = self.snmp.text()?;
         let tcp: Vec<&str> = text.lines().filter(|l| l.starts_with("Tcp:")).collect();
         let counters = match (tcp.first(), tcp.get(1)) {
             (Some(names), Some(values)) => {
@@ -189,6 +212,41 @@ impl Sensor for NetworkSensor {
     }
 }
 
+/// TCP states and listening ports from `/proc/net/tcp` and `tcp6` (where netlink is not available).
+fn tcp_from_text(
+    file: &mut ProcFile,
+    root: &std::path::Path,
+    by_state: &mut BTreeMap<&'static str, i64>,
+    listening: &mut BTreeSet<u16>,
+) {
+    for name in ["net/tcp", "net/tcp6"] {
+        let path = root.join(name);
+        let Ok(text) = file.read(&path) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let mut f = line.split_whitespace();
+            let (Some(_), Some(local), Some(_), Some(st)) =
+                (f.next(), f.next(), f.next(), f.next())
+            else {
+                continue;
+            };
+            let Some((_, name)) = STATES.iter().find(|(code, _)| *code == st) else {
+                continue;
+            };
+            *by_state.entry(name).or_default() += 1;
+            if *name == "listen"
+                && let Some(port) = local
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+            {
+                listening.insert(port);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,5 +268,31 @@ mod tests {
             "{port} not in {ports:?}"
         );
         assert!(s["interfaces"].as_table().unwrap().contains_key("lo"));
+    }
+
+    #[test]
+    fn netlink_and_proc_text_agree_on_listening_ports() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (mut text_states, mut text_ports) = (BTreeMap::new(), BTreeSet::new());
+        tcp_from_text(
+            &mut ProcFile::default(),
+            std::path::Path::new("/proc"),
+            &mut text_states,
+            &mut text_ports,
+        );
+        let mut diag = SockDiag::open().unwrap();
+        let mut ports = BTreeSet::new();
+        for family in [sockdiag::AF_INET, sockdiag::AF_INET6] {
+            diag.tcp_sockets(family, 1 << sockdiag::TCP_LISTEN, |s| {
+                ports.insert(s.local_port);
+            })
+            .unwrap();
+        }
+        assert!(ports.contains(&port) && text_ports.contains(&port));
+        assert_eq!(state_name(10), Some("listen"));
+        assert_eq!(state_name(12), Some("syn_recv"));
+        assert_eq!(state_name(1), Some("established"));
+        assert_eq!(state_name(13), None);
     }
 }

@@ -8,13 +8,39 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::procfs::{ProcFile, USER_HZ, proc_root};
+use super::procfs::{USER_HZ, pread_all, proc_root};
 
 /// How old a sweep may be before a sensor asks for a new one. The process walk (an open, read
 /// and close of `/proc/<pid>/stat` per process) is most of a sample's cost, so at a 1 s sampling
 /// interval the top-N tables, counts and per-process CPU percent (measured over the time between
 /// two sweeps) are refreshed every 5 s while CPU, load, memory, disks and network move every tick.
 pub(crate) const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Most `/proc/<pid>/stat` descriptors kept open between sweeps; processes beyond it are
+/// opened and closed each sweep. Never more than a quarter of the process's soft limit of open
+/// files (the sweeper also runs inside `aura up`, whose sockets need them): 256 at the common 1024.
+const KEPT_OPEN: usize = 512;
+
+/// [`KEPT_OPEN`], lowered to a quarter of the soft `RLIMIT_NOFILE` read from `/proc/self/limits`
+/// (none kept when it cannot be read).
+fn kept_open_cap() -> usize {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+            let value = line
+                .strip_prefix("Max open files")?
+                .split_whitespace()
+                .next()?;
+            Some(if value == "unlimited" {
+                usize::MAX
+            } else {
+                value.parse::<usize>().ok()?
+            })
+        })
+        .unwrap_or(0);
+    KEPT_OPEN.min(soft / 4)
+}
 
 /// One process as of the last sweep.
 #[derive(Debug, Clone, Default)]
@@ -69,7 +95,13 @@ impl ProcessTable {
 /// A reusable sweeper.
 #[derive(Debug)]
 pub(crate) struct Sweeper {
-    file: ProcFile,
+    /// `/proc/<pid>/stat` kept open: a second sweep reads it with one `pread`, where an open,
+    /// read and close cost 3 syscalls and a path walk. A descriptor belongs to one process: once
+    /// that process has exited it reads as an error (ESRCH) or empty, even if its pid is reused.
+    open: HashMap<u32, std::fs::File>,
+    /// How many may be kept open ([`kept_open_cap`]).
+    open_cap: usize,
+    buf: Vec<u8>,
     path: PathBuf,
     previous: HashMap<u32, u64>,
     current: HashMap<u32, u64>,
@@ -83,7 +115,9 @@ pub(crate) struct Sweeper {
 impl Sweeper {
     pub(crate) fn new() -> Sweeper {
         Sweeper {
-            file: ProcFile::default(),
+            open: HashMap::new(),
+            open_cap: kept_open_cap(),
+            buf: Vec::new(),
             path: PathBuf::with_capacity(32),
             previous: HashMap::new(),
             current: HashMap::new(),
@@ -121,13 +155,33 @@ impl Sweeper {
             let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
                 continue;
             };
-            self.path.clear();
-            self.path.push(&root);
-            self.path.push(&name);
-            self.path.push("stat");
-            // A process may exit between readdir and open: skip it.
-            let Ok(text) = self.file.read(&self.path) else {
-                continue;
+            let kept = match self.open.get(&pid) {
+                Some(f) => match pread_all(f, &mut self.buf) {
+                    Ok(n) if n > 0 => Some(n),
+                    _ => None,
+                },
+                None => None,
+            };
+            let text = match kept {
+                Some(n) => std::str::from_utf8(&self.buf[..n]).unwrap_or_default(),
+                None => {
+                    self.open.remove(&pid);
+                    self.path.clear();
+                    self.path.push(&root);
+                    self.path.push(&name);
+                    self.path.push("stat");
+                    // A process may exit between readdir and open: skip it.
+                    let Ok(f) = std::fs::File::open(&self.path) else {
+                        continue;
+                    };
+                    let Ok(n) = pread_all(&f, &mut self.buf) else {
+                        continue;
+                    };
+                    if self.open.len() < self.open_cap {
+                        self.open.insert(pid, f);
+                    }
+                    std::str::from_utf8(&self.buf[..n]).unwrap_or_default()
+                }
             };
             if self.len == self.procs.len() {
                 self.procs.push(Proc::default());
@@ -145,6 +199,9 @@ impl Sweeper {
             self.current.insert(pid, slot.cpu_ticks);
             self.len += 1;
         }
+        // Descriptors of processes gone since the last sweep are closed.
+        let current = &self.current;
+        self.open.retain(|pid, _| current.contains_key(pid));
         // Keep a few spare slots, not the high-water mark of a fork storm.
         self.procs.truncate(self.len + 64);
         Ok(())
@@ -219,5 +276,26 @@ mod tests {
         let p = s.procs().iter().find(|p| p.pid == me).unwrap();
         assert!(p.rss_bytes > 0);
         assert!(s.top_by(3, |p| p.rss_bytes as f64).len() <= 3);
+    }
+
+    #[test]
+    fn kept_descriptors_follow_processes_that_exit() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mut s = Sweeper::new();
+        assert!(s.open_cap > 0 && s.open_cap <= KEPT_OPEN);
+        s.sweep().unwrap();
+        assert!(s.open.contains_key(&pid) || s.open.len() == s.open_cap);
+        s.sweep().unwrap();
+        let p = s.procs().iter().find(|p| p.pid == pid).unwrap();
+        assert_eq!(p.name, "sleep");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        s.sweep().unwrap();
+        assert!(s.procs().iter().all(|p| p.pid != pid));
+        assert!(!s.open.contains_key(&pid));
     }
 }

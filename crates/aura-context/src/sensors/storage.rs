@@ -3,12 +3,11 @@
 //! deltas).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use toml::{Table, Value};
 
-use super::procfs::{ProcFile, int, proc_root, round2};
+use super::procfs::{ProcFd, int, proc_root, round2};
 use super::{Sample, Sensor, SensorError};
 use crate::aav::Health;
 
@@ -44,11 +43,11 @@ const VIRTUAL_FS: &[&str] = &[
 /// Reads filesystem usage and disk I/O.
 #[derive(Debug)]
 pub struct StorageSensor {
-    mounts: ProcFile,
-    diskstats: ProcFile,
-    mounts_path: PathBuf,
-    diskstats_path: PathBuf,
+    mounts: ProcFd,
+    diskstats: ProcFd,
     previous: HashMap<String, [u64; 6]>,
+    /// Whether each block device seen is a whole disk (not a partition); asked of sysfs once.
+    whole_disk: HashMap<String, bool>,
     last: Option<Instant>,
 }
 
@@ -58,11 +57,10 @@ impl StorageSensor {
     pub fn new() -> StorageSensor {
         let root = proc_root();
         StorageSensor {
-            mounts: ProcFile::default(),
-            diskstats: ProcFile::default(),
-            mounts_path: root.join("self/mounts"),
-            diskstats_path: root.join("diskstats"),
+            mounts: ProcFd::new(root.join("self/mounts")),
+            diskstats: ProcFd::new(root.join("diskstats")),
             previous: HashMap::new(),
+            whole_disk: HashMap::new(),
             last: None,
         }
     }
@@ -89,10 +87,7 @@ impl Sensor for StorageSensor {
     }
 
     async fn sample(&mut self) -> Result<Sample, SensorError> {
-        let text = self
-            .mounts
-            .read(&self.mounts_path)
-            .map_err(SensorError::read(&self.mounts_path))?;
+        let text = self.mounts.text()?;
         let mut mounts = Table::new();
         let mut max_used: f64 = 0.0;
         let mut seen_devices = Vec::new();
@@ -141,10 +136,7 @@ impl Sensor for StorageSensor {
         let now = Instant::now();
         let elapsed = self.last.map(|l| now.duration_since(l).as_secs_f64());
         self.last = Some(now);
-        let text = self
-            .diskstats
-            .read(&self.diskstats_path)
-            .map_err(SensorError::read(&self.diskstats_path))?;
+        let text = self.diskstats.text()?;
         let mut disks = Table::new();
         let mut current = HashMap::new();
         for line in text.lines() {
@@ -153,8 +145,18 @@ impl Sensor for StorageSensor {
             if name.starts_with("loop") || name.starts_with("ram") || f.len() < 14 {
                 continue;
             }
-            // Whole disks only: partitions have a `partition` file in sysfs.
-            if std::path::Path::new(&format!("/sys/class/block/{name}/partition")).exists() {
+            // Whole disks only: partitions have a `partition` file in sysfs (a device name
+            // keeps its kind while it exists; the cache is rebuilt from each sample's names).
+            let whole = match self.whole_disk.get(*name) {
+                Some(w) => *w,
+                None => {
+                    let w = !std::path::Path::new(&format!("/sys/class/block/{name}/partition"))
+                        .exists();
+                    self.whole_disk.insert((*name).to_owned(), w);
+                    w
+                }
+            };
+            if !whole {
                 continue;
             }
             let n = |i: usize| f.get(i).and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
@@ -189,6 +191,10 @@ impl Sensor for StorageSensor {
             current.insert((*name).to_owned(), now_v);
         }
         self.previous = current;
+        if self.whole_disk.len() > 256 {
+            // Devices come and go (loop, dm, hot-plug): forget them rather than grow.
+            self.whole_disk.clear();
+        }
         let mut s = Table::new();
         s.insert("used_percent_max".into(), Value::Float(max_used));
         s.insert("mounts".into(), Value::Table(mounts));
