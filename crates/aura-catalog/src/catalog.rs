@@ -514,8 +514,19 @@ impl Catalog {
             && let Some(buckets) = index.buckets(field)
         {
             let labels: Vec<String> = q.aggregates.iter().map(ToString::to_string).collect();
-            let mut rows: Vec<GroupRow> = buckets
-                .iter()
+            let with_field: usize = buckets.values().map(|s| s.len()).sum();
+            let missing = index.len().saturating_sub(with_field);
+            let total = buckets.len() + usize::from(missing > 0);
+            let mut pairs: Vec<(&EqKey, &std::collections::BTreeSet<u32>)> =
+                buckets.iter().collect();
+            // Default order (by key, the missing-field group last): only the rows of the page are built.
+            let want = q.offset.saturating_add(self.limit(q));
+            if q.sort.is_empty() && want < pairs.len() {
+                pairs.select_nth_unstable_by(want, |a, b| eq_key_cmp(a.0, b.0));
+                pairs.truncate(want);
+            }
+            let mut rows: Vec<GroupRow> = pairs
+                .into_iter()
                 .map(|(k, set)| GroupRow {
                     key: vec![(q.group_by[0].clone(), Some(key_scalar(k)))],
                     values: labels
@@ -524,8 +535,6 @@ impl Catalog {
                         .collect(),
                 })
                 .collect();
-            let with_field: usize = buckets.values().map(|s| s.len()).sum();
-            let missing = index.len().saturating_sub(with_field);
             if missing > 0 {
                 rows.push(GroupRow {
                     key: vec![(q.group_by[0].clone(), None)],
@@ -536,7 +545,7 @@ impl Catalog {
                         .collect(),
                 });
             }
-            return self.finish_groups(q, index.len(), rows);
+            return self.finish_groups_of(q, index.len(), rows, total);
         }
         if filter.is_none()
             && let Some(rows) = count_by_codes(index, q)
@@ -606,8 +615,19 @@ impl Catalog {
         self.finish_groups(q, matched, rows)
     }
 
-    fn finish_groups(&self, q: &Query, matched: usize, mut rows: Vec<GroupRow>) -> Answer {
+    fn finish_groups(&self, q: &Query, matched: usize, rows: Vec<GroupRow>) -> Answer {
         let total = rows.len();
+        self.finish_groups_of(q, matched, rows, total)
+    }
+
+    /// Sorts and pages `rows`, which hold at least the first `offset + limit` of `total` groups.
+    fn finish_groups_of(
+        &self,
+        q: &Query,
+        matched: usize,
+        mut rows: Vec<GroupRow>,
+        total: usize,
+    ) -> Answer {
         let limit = self.limit(q);
         let want = q.offset.saturating_add(limit);
         if want > 0 && want < rows.len() {
@@ -967,6 +987,16 @@ impl GroupKey {
             Some(Scalar::Str(s)) => GroupKey::Str(s.clone()),
             Some(other) => GroupKey::Other(other.to_string()),
         }
+    }
+}
+
+/// The order of `key_scalar(a)` and `key_scalar(b)` under `Scalar::cmp_total`.
+fn eq_key_cmp(a: &EqKey, b: &EqKey) -> Ordering {
+    match (a, b) {
+        (EqKey::Bool(x), EqKey::Bool(y)) => x.cmp(y),
+        (EqKey::Str(x), EqKey::Str(y)) => x.cmp(y),
+        (EqKey::Bool(_), EqKey::Str(_)) => Ordering::Less,
+        (EqKey::Str(_), EqKey::Bool(_)) => Ordering::Greater,
     }
 }
 
