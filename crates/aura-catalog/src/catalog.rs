@@ -886,7 +886,7 @@ fn count_by_codes(index: &Index, q: &Query) -> Option<Vec<GroupRow>> {
             let value = digit
                 .checked_sub(1)
                 .and_then(|d| field_keys.get(d))
-                .map(|k| key_scalar(k));
+                .map(key_scalar);
             key.push((path.clone(), value));
         }
         rows.push(GroupRow {
