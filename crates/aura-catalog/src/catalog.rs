@@ -78,6 +78,75 @@ pub struct Answer {
     pub warnings: Vec<String>,
     /// Time spent, in microseconds.
     pub took_us: u64,
+    /// The catalog's generation the answer was computed at (see [`Catalog::generation`]).
+    pub generation: u64,
+    /// The index entries behind `Rows::Assets`, for writing their documents' JSON text without copying them.
+    pub(crate) entries: Vec<Arc<Entry>>,
+}
+
+impl Answer {
+    /// The kind of rows: `assets`, `projected` or `groups`.
+    pub fn kind(&self) -> &'static str {
+        match &self.rows {
+            Rows::Assets(_) => "assets",
+            Rows::Projected(_) => "projected",
+            Rows::Groups(_) => "groups",
+        }
+    }
+
+    /// Appends the answer as one JSON object to `out`: `kind`, `matched`, `total`, `returned`, `truncated`,
+    /// `warnings`, `took_us` and `rows` (the HTTP answer of `POST /api/v1/query`). Whole documents are copied as the
+    /// JSON text the index keeps for each asset version, not rebuilt value by value.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        // Writing into a Vec cannot fail.
+        let _ = write!(
+            out,
+            r#"{{"kind":"{}","matched":{},"total":{},"returned":{},"truncated":{},"warnings":"#,
+            self.kind(),
+            self.matched,
+            self.total,
+            self.rows.len(),
+            self.truncated
+        );
+        let _ = serde_json::to_writer(&mut *out, &self.warnings);
+        let _ = write!(out, r#","took_us":{},"rows":["#, self.took_us);
+        match &self.rows {
+            Rows::Assets(assets) if assets.len() == self.entries.len() => {
+                for (i, e) in self.entries.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(e.json().as_bytes());
+                }
+            }
+            Rows::Assets(assets) => {
+                for (i, a) in assets.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    let _ = serde_json::to_writer(&mut *out, &a.doc);
+                }
+            }
+            Rows::Projected(rows) => {
+                for (i, r) in rows.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    let _ = serde_json::to_writer(&mut *out, r);
+                }
+            }
+            Rows::Groups(rows) => {
+                for (i, r) in rows.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    let _ = serde_json::to_writer(&mut *out, &r.to_json());
+                }
+            }
+        }
+        out.extend_from_slice(b"]}");
+    }
 }
 
 /// Rows of an answer.
@@ -249,7 +318,7 @@ impl Catalog {
         let seq = self
             .inner
             .seq
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
             + 1;
         // No receivers is fine: nobody watches.
         let _ = self.inner.changes.send(Arc::new(Change {
@@ -322,6 +391,8 @@ impl Catalog {
     pub fn run(&self, q: &Query) -> Answer {
         let started = Instant::now();
         let index = self.read();
+        // Changes bump the sequence under the write lock, so under the read lock it names this exact state.
+        let generation = self.generation();
         let compiled = q.filter.as_ref().map(|f| index.compile(f));
         let warnings = self.unknown_fields(&index, q);
         let mut answer = if q.aggregates.is_empty() {
@@ -330,8 +401,15 @@ impl Catalog {
             self.run_groups(&index, q, compiled.as_ref())
         };
         answer.warnings = warnings;
+        answer.generation = generation;
         answer.took_us = started.elapsed().as_micros() as u64;
         answer
+    }
+
+    /// The catalog's generation: the sequence number of the last change applied. Two answers to the same query
+    /// at the same generation are the same answer.
+    pub fn generation(&self) -> u64 {
+        self.inner.seq.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn limit(&self, q: &Query) -> usize {
@@ -352,7 +430,22 @@ impl Catalog {
             })
             .collect();
         let entries = |s: u32| index.entry_at(s);
+        // Ties (and no sort at all) order by id: through the id ranks when there are many rows to order, by
+        // comparing the ids themselves when there are few.
+        let ranks = (slots.len() > 64).then(|| index.id_rank());
+        let by_id = |a: u32, b: u32| -> Ordering {
+            match ranks {
+                Some(r) => r[a as usize].cmp(&r[b as usize]),
+                None => match (entries(a), entries(b)) {
+                    (Some(ea), Some(eb)) => ea.asset.id.cmp(&eb.asset.id),
+                    _ => Ordering::Equal,
+                },
+            }
+        };
         let cmp = |a: &u32, b: &u32| -> Ordering {
+            if sort.is_empty() {
+                return by_id(*a, *b);
+            }
             let (Some(ea), Some(eb)) = (entries(*a), entries(*b)) else {
                 return Ordering::Equal;
             };
@@ -373,21 +466,22 @@ impl Catalog {
                     return o;
                 }
             }
-            ea.asset.id.cmp(&eb.asset.id)
+            by_id(*a, *b)
         };
-        if want > 0 && want < slots.len() {
+        if let Some(top) = top_by_number(index, &sort, &slots, want) {
+            // The first `want` rows walked from the numeric index, ties at the boundary included.
+            slots = top;
+        } else if want > 0 && want < slots.len() {
             slots.select_nth_unstable_by(want - 1, cmp);
             slots.truncate(want);
         }
         slots.sort_unstable_by(cmp);
         let page: Vec<u32> = slots.into_iter().skip(q.offset).take(limit).collect();
         let returned = page.len();
+        let mut page_entries = Vec::new();
         let rows = if q.fields.is_empty() {
-            Rows::Assets(
-                page.iter()
-                    .filter_map(|s| entries(*s).map(|e| e.asset.clone()))
-                    .collect(),
-            )
+            page_entries = page.iter().filter_map(|s| entries(*s).cloned()).collect();
+            Rows::Assets(page_entries.iter().map(|e| e.asset.clone()).collect())
         } else {
             Rows::Projected(
                 page.iter()
@@ -403,6 +497,8 @@ impl Catalog {
             rows,
             warnings: vec![],
             took_us: 0,
+            generation: 0,
+            entries: page_entries,
         }
     }
 
@@ -417,19 +513,28 @@ impl Catalog {
             && index.has_only_scalar_keys(field)
             && let Some(buckets) = index.buckets(field)
         {
-            let mut rows: Vec<GroupRow> = buckets
-                .iter()
+            let labels: Vec<String> = q.aggregates.iter().map(ToString::to_string).collect();
+            let with_field: usize = buckets.values().map(|s| s.len()).sum();
+            let missing = index.len().saturating_sub(with_field);
+            let total = buckets.len() + usize::from(missing > 0);
+            let mut pairs: Vec<(&EqKey, &std::collections::BTreeSet<u32>)> =
+                buckets.iter().collect();
+            // Default order (by key, the missing-field group last): only the rows of the page are built.
+            let want = q.offset.saturating_add(self.limit(q));
+            if q.sort.is_empty() && want < pairs.len() {
+                pairs.select_nth_unstable_by(want, |a, b| eq_key_cmp(a.0, b.0));
+                pairs.truncate(want);
+            }
+            let mut rows: Vec<GroupRow> = pairs
+                .into_iter()
                 .map(|(k, set)| GroupRow {
                     key: vec![(q.group_by[0].clone(), Some(key_scalar(k)))],
-                    values: q
-                        .aggregates
+                    values: labels
                         .iter()
-                        .map(|a| (a.to_string(), Some(set.len() as f64)))
+                        .map(|l| (l.clone(), Some(set.len() as f64)))
                         .collect(),
                 })
                 .collect();
-            let with_field: usize = buckets.values().map(|s| s.len()).sum();
-            let missing = index.len().saturating_sub(with_field);
             if missing > 0 {
                 rows.push(GroupRow {
                     key: vec![(q.group_by[0].clone(), None)],
@@ -440,7 +545,7 @@ impl Catalog {
                         .collect(),
                 });
             }
-            return self.finish_groups(q, index.len(), rows);
+            return self.finish_groups_of(q, index.len(), rows, total);
         }
         if filter.is_none()
             && let Some(rows) = count_by_codes(index, q)
@@ -510,10 +615,26 @@ impl Catalog {
         self.finish_groups(q, matched, rows)
     }
 
-    fn finish_groups(&self, q: &Query, matched: usize, mut rows: Vec<GroupRow>) -> Answer {
+    fn finish_groups(&self, q: &Query, matched: usize, rows: Vec<GroupRow>) -> Answer {
         let total = rows.len();
-        rows.sort_by(|a, b| group_cmp(a, b, &q.sort));
+        self.finish_groups_of(q, matched, rows, total)
+    }
+
+    /// Sorts and pages `rows`, which hold at least the first `offset + limit` of `total` groups.
+    fn finish_groups_of(
+        &self,
+        q: &Query,
+        matched: usize,
+        mut rows: Vec<GroupRow>,
+        total: usize,
+    ) -> Answer {
         let limit = self.limit(q);
+        let want = q.offset.saturating_add(limit);
+        if want > 0 && want < rows.len() {
+            rows.select_nth_unstable_by(want - 1, |a, b| group_cmp(a, b, &q.sort));
+            rows.truncate(want);
+        }
+        rows.sort_by(|a, b| group_cmp(a, b, &q.sort));
         let rows: Vec<GroupRow> = rows.into_iter().skip(q.offset).take(limit).collect();
         let returned = rows.len();
         Answer {
@@ -523,6 +644,8 @@ impl Catalog {
             rows: Rows::Groups(rows),
             warnings: vec![],
             took_us: 0,
+            generation: 0,
+            entries: vec![],
         }
     }
 
@@ -726,37 +849,30 @@ fn count_by_codes(index: &Index, q: &Query) -> Option<Vec<GroupRow>> {
     {
         return None;
     }
-    let slots = index.slot_len();
-    let mut code = vec![0u32; slots];
-    let mut keys: Vec<Vec<&EqKey>> = Vec::with_capacity(q.group_by.len());
+    let mut columns = Vec::with_capacity(q.group_by.len());
     let mut radix: usize = 1;
+    let mut radixes = Vec::with_capacity(q.group_by.len());
     for path in &q.group_by {
-        let field = index.field(path)?;
-        if !index.has_only_scalar_keys(field) {
-            return None;
-        }
-        let buckets = index.buckets(field)?;
-        let base = buckets.len() + 1;
-        let next = radix.checked_mul(base).filter(|r| *r <= MAX_GROUPS)?;
-        let mut field_keys = Vec::with_capacity(buckets.len());
-        for (digit, (k, set)) in buckets.iter().enumerate() {
-            field_keys.push(k);
-            let add = ((digit + 1) * radix) as u32;
-            for slot in set {
-                if let Some(c) = code.get_mut(*slot as usize) {
-                    *c += add;
-                }
-            }
-        }
-        keys.push(field_keys);
+        let column = index.key_column(index.field(path)?)?;
+        let next = radix
+            .checked_mul(column.keys.len() + 1)
+            .filter(|r| *r <= MAX_GROUPS)?;
+        radixes.push(radix as u32);
+        columns.push(column);
         radix = next;
     }
     let mut counts = vec![0u32; radix];
-    for (slot, c) in code.iter().enumerate() {
-        if index.entry_at(slot as u32).is_some() {
-            counts[*c as usize] += 1;
+    for slot in 0..index.slot_len() {
+        if index.entry_at(slot as u32).is_none() {
+            continue;
         }
+        let mut c = 0u32;
+        for (column, r) in columns.iter().zip(&radixes) {
+            c += column.digits.get(slot).copied().unwrap_or(0) * r;
+        }
+        counts[c as usize] += 1;
     }
+    let keys: Vec<&Vec<EqKey>> = columns.iter().map(|c| &c.keys).collect();
     let mut rows = Vec::new();
     for (mut c, n) in counts.into_iter().enumerate() {
         if n == 0 {
@@ -770,7 +886,7 @@ fn count_by_codes(index: &Index, q: &Query) -> Option<Vec<GroupRow>> {
             let value = digit
                 .checked_sub(1)
                 .and_then(|d| field_keys.get(d))
-                .map(|k| key_scalar(k));
+                .map(key_scalar);
             key.push((path.clone(), value));
         }
         rows.push(GroupRow {
@@ -783,6 +899,50 @@ fn count_by_codes(index: &Index, q: &Query) -> Option<Vec<GroupRow>> {
         });
     }
     Some(rows)
+}
+
+/// For a sort on one numeric field over many rows: the rows whose values come first, walked from the field's
+/// numeric index (best first) until `want` rows are found plus every row tied with the last one; the caller sorts
+/// them. `None` when the shape does not fit (the general selection runs then).
+fn top_by_number(
+    index: &Index,
+    sort: &[(Option<crate::index::FieldId>, bool)],
+    slots: &[u32],
+    want: usize,
+) -> Option<Vec<u32>> {
+    let [(Some(field), desc)] = sort else {
+        return None;
+    };
+    if want == 0 || slots.len() <= 4 * want || slots.len() <= 64 {
+        return None;
+    }
+    let numbers = index.numbers_only(*field)?;
+    // Membership of the matching rows, by slot.
+    let mut member = vec![false; index.slot_len()];
+    for s in slots {
+        member[*s as usize] = true;
+    }
+    let mut out: Vec<u32> = Vec::with_capacity(want + 8);
+    let mut last: Option<crate::index::OrdF64> = None;
+    let mut walk = |it: &mut dyn Iterator<Item = &(crate::index::OrdF64, u32)>| {
+        for (v, s) in it {
+            if out.len() >= want && last != Some(*v) {
+                return true;
+            }
+            if member[*s as usize] {
+                out.push(*s);
+                last = Some(*v);
+            }
+        }
+        out.len() >= want
+    };
+    let enough = if *desc {
+        walk(&mut numbers.iter().rev())
+    } else {
+        walk(&mut numbers.iter())
+    };
+    // Fewer matching rows hold the field than asked for: rows without it come next, so order them all.
+    enough.then_some(out)
 }
 
 fn project(asset: &Asset, fields: &[Arc<str>]) -> Value {
@@ -827,6 +987,16 @@ impl GroupKey {
             Some(Scalar::Str(s)) => GroupKey::Str(s.clone()),
             Some(other) => GroupKey::Other(other.to_string()),
         }
+    }
+}
+
+/// The order of `key_scalar(a)` and `key_scalar(b)` under `Scalar::cmp_total`.
+fn eq_key_cmp(a: &EqKey, b: &EqKey) -> Ordering {
+    match (a, b) {
+        (EqKey::Bool(x), EqKey::Bool(y)) => x.cmp(y),
+        (EqKey::Str(x), EqKey::Str(y)) => x.cmp(y),
+        (EqKey::Bool(_), EqKey::Str(_)) => Ordering::Less,
+        (EqKey::Str(_), EqKey::Bool(_)) => Ordering::Greater,
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use regex::Regex;
 
@@ -56,9 +56,21 @@ pub struct Entry {
     /// The asset.
     pub asset: Arc<Asset>,
     pub(crate) fields: Box<[(FieldId, Scalar)]>,
+    /// The document as JSON text, made the first time an answer carries it. An entry never changes (an update
+    /// indexes a new one), so the text stays true for the entry's whole life.
+    json: OnceLock<Box<str>>,
 }
 
 impl Entry {
+    /// The asset's whole document as compact JSON text (serialised once per version of the asset).
+    pub fn json(&self) -> &str {
+        self.json.get_or_init(|| {
+            serde_json::to_string(&self.asset.doc)
+                .unwrap_or_else(|_| "null".to_owned())
+                .into_boxed_str()
+        })
+    }
+
     pub(crate) fn get(&self, field: FieldId) -> Option<&Scalar> {
         self.fields
             .binary_search_by_key(&field, |(f, _)| *f)
@@ -161,7 +173,65 @@ pub(crate) struct Index {
     num: Vec<BTreeSet<(OrdF64, u32)>>,
     lists: Vec<bool>,
     scratch: Vec<(String, Scalar)>,
+    /// Each slot's position in id order, made on first use after the set of assets changed (an update of an
+    /// existing asset keeps its id and so its rank).
+    id_rank: OnceLock<Vec<u32>>,
+    /// Per field, each slot's equality key as a small number, made on first use after the field last changed.
+    key_columns: Vec<OnceLock<Arc<KeyColumn>>>,
 }
+
+/// One field's equality keys by slot: `digits[slot]` is 0 when the slot lacks the field (or is past the end),
+/// else 1 + the position of its key in `keys`.
+#[derive(Debug)]
+pub(crate) struct KeyColumn {
+    pub(crate) keys: Vec<EqKey>,
+    pub(crate) digits: Vec<u32>,
+}
+
+/// A set of slots as a bitmap (bit `s` set: slot `s` is in the set).
+#[derive(Debug, Clone)]
+pub(crate) struct Bits(Vec<u64>);
+
+impl Bits {
+    fn empty(slots: usize) -> Bits {
+        Bits(vec![0; slots.div_ceil(64)])
+    }
+
+    fn insert(&mut self, slot: u32) {
+        if let Some(w) = self.0.get_mut(slot as usize / 64) {
+            *w |= 1 << (slot % 64);
+        }
+    }
+
+    fn and(&mut self, other: &Bits) {
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            *a &= b;
+        }
+    }
+
+    fn or(&mut self, other: &Bits) {
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            *a |= b;
+        }
+    }
+
+    /// Slots in the set, ascending.
+    pub(crate) fn slots(&self) -> Vec<u32> {
+        let mut out = Vec::with_capacity(self.0.iter().map(|w| w.count_ones() as usize).sum());
+        for (i, w) in self.0.iter().enumerate() {
+            let mut w = *w;
+            while w != 0 {
+                out.push(i as u32 * 64 + w.trailing_zeros());
+                w &= w - 1;
+            }
+        }
+        out
+    }
+}
+
+/// Candidate sets at most this large are checked asset by asset; larger ones are answered from the indexes alone
+/// when every part of the filter is exact there (no asset is read).
+const CHECK_AT_MOST: usize = 256;
 
 impl Index {
     pub(crate) fn names(&self) -> Names {
@@ -193,6 +263,7 @@ impl Index {
         self.eq.push(HashMap::new());
         self.num.push(BTreeSet::new());
         self.lists.push(false);
+        self.key_columns.push(OnceLock::new());
         id
     }
 
@@ -218,6 +289,7 @@ impl Index {
         Arc::new(Entry {
             asset,
             fields: fields.into_boxed_slice(),
+            json: OnceLock::new(),
         })
     }
 
@@ -247,6 +319,7 @@ impl Index {
                 };
                 self.slots[slot as usize] = Some(entry.clone());
                 self.by_id.insert(id, slot);
+                self.id_rank = OnceLock::new();
                 self.reindex(slot, None, Some(&entry));
                 None
             }
@@ -256,6 +329,7 @@ impl Index {
     pub(crate) fn remove(&mut self, id: &str) -> Option<Arc<Entry>> {
         let slot = self.by_id.remove(id)?;
         let old = self.slots.get_mut(slot as usize)?.take()?;
+        self.id_rank = OnceLock::new();
         self.reindex(slot, Some(&old), None);
         self.free.push(slot);
         Some(old)
@@ -301,6 +375,9 @@ impl Index {
     }
 
     fn index(&mut self, slot: u32, f: FieldId, v: &Scalar) {
+        if !matches!(v, Scalar::Num(_)) {
+            self.key_columns[f as usize] = OnceLock::new();
+        }
         match v {
             Scalar::Num(n) => {
                 self.num[f as usize].insert((OrdF64(*n), slot));
@@ -330,6 +407,9 @@ impl Index {
                 }
             }
         };
+        if !matches!(v, Scalar::Num(_)) {
+            self.key_columns[f as usize] = OnceLock::new();
+        }
         match v {
             Scalar::Num(n) => {
                 self.num[f as usize].remove(&(OrdF64(*n), slot));
@@ -371,7 +451,12 @@ impl Index {
         let Some(filter) = filter else {
             return self.all_slots();
         };
-        let plan = self.plan(filter, usize::MAX);
+        let (plan, size) = self.plan_sized(filter, usize::MAX);
+        if size > CHECK_AT_MOST
+            && let Some(bits) = self.exact(filter)
+        {
+            return bits.slots();
+        }
         let check = |slot: u32| {
             self.slots
                 .get(slot as usize)
@@ -418,6 +503,131 @@ impl Index {
                 all
             }
         }
+    }
+
+    /// The exact set of slots matching `f`, from the equality and numeric indexes alone; `None` when some part
+    /// of the filter is not exact there (then candidates are checked asset by asset). Exact parts: `=` and `in`
+    /// on fields holding only plain strings or booleans, comparisons with a number on fields holding only
+    /// numbers, any test of a field no asset has, and `and` / `or` of exact parts.
+    pub(crate) fn exact(&self, f: &Compiled) -> Option<Bits> {
+        let plain = |field: FieldId| !self.lists.get(field as usize).copied().unwrap_or(true);
+        match f {
+            Compiled::Cmp(None, op, _) if *op != CmpOp::Ne => Some(Bits::empty(self.slots.len())),
+            Compiled::In(None, _)
+            | Compiled::Exists(None)
+            | Compiled::Contains(None, _)
+            | Compiled::Match(None, _) => Some(Bits::empty(self.slots.len())),
+            Compiled::Cmp(Some(field), CmpOp::Eq, lit @ (Scalar::Str(_) | Scalar::Bool(_)))
+                if plain(*field) && self.num[*field as usize].is_empty() =>
+            {
+                let mut bits = Bits::empty(self.slots.len());
+                if let Some(set) = EqKey::of(lit).and_then(|k| self.eq[*field as usize].get(&k)) {
+                    set.iter().for_each(|s| bits.insert(*s));
+                }
+                Some(bits)
+            }
+            Compiled::In(Some(field), lits)
+                if plain(*field)
+                    && self.num[*field as usize].is_empty()
+                    && lits.iter().all(|l| EqKey::of(l).is_some()) =>
+            {
+                let mut bits = Bits::empty(self.slots.len());
+                for k in lits.iter().filter_map(EqKey::of) {
+                    if let Some(set) = self.eq[*field as usize].get(&k) {
+                        set.iter().for_each(|s| bits.insert(*s));
+                    }
+                }
+                Some(bits)
+            }
+            Compiled::Cmp(Some(field), op, Scalar::Num(n))
+                if *op != CmpOp::Ne && plain(*field) && self.eq[*field as usize].is_empty() =>
+            {
+                let v = OrdF64(*n);
+                let (lo, hi) = match op {
+                    CmpOp::Eq => (Bound::Included(v), Bound::Included(v)),
+                    CmpOp::Lt => (Bound::Unbounded, Bound::Excluded(v)),
+                    CmpOp::Le => (Bound::Unbounded, Bound::Included(v)),
+                    CmpOp::Gt => (Bound::Excluded(v), Bound::Unbounded),
+                    _ => (Bound::Included(v), Bound::Unbounded),
+                };
+                // Slot numbers order equal values: an excluded bound excludes every slot holding that value.
+                let lo = match lo {
+                    Bound::Included(v) => Bound::Included((v, 0)),
+                    Bound::Excluded(v) => Bound::Excluded((v, u32::MAX)),
+                    Bound::Unbounded => Bound::Unbounded,
+                };
+                let hi = match hi {
+                    Bound::Included(v) => Bound::Included((v, u32::MAX)),
+                    Bound::Excluded(v) => Bound::Excluded((v, 0)),
+                    Bound::Unbounded => Bound::Unbounded,
+                };
+                let mut bits = Bits::empty(self.slots.len());
+                self.num[*field as usize]
+                    .range((lo, hi))
+                    // NaN never matches a comparison (documents come from JSON and TOML, which have none anyway).
+                    .filter(|(v, _)| !v.0.is_nan())
+                    .for_each(|(_, s)| bits.insert(*s));
+                Some(bits)
+            }
+            Compiled::And(a, b) => {
+                let mut x = self.exact(a)?;
+                x.and(&self.exact(b)?);
+                Some(x)
+            }
+            Compiled::Or(a, b) => {
+                let mut x = self.exact(a)?;
+                x.or(&self.exact(b)?);
+                Some(x)
+            }
+            _ => None,
+        }
+    }
+
+    /// The key column of `field` (see [`KeyColumn`]), when every asset holding it holds a plain string or boolean.
+    pub(crate) fn key_column(&self, field: FieldId) -> Option<Arc<KeyColumn>> {
+        if !self.has_only_scalar_keys(field) {
+            return None;
+        }
+        let buckets = self.eq.get(field as usize)?;
+        let column = self.key_columns.get(field as usize)?.get_or_init(|| {
+            let mut digits = vec![0u32; self.slots.len()];
+            let mut keys = Vec::with_capacity(buckets.len());
+            for (i, (k, set)) in buckets.iter().enumerate() {
+                keys.push(k.clone());
+                for s in set {
+                    if let Some(d) = digits.get_mut(*s as usize) {
+                        *d = i as u32 + 1;
+                    }
+                }
+            }
+            Arc::new(KeyColumn { keys, digits })
+        });
+        Some(column.clone())
+    }
+
+    /// Each slot's rank in id order (free slots rank last).
+    pub(crate) fn id_rank(&self) -> &[u32] {
+        self.id_rank.get_or_init(|| {
+            let mut by_id: Vec<(&str, u32)> = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter_map(|(s, e)| e.as_ref().map(|e| (&*e.asset.id, s as u32)))
+                .collect();
+            by_id.sort_unstable();
+            let mut rank = vec![u32::MAX; self.slots.len()];
+            for (r, (_, s)) in by_id.into_iter().enumerate() {
+                rank[s as usize] = r as u32;
+            }
+            rank
+        })
+    }
+
+    /// The numeric index of `field` when every asset holding the field holds a plain number there.
+    pub(crate) fn numbers_only(&self, field: FieldId) -> Option<&BTreeSet<(OrdF64, u32)>> {
+        let f = field as usize;
+        (self.eq.get(f)?.is_empty() && !self.lists.get(f).copied().unwrap_or(true))
+            .then(|| &self.num[f])
     }
 
     /// The candidate slots of a plan (unchecked, unsorted, maybe repeated); every slot for a scan.
@@ -472,10 +682,6 @@ impl Index {
     }
 
     /// The cheapest plan with an estimated size; `cap` bounds the cost of estimating ranges.
-    fn plan(&self, f: &Compiled, cap: usize) -> Plan<'_> {
-        self.plan_sized(f, cap).0
-    }
-
     fn plan_sized(&self, f: &Compiled, cap: usize) -> (Plan<'_>, usize) {
         let all = self.len();
         match f {

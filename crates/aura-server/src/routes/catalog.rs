@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -217,13 +217,20 @@ pub(super) async fn cache_stats(State(state): State<AppState>) -> Json<serde_jso
 pub(super) async fn query(
     State(state): State<AppState>,
     body: Result<Json<QueryRequest>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<QueryAnswer>, ApiError> {
+) -> Result<Response, ApiError> {
     let Json(req) = body.map_err(ApiError::from_json)?;
-    state
-        .catalog
-        .query(&req.query)
-        .map(|a| Json(a.into()))
-        .map_err(invalid_query)
+    let answer = state.catalog.query(&req.query).map_err(invalid_query)?;
+    // The same JSON as `QueryAnswer`, written straight from the index (documents as their kept JSON text).
+    let mut out = Vec::with_capacity(1024);
+    answer.write_json(&mut out);
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        out,
+    )
+        .into_response())
 }
 
 /// WebSocket: diffs of one asset as JSON text messages (`ready`, then `added`/`changed`/`removed`/`lagged`).
