@@ -78,6 +78,9 @@ struct Report {
     budget: bool,
     runs: Vec<Run>,
     max_requests_per_sec: f64,
+    /// The same zero-latency load sent straight to the fake upstream: the ceiling of the bench's own client and
+    /// fake on this machine (they share its cores with the gateway under test).
+    max_direct_requests_per_sec: f64,
     max_errors: u64,
     /// Audit entries per group commit during the max-throughput run (Aura only).
     max_audit_entries_per_fsync: Option<f64>,
@@ -178,6 +181,7 @@ pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
             audit_entries_per_fsync: per_sync(before, after),
         });
     }
+    let max_direct = load(&client, &direct, FAST, 64, args.requests).await?;
     let before = audit_counts(&client, metrics_url.as_deref()).await;
     let max = load(&client, &gateway, FAST, 64, args.requests).await?;
     let after = audit_counts(&client, metrics_url.as_deref()).await;
@@ -190,6 +194,7 @@ pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
         budget: args.budget,
         runs,
         max_requests_per_sec: max.rps(),
+        max_direct_requests_per_sec: max_direct.rps(),
         max_errors: max.errors,
         max_audit_entries_per_fsync: per_sync(before, after),
     };
@@ -235,8 +240,9 @@ pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
             );
         }
         println!(
-            "  max: {:.0} req/s at concurrency 64 against a zero-latency model ({} errors{})",
+            "  max: {:.0} req/s at concurrency 64 against a zero-latency model (direct to the fake: {:.0} req/s; {} errors{})",
             report.max_requests_per_sec,
+            report.max_direct_requests_per_sec,
             report.max_errors,
             report
                 .max_audit_entries_per_fsync

@@ -496,6 +496,28 @@ impl ContentChecker {
         self.redact_in(value, None, 0)
     }
 
+    /// Like [`ContentChecker::redact_value`], but `None` when nothing in `value` needs redacting — found by a walk
+    /// that neither copies nor compares the tree, so the common clean answer costs one scan.
+    pub fn redacted_value(&self, value: &Value) -> Option<Value> {
+        self.needs_redaction(value, None, 0)
+            .then(|| self.redact_in(value, None, 0))
+    }
+
+    /// Whether [`ContentChecker::redact_in`] would change anything under `value`.
+    fn needs_redaction(&self, value: &Value, key: Option<&str>, depth: usize) -> bool {
+        match value {
+            Value::String(s) => !self.find_secrets_in_context(s, key).is_empty(),
+            Value::Array(_) | Value::Object(_) if depth >= MAX_DEPTH => true,
+            Value::Array(items) => items
+                .iter()
+                .any(|v| self.needs_redaction(v, key, depth + 1)),
+            Value::Object(map) => map
+                .iter()
+                .any(|(k, v)| self.needs_redaction(v, Some(k), depth + 1)),
+            _ => false,
+        }
+    }
+
     fn redact_in(&self, value: &Value, key: Option<&str>, depth: usize) -> Value {
         match value {
             Value::String(s) => {

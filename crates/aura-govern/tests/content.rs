@@ -624,6 +624,10 @@ proptest! {
         let args = json!({"a": [{"b": text}], "c": format!("{secret} again")});
         let value = c.redact_value(&args);
         prop_assert!(!value.to_string().contains(&secret));
+        // The no-copy screen agrees: something to redact, and the same redaction.
+        prop_assert_eq!(c.redacted_value(&args), Some(value.clone()));
+        let clean = json!({"a": [{"b": prefix}], "n": 1});
+        prop_assert_eq!(c.redacted_value(&clean).is_none(), c.redact_value(&clean) == clean);
         // The kernel's path (redaction from the findings) agrees with a full rescan.
         let report = c.check(&action("tool_call", "t", args));
         prop_assert_eq!(report.redacted_args, Some(value));

@@ -550,13 +550,11 @@ impl GatewayService {
                 body = Bytes::from(bytes);
             }
         }
-        if self.redact_outputs() {
-            let redacted = self.inner.redactor.redact_value(&value);
-            if redacted != value
-                && let Ok(bytes) = serde_json::to_vec(&redacted)
-            {
-                return (Bytes::from(bytes), usage);
-            }
+        if self.redact_outputs()
+            && let Some(redacted) = self.inner.redactor.redacted_value(&value)
+            && let Ok(bytes) = serde_json::to_vec(&redacted)
+        {
+            return (Bytes::from(bytes), usage);
         }
         (body, usage)
     }
@@ -867,17 +865,18 @@ fn llm_action(
 ) -> Result<Action, Failure> {
     let mut labels = BTreeMap::new();
     labels.insert("gateway".to_owned(), protocol.as_str().to_owned());
+    // Built field by field: `json!` would re-serialize the whole request into a new tree; a clone is a plain copy.
+    let mut args = serde_json::Map::new();
+    args.insert("max_tokens".into(), Value::from(max_tokens));
+    args.insert("stream".into(), Value::Bool(facts.stream));
+    args.insert("prompt_tokens".into(), Value::from(facts.prompt_tokens));
+    args.insert("request".into(), request.clone());
     Action::extract(RawAction {
         agent: agent.clone(),
         task: None,
         kind: "llm_call".into(),
         target: model.to_owned(),
-        args: json!({
-            "max_tokens": max_tokens,
-            "stream": facts.stream,
-            "prompt_tokens": facts.prompt_tokens,
-            "request": request,
-        }),
+        args: Value::Object(args),
         estimate: Estimate {
             tokens: Some(facts.prompt_tokens + max_tokens),
             cost_micros: Some(estimate),
