@@ -33,6 +33,19 @@ impl Pool {
         None
     }
 
+    /// Returns a connection that is ready now (taken but not used) for reuse.
+    pub(crate) fn put(&self, addr: SocketAddr, host: String, sender: SendRequest<Body>) {
+        if !sender.is_ready() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            let list = idle.entry((addr, host)).or_default();
+            if list.len() < MAX_IDLE {
+                list.push(sender);
+            }
+        }
+    }
+
     /// Returns a connection for reuse once it is ready again (its last response body fully read).
     pub(crate) async fn give_back(
         &self,
