@@ -203,6 +203,11 @@ impl Governance {
         &self.kernel
     }
 
+    /// The current time on the governance clock.
+    pub fn now(&self) -> aura_core::Timestamp {
+        self.clock.now()
+    }
+
     /// Where policies are read from.
     pub fn policies_dir(&self) -> &Path {
         &self.policies_dir
