@@ -411,16 +411,7 @@ async fn plain(
             ));
         }
     };
-    {
-        let pool = shared.pool.clone();
-        let stop = shared.stop.clone();
-        shared.tasks.spawn(async move {
-            tokio::select! {
-                () = pool.give_back(addr, host, sender) => {}
-                () = stop.cancelled() => {}
-            }
-        });
-    }
+    shared.pool.put(addr, host, sender);
     let outcome = if resp.status().is_server_error() {
         ActionOutcome::Failure
     } else {
