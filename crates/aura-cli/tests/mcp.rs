@@ -222,17 +222,17 @@ async fn python_sdk_over_stdio() {
     let fetch = aura.url("/api/health/live");
     let out = run_client(
         &[
-        "stdio",
-        BIN,
-        assets.to_str().unwrap(),
-        "--",
-        "--data-dir",
-        &data,
-        "mcp",
-        "--url",
-        &aura.url,
-        "--token",
-        &token,
+            "stdio",
+            BIN,
+            assets.to_str().unwrap(),
+            "--",
+            "--data-dir",
+            &data,
+            "mcp",
+            "--url",
+            &aura.url,
+            "--token",
+            &token,
         ],
         &fetch,
     );

@@ -14,10 +14,10 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
 
 use aura_audit::{Actor, ActorKind};
+use aura_core::Verdict;
 use aura_core::{AgentName, Principal};
 use aura_govern::kernel::{ActionOutcome, Actual};
 use aura_server::services::edge;
-use aura_core::Verdict;
 use aura_server::services::govern::{Decided, Staged};
 
 use crate::reply::{self, Body};

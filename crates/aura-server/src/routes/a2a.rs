@@ -754,11 +754,7 @@ async fn settle_or_interrupt(ctx: &Ctx, task: Task) -> Task {
     let closing = ctx.state.catalog.closing();
     // Subscribed before the task is read again, so no change between the read and the wait is missed.
     let mut changes = ctx.state.mesh.task_changes();
-    let mut current = ctx
-        .state
-        .mesh
-        .task(&task.id)
-        .map_or(task, |(t, _)| t);
+    let mut current = ctx.state.mesh.task(&task.id).map_or(task, |(t, _)| t);
     loop {
         let state = a2a_state(&current);
         if a2a_final(state) || matches!(state, "input-required" | "auth-required") {
