@@ -268,6 +268,8 @@ struct Inner {
     log: File,
     events: usize,
     retention: Retention,
+    /// Bumped after every recorded change (create, transition, phase, effect), for watchers of tasks.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
@@ -337,6 +339,7 @@ impl TaskStore {
                 log,
                 events,
                 retention,
+                changes: tokio::sync::watch::Sender::new(0),
             })),
             clock,
         })
@@ -402,6 +405,12 @@ impl TaskStore {
             Ok((task, true))
         })
         .await
+    }
+
+    /// A receiver that sees a new value after every change recorded in the store: subscribe, read the task, then
+    /// await `changed()` to learn of the next change without polling.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        lock(&self.inner).changes.subscribe()
     }
 
     /// One task.
@@ -686,6 +695,7 @@ impl Inner {
             self.by_key.insert(k.clone(), task.id.clone());
         }
         apply(&mut self.tasks, ev);
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
         Ok(())
     }
 

@@ -1,13 +1,14 @@
 //! `aura bench proxy`: the enforcement proxy's added latency. Starts a local HTTP target and the real `aura up`
 //! (fresh data dir, a policy that lets a bench agent reach the loopback target), then sends requests at a fixed
 //! rate through the proxy and directly to the target, interleaved in the same run, over keep-alive connections,
-//! and reports p50/p99 of both and their difference. Every proxied request is decided, audited (a durable append)
-//! and settled (another append), as in production.
+//! and reports p50/p99 of both and their difference. Every proxied request is decided, audited (its entry through
+//! `audit.effect_gate` before the request leaves) and settled (another entry, after the answer), as in production.
 //!
-//! DESIGN.md requires the decision to be durable before the request leaves, so the added latency cannot go below
-//! one durable append on the data dir's disk: the benchmark measures that floor first (p50/p99 of a small append +
-//! `fdatasync` in the data dir) and reports the added latency beyond it, and the kernel decisions per proxied
-//! request (from `aura_decisions_total` on `/metrics`).
+//! With `--effect-gate durable` the decision must be fdatasync'd before the request leaves, so the added latency
+//! cannot go below one durable append on the data dir's disk; with `written` (the default) the entry must be in the
+//! log file (it survives a crash of Aura) while its fdatasync is group-committed on the side. The benchmark measures
+//! the fsync floor first (p50/p99 of a small append + `fdatasync` in the data dir) and reports the added latency
+//! beyond it, and the kernel decisions per proxied request (from `aura_decisions_total` on `/metrics`).
 
 use std::convert::Infallible;
 use std::process::{ExitCode, Stdio};
@@ -41,6 +42,10 @@ pub(crate) struct BenchProxyArgs {
     /// Seconds of measurement (after one second of warm-up).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub seconds: u64,
+    /// When a proxied request may leave, relative to its decision's audit entry (`audit.effect_gate` of the
+    /// server under test): `written` (the default) or `durable`.
+    #[arg(long, default_value = "written", value_parser = ["written", "durable"])]
+    pub effect_gate: String,
     /// Print JSON (`proxied_p50_us`, `proxied_p99_us`, `direct_p50_us`, `direct_p99_us`, `added_p99_us`,
     /// `fsync_floor_p99_us`, `added_beyond_floor_p99_us`, `decisions_per_proxied_request`, …).
     #[arg(long)]
@@ -49,6 +54,7 @@ pub(crate) struct BenchProxyArgs {
 
 #[derive(Debug, serde::Serialize)]
 struct Report {
+    effect_gate: String,
     rate_per_path: u64,
     seconds: u64,
     proxied_requests: usize,
@@ -80,6 +86,10 @@ pub(crate) async fn run(args: &BenchProxyArgs) -> anyhow::Result<ExitCode> {
     floor.sort_by(f64::total_cmp);
     std::fs::create_dir(home.path().join("policies"))?;
     std::fs::write(home.path().join("policies/bench.yaml"), POLICY)?;
+    std::fs::write(
+        home.path().join("aura.yaml"),
+        format!("audit:\n  effect_gate: {}\n", args.effect_gate),
+    )?;
     let exe = std::env::current_exe().context("locating the aura binary")?;
     let mut child = tokio::process::Command::new(&exe)
         .args([
@@ -168,6 +178,7 @@ pub(crate) async fn run(args: &BenchProxyArgs) -> anyhow::Result<ExitCode> {
     via.sort_by(f64::total_cmp);
     straight.sort_by(f64::total_cmp);
     let report = Report {
+        effect_gate: args.effect_gate.clone(),
         rate_per_path: args.rate,
         seconds: args.seconds,
         proxied_requests: via.len(),
@@ -190,13 +201,14 @@ pub(crate) async fn run(args: &BenchProxyArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "proxy at {} req/s (and direct at {} req/s), {} s, {} + {} requests, {} errors",
+            "proxy at {} req/s (and direct at {} req/s), {} s, {} + {} requests, {} errors; audit.effect_gate {}",
             report.rate_per_path,
             report.rate_per_path,
             report.seconds,
             report.proxied_requests,
             report.direct_requests,
-            report.errors
+            report.errors,
+            report.effect_gate
         );
         println!(
             "  through the proxy: p50 {:.0} µs, p99 {:.0} µs",

@@ -14,10 +14,13 @@ use serde_json::Value;
 
 const POLICY: &str = r#"
 levels:
-  tools: { write: ["/tmp/**"] }
+  tools: { write: ["/tmp/**"], network: ["http://127.0.0.1:*"] }
 agents:
   bot: { level: tools }
 rules:
+  - id: bot-loopback
+    when: { kind: custom, agent: bot, target: ["egress/loopback/*"] }
+    then: allow
   - id: context-tools
     when: { kind: tool_call, target: ["mcp/*"] }
     then: allow
@@ -137,10 +140,19 @@ fn check(out: &Value) {
     );
 }
 
-fn run_client(args: &[&str]) -> Value {
+/// `fetch_url` answered the target's status 200, decided by the kernel.
+fn check_fetched(out: &Value) {
+    assert_eq!(out["fetched"]["is_error"], false, "{out}");
+    let fetched: Value = serde_json::from_str(out["fetched"]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(fetched["status"], 200, "{fetched}");
+    assert!(fetched["audit_seq"].as_u64().unwrap() > 0, "{fetched}");
+}
+
+fn run_client(args: &[&str], fetch: &str) -> Value {
     let out = Command::new("python3")
         .arg(client_script())
         .args(args)
+        .env("FETCH_URL", fetch)
         .output()
         .unwrap();
     assert!(
@@ -166,8 +178,10 @@ async fn python_sdk_over_streamable_http() {
     let aura = Aura::start_in(home.path(), "data");
     let token = aura.token("bot-token", "agent", Some("bot")).await;
     let url = aura.url("/mcp");
-    let out = run_client(&["http", &url, &token, assets.to_str().unwrap()]);
+    let fetch = aura.url("/api/health/live");
+    let out = run_client(&["http", &url, &token, assets.to_str().unwrap()], &fetch);
     check(&out);
+    check_fetched(&out);
     assert_message_arrived(&aura).await;
     // Without a token the endpoint is closed.
     let resp = common::client()
@@ -184,6 +198,10 @@ async fn python_sdk_over_streamable_http() {
         .to_string();
     assert!(entries.contains("mcp/query_assets"), "{entries}");
     assert!(entries.contains("/etc/aura-mcp-test"), "{entries}");
+    // fetch_url to a loopback address the policy allows: one decision, the guard's allowance folded into it (no
+    // separate `egress/loopback` decision).
+    assert!(entries.contains("/api/health/live"), "{entries}");
+    assert!(!entries.contains("egress/loopback"), "{entries}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,21 +219,33 @@ async fn python_sdk_over_stdio() {
     let aura = Aura::start_in(home.path(), "data");
     let token = aura.token("bot-token", "agent", Some("bot")).await;
     let data = data_dir.to_str().unwrap().to_owned();
-    let out = run_client(&[
-        "stdio",
-        BIN,
-        assets.to_str().unwrap(),
-        "--",
-        "--data-dir",
-        &data,
-        "mcp",
-        "--url",
-        &aura.url,
-        "--token",
-        &token,
-    ]);
+    let fetch = aura.url("/api/health/live");
+    let out = run_client(
+        &[
+            "stdio",
+            BIN,
+            assets.to_str().unwrap(),
+            "--",
+            "--data-dir",
+            &data,
+            "mcp",
+            "--url",
+            &aura.url,
+            "--token",
+            &token,
+        ],
+        &fetch,
+    );
     check(&out);
+    check_fetched(&out);
     assert_message_arrived(&aura).await;
+    // Over stdio the tools ask the server through its API, which cannot fold the guard into the request's
+    // decision: the loopback destination is its own audited decision.
+    let entries = aura
+        .get("/api/v1/audit/entries?agent=bot&limit=1000")
+        .await
+        .to_string();
+    assert!(entries.contains("egress/loopback/127.0.0.1"), "{entries}");
 }
 
 /// The allowed `publish_message` is on `ops`'s inbox; the refused one is nowhere, and both decisions are audited.

@@ -264,7 +264,8 @@ pub(crate) async fn run_command(hub: &HubInner, agent: &Agent, args: &Value) -> 
 }
 
 /// `fetch_url`: decided as `http_request` on method, URL and body hash; the SSRF guard checks the resolved
-/// address, and the request goes to exactly that address; redirects are not followed (each hop would need its own
+/// address (folded into that one decision when the destination is known without DNS and the policy allows it
+/// whatever the counters, as in the proxy), and the request goes to exactly that address; redirects are not followed (each hop would need its own
 /// decision).
 pub(crate) async fn fetch_url(hub: &HubInner, agent: &Agent, args: &Value) -> CallToolResult {
     let Some(url) = args.get("url").and_then(Value::as_str) else {
@@ -280,56 +281,37 @@ pub(crate) async fn fetch_url(hub: &HubInner, agent: &Agent, args: &Value) -> Ca
         Ok(u) if matches!(u.scheme(), "http" | "https") => u,
         _ => return tool_error(&format!("`{url}` is not an absolute http(s) URL")),
     };
-    let verdict = match decide(
-        hub,
-        agent,
-        "http_request",
-        url,
-        json!({
-            "method": method,
-            "body_sha256": hex::encode(Sha256::digest(body.as_bytes())),
-            "body_bytes": body.len(),
-        }),
-    )
-    .await
-    {
-        Ok(v) => v,
-        Err(refused) => return refused,
-    };
     let host = parsed.host_str().unwrap_or_default().to_owned();
     let port = parsed.port_or_known_default().unwrap_or(80);
     let bare = host
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
-    let addr = match bare.parse::<std::net::IpAddr>() {
-        Ok(ip) => std::net::SocketAddr::new(ip, port),
-        Err(_) => match tokio::net::lookup_host((bare.as_str(), port))
-            .await
-            .map(|mut a| a.next())
-        {
-            Ok(Some(a)) => a,
-            _ => {
+    let mut decide_args = json!({
+        "method": method,
+        "body_sha256": hex::encode(Sha256::digest(body.as_bytes())),
+        "body_bytes": body.len(),
+    });
+    // A destination known without DNS that the policy allows whatever the counters: the guard's allowance is
+    // recorded in the request's own decision, which is then the only one.
+    let pass = hub.backend.egress_pass(agent, &host, port);
+    if let Some((_, fact)) = &pass {
+        decide_args["egress"] = fact.clone();
+    }
+    let verdict = match decide(hub, agent, "http_request", url, decide_args).await {
+        Ok(v) => v,
+        Err(refused) => return refused,
+    };
+    let addr = match pass {
+        Some((addr, _)) => addr,
+        None => match guarded(hub, agent, &host, &bare, port, &verdict.decision_id).await {
+            Ok(addr) => addr,
+            Err(refused) => {
                 hub.backend.settle(agent, &verdict.decision_id, false).await;
-                return tool_error(&format!("cannot resolve `{host}`"));
+                return refused;
             }
         },
     };
-    match hub
-        .backend
-        .guard_egress(agent, &host, addr, &verdict.decision_id)
-        .await
-    {
-        Ok(Some(guard)) if !guard.allowed() => {
-            hub.backend.settle(agent, &verdict.decision_id, false).await;
-            return refusal(&guard);
-        }
-        Ok(_) => {}
-        Err(e) => {
-            hub.backend.settle(agent, &verdict.decision_id, false).await;
-            return tool_error(&e.to_string());
-        }
-    }
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
@@ -396,6 +378,36 @@ pub(crate) async fn fetch_url(hub: &HubInner, agent: &Agent, args: &Value) -> Ca
         }),
         limit.saturating_mul(2) + 4096,
     )
+}
+
+/// Resolves `bare:port` once and runs the SSRF guard's own decision on the address; the address to connect to.
+async fn guarded(
+    hub: &HubInner,
+    agent: &Agent,
+    host: &str,
+    bare: &str,
+    port: u16,
+    for_decision: &str,
+) -> Result<std::net::SocketAddr, CallToolResult> {
+    let addr = match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => std::net::SocketAddr::new(ip, port),
+        Err(_) => match tokio::net::lookup_host((bare, port))
+            .await
+            .map(|mut a| a.next())
+        {
+            Ok(Some(a)) => a,
+            _ => return Err(tool_error(&format!("cannot resolve `{host}`"))),
+        },
+    };
+    match hub
+        .backend
+        .guard_egress(agent, host, addr, for_decision)
+        .await
+    {
+        Ok(Some(guard)) if !guard.allowed() => Err(refusal(&guard)),
+        Ok(_) => Ok(addr),
+        Err(e) => Err(tool_error(&e.to_string())),
+    }
 }
 
 /// `write_file`: decided as `file_write` on the path (args: size and SHA-256 of the content), written atomically.

@@ -93,6 +93,14 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
         addr: SocketAddr,
         for_decision: &str,
     ) -> Result<Option<Verdict>, BackendError>;
+    /// The SSRF guard's allowance, known before the request is decided, for a destination found without DNS (an
+    /// IP literal, or `localhost`) that the policy lets `agent` reach whatever its counters: the address to connect
+    /// to and the fact to record in the request's own decision as `args.egress`, so that the request is decided
+    /// once. `None` (the default): the destination is resolved after the decision and guarded by its own decision
+    /// ([`Backend::guard_egress`]).
+    fn egress_pass(&self, _agent: &Agent, _host: &str, _port: u16) -> Option<(SocketAddr, Value)> {
+        None
+    }
     /// Settles an allowed decision after the effect.
     async fn settle(&self, agent: &Agent, decision_id: &str, success: bool);
     /// The agent's budget usage.

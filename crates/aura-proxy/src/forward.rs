@@ -14,10 +14,11 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
 
 use aura_audit::{Actor, ActorKind};
+use aura_core::Verdict;
 use aura_core::{AgentName, Principal};
 use aura_govern::kernel::{ActionOutcome, Actual};
 use aura_server::services::edge;
-use aura_server::services::govern::Decided;
+use aura_server::services::govern::{Decided, Staged};
 
 use crate::reply::{self, Body};
 use crate::{OVERHEAD, REQUESTS, Shared};
@@ -126,15 +127,16 @@ async fn authenticate(shared: &Shared, req: &Request<Incoming>) -> Result<Princi
     }
 }
 
-/// Decides `kind target args`; a refusal for anything but ALLOW.
-async fn decide(
+/// Decides `http_request target args` and submits the decision to the audit log without waiting for it, so the
+/// caller can get the effect ready meanwhile; nothing may leave before [`released`] returns the decision.
+async fn decide_staged(
     shared: &Shared,
     agent: &AgentName,
     task: Option<&str>,
     target: &str,
     args: serde_json::Value,
     actor: Actor,
-) -> Result<Decided, Refusal> {
+) -> Result<Staged, Refusal> {
     let action = edge::action(agent, task, "http_request", target, args).map_err(|e| {
         (
             "bad_request",
@@ -146,12 +148,30 @@ async fn decide(
             ),
         )
     })?;
-    let decided = shared.governance.decide(&action, actor).await;
+    Ok(shared.governance.decide_staged(&action, actor).await)
+}
+
+/// Waits until the decision's audit entry passes the effect gate (`audit.effect_gate`); a refusal for anything but
+/// ALLOW (an entry that cannot be recorded turns the decision into DENY `audit_unavailable`).
+async fn released(staged: Staged) -> Result<Decided, Refusal> {
+    let decided = staged.durable().await;
     if edge::allowed(&decided) {
         Ok(decided)
     } else {
         Err(reply::refused(&decided, false))
     }
+}
+
+/// Decides `http_request target args` and waits for the audit record; a refusal for anything but ALLOW.
+async fn decide(
+    shared: &Shared,
+    agent: &AgentName,
+    task: Option<&str>,
+    target: &str,
+    args: serde_json::Value,
+    actor: Actor,
+) -> Result<Decided, Refusal> {
+    released(decide_staged(shared, agent, task, target, args, actor).await?).await
 }
 
 /// The SSRF guard folded into the request's own decision, for a destination known without DNS that the policy
@@ -303,7 +323,8 @@ async fn plain(
     if let Some(p) = &pass {
         args["egress"] = p.to_json();
     }
-    let decided = decide(
+    let out = outbound(&parts, &uri, body).map_err(|e| bad_request(&e.to_string()))?;
+    let staged = decide_staged(
         shared,
         &agent,
         task.as_deref(),
@@ -312,6 +333,21 @@ async fn plain(
         actor.clone(),
     )
     .await?;
+    // While the decision's audit entry is being written, take an idle connection to the address the guard
+    // approved; the request is sent on it only once the decision is released.
+    let pooled = match &pass {
+        Some(p) if staged.decision().verdict == Verdict::Allow => shared.pool.take(p.addr, &host),
+        _ => None,
+    };
+    let decided = match released(staged).await {
+        Ok(decided) => decided,
+        Err(refusal) => {
+            if let (Some(sender), Some(p)) = (pooled, &pass) {
+                shared.pool.put(p.addr, host, sender);
+            }
+            return Err(refusal);
+        }
+    };
     let addr = match &pass {
         Some(p) => p.addr,
         None => {
@@ -327,7 +363,7 @@ async fn plain(
             .await?
         }
     };
-    let mut sender = match shared.pool.take(addr, &host) {
+    let mut sender = match pooled.or_else(|| shared.pool.take(addr, &host)) {
         Some(sender) => sender,
         None => {
             let stream = dial(shared, addr, &decided).await?;
@@ -351,24 +387,6 @@ async fn plain(
             sender
         }
     };
-    let mut out = Request::builder()
-        .method(parts.method.clone())
-        .uri(origin_form(&uri))
-        .version(hyper::Version::HTTP_11)
-        .body(reply::full(body))
-        .map_err(|e| bad_request(&e.to_string()))?;
-    let headers = out.headers_mut();
-    for (name, value) in &parts.headers {
-        if !HOP_BY_HOP.contains(name) && !connection_listed(&parts.headers, name) {
-            headers.append(name.clone(), value.clone());
-        }
-    }
-    if !headers.contains_key(header::HOST)
-        && let Some(authority) = uri.authority()
-        && let Ok(value) = HeaderValue::from_str(authority.as_str())
-    {
-        headers.insert(header::HOST, value);
-    }
     metrics::histogram!(OVERHEAD).record(started.elapsed().as_secs_f64());
     let answered = tokio::time::timeout(shared.request_timeout, sender.send_request(out)).await;
     let resp = match answered {
@@ -393,16 +411,7 @@ async fn plain(
             ));
         }
     };
-    {
-        let pool = shared.pool.clone();
-        let stop = shared.stop.clone();
-        shared.tasks.spawn(async move {
-            tokio::select! {
-                () = pool.give_back(addr, host, sender) => {}
-                () = stop.cancelled() => {}
-            }
-        });
-    }
+    shared.pool.put(addr, host, sender);
     let outcome = if resp.status().is_server_error() {
         ActionOutcome::Failure
     } else {
@@ -414,6 +423,32 @@ async fn plain(
         head.headers.remove(name);
     }
     Ok(Response::from_parts(head, body.boxed()))
+}
+
+/// The request to send to the target: origin-form URL, the client's end-to-end headers, `Host` if it sent none.
+fn outbound(
+    parts: &hyper::http::request::Parts,
+    uri: &Uri,
+    body: bytes::Bytes,
+) -> Result<Request<Body>, hyper::http::Error> {
+    let mut out = Request::builder()
+        .method(parts.method.clone())
+        .uri(origin_form(uri))
+        .version(hyper::Version::HTTP_11)
+        .body(reply::full(body))?;
+    let headers = out.headers_mut();
+    for (name, value) in &parts.headers {
+        if !HOP_BY_HOP.contains(name) && !connection_listed(&parts.headers, name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    if !headers.contains_key(header::HOST)
+        && let Some(authority) = uri.authority()
+        && let Ok(value) = HeaderValue::from_str(authority.as_str())
+    {
+        headers.insert(header::HOST, value);
+    }
+    Ok(out)
 }
 
 fn too_large(limit: u64) -> Refusal {
@@ -537,6 +572,9 @@ async fn connect(
     Ok(resp)
 }
 
+/// How long a settlement's audit entry may wait for a decision to share its write with.
+const SETTLE_LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// How often an open tunnel checks whether its agent was halted.
 const HALT_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
 
@@ -586,8 +624,9 @@ async fn settle_with(
         id: "aura-proxy".into(),
         ip: None,
     };
+    // The settlement follows the effect and releases nothing: it rides with the next decisions' audit write.
     if let Err(e) = governance
-        .settle(id, None, outcome, Actual::default(), caller)
+        .settle_lazy(id, None, outcome, Actual::default(), caller, SETTLE_LINGER)
         .await
     {
         tracing::warn!(decision = %id, error = %e, "proxy could not settle a decision");

@@ -52,8 +52,6 @@ const NO_EXTENDED_CARD: i64 = -32007;
 /// Aura: governance did not allow the message (verdict, rule, reason in `data`).
 const REFUSED: i64 = -32010;
 
-/// How often a stream looks at its task.
-const FOLLOW_EVERY: Duration = Duration::from_millis(50);
 /// How long one stream follows a task at most (clients resubscribe after).
 const FOLLOW_AT_MOST: Duration = Duration::from_secs(600);
 
@@ -754,18 +752,20 @@ fn status_update(t: &Task) -> Value {
 async fn settle_or_interrupt(ctx: &Ctx, task: Task) -> Task {
     let deadline = Instant::now() + FOLLOW_AT_MOST.min(Duration::from_secs(25));
     let closing = ctx.state.catalog.closing();
-    let mut current = task;
+    // Subscribed before the task is read again, so no change between the read and the wait is missed.
+    let mut changes = ctx.state.mesh.task_changes();
+    let mut current = ctx.state.mesh.task(&task.id).map_or(task, |(t, _)| t);
     loop {
         let state = a2a_state(&current);
         if a2a_final(state) || matches!(state, "input-required" | "auth-required") {
             return current;
         }
-        if Instant::now() >= deadline || closing.is_cancelled() {
-            return current;
-        }
         tokio::select! {
             () = closing.cancelled() => return current,
-            () = tokio::time::sleep(FOLLOW_EVERY) => {}
+            () = tokio::time::sleep_until(deadline.into()) => return current,
+            changed = changes.changed() => if changed.is_err() {
+                return current;
+            },
         }
         if let Some((t, _)) = ctx.state.mesh.task(&current.id) {
             current = t;
@@ -780,6 +780,7 @@ fn follow(ctx: Ctx, id: Value, task: Task) -> Response {
         ctx: Ctx,
         id: Value,
         task_id: String,
+        changes: tokio::sync::watch::Receiver<u64>,
         last: Option<(TaskState, Option<String>, Option<String>)>,
         first: Option<Task>,
         done: bool,
@@ -790,9 +791,13 @@ fn follow(ctx: Ctx, id: Value, task: Task) -> Response {
             Ok(Event::default()
                 .data(json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string()))
         };
+    // Subscribed before the task is read again for the first frame, so no later change is missed.
+    let changes = ctx.state.mesh.task_changes();
+    let task = ctx.state.mesh.task(&task.id).map_or(task, |(t, _)| t);
     let start = Follow {
         id,
         task_id: task.id.clone(),
+        changes,
         last: None,
         first: Some(task),
         done: false,
@@ -811,12 +816,11 @@ fn follow(ctx: Ctx, id: Value, task: Task) -> Response {
         }
         let closing = f.ctx.state.catalog.closing();
         loop {
-            if Instant::now() >= f.until {
-                return None;
-            }
+            // Woken by the task store on every change (not polled); the state is compared to what was sent.
             tokio::select! {
                 () = closing.cancelled() => return None,
-                () = tokio::time::sleep(FOLLOW_EVERY) => {}
+                () = tokio::time::sleep_until(f.until.into()) => return None,
+                changed = f.changes.changed() => changed.ok()?,
             }
             let (task, _) = f.ctx.state.mesh.task(&f.task_id)?;
             let seen = (task.state, task.assignee.clone(), task.error.clone());

@@ -456,6 +456,25 @@ impl aura_mcp::Backend for McpGovernance {
         .map(verdict_of))
     }
 
+    fn egress_pass(
+        &self,
+        agent: &aura_mcp::Agent,
+        host: &str,
+        port: u16,
+    ) -> Option<(SocketAddr, serde_json::Value)> {
+        let name = AgentName::new(agent.name.as_str()).ok()?;
+        let addr = known_address(host, port)?;
+        let pass = egress_pass(
+            &self.governance,
+            self.governance.now(),
+            &name,
+            None,
+            host,
+            addr,
+        )?;
+        Some((pass.addr, pass.to_json()))
+    }
+
     async fn settle(&self, agent: &aura_mcp::Agent, decision_id: &str, success: bool) {
         let Ok((name, actor)) = Self::caller(agent) else {
             return;

@@ -203,6 +203,11 @@ impl Governance {
         &self.kernel
     }
 
+    /// The current time on the governance clock.
+    pub fn now(&self) -> aura_core::Timestamp {
+        self.clock.now()
+    }
+
     /// Where policies are read from.
     pub fn policies_dir(&self) -> &Path {
         &self.policies_dir
@@ -314,6 +319,35 @@ impl Governance {
         actual: Actual,
         caller: Actor,
     ) -> Result<Settled, ServiceError> {
+        self.settle_recorded(decision_id, owner, outcome, actual, caller, None)
+            .await
+    }
+
+    /// [`Governance::settle`] for a settlement that releases no effect (it follows one): its audit entry rides
+    /// with the next decisions' group commit, or is written on its own after `linger`, instead of waking the
+    /// audit writer for itself. Resolves once the entry is durable, like `settle`.
+    pub async fn settle_lazy(
+        &self,
+        decision_id: &str,
+        owner: Option<&AgentName>,
+        outcome: ActionOutcome,
+        actual: Actual,
+        caller: Actor,
+        linger: Duration,
+    ) -> Result<Settled, ServiceError> {
+        self.settle_recorded(decision_id, owner, outcome, actual, caller, Some(linger))
+            .await
+    }
+
+    async fn settle_recorded(
+        &self,
+        decision_id: &str,
+        owner: Option<&AgentName>,
+        outcome: ActionOutcome,
+        actual: Actual,
+        caller: Actor,
+        linger: Option<Duration>,
+    ) -> Result<Settled, ServiceError> {
         let settled = self
             .kernel
             .settle(decision_id, owner, outcome, actual)
@@ -355,7 +389,10 @@ impl Governance {
         }) {
             entry.details = map;
         }
-        self.audit.record(entry).await?;
+        match linger {
+            Some(linger) => self.audit.record_lazy(entry, linger).await?,
+            None => self.audit.record(entry).await?,
+        };
         Ok(settled)
     }
 

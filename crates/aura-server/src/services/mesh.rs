@@ -576,6 +576,12 @@ impl MeshService {
         self.tasks.list(filter)
     }
 
+    /// Sees a new value after every change to the task store (subscribe before reading a task, then await
+    /// `changed()`).
+    pub fn task_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.tasks.changes()
+    }
+
     /// One task and its children.
     pub fn task(&self, id: &str) -> Option<(Task, Vec<Task>)> {
         self.tasks.get(id).map(|t| {
