@@ -212,7 +212,10 @@ async fn served(
         .context("starting aura up")?;
     let mut line = String::new();
     if let Some(out) = child.stdout.take() {
-        std::io::BufReader::new(out).read_line(&mut line)?;
+        let mut out = std::io::BufReader::new(out);
+        out.read_line(&mut line)?;
+        // Keep draining: `aura up` prints more lines (the proxy's address) and stops on a closed stdout.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     }
     let Some(url) = line.trim().strip_prefix("listening on ").map(str::to_owned) else {
         let _ = child.kill();

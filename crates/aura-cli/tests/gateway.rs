@@ -418,7 +418,13 @@ async fn a_thousand_concurrent_calls_never_overshoot_the_budget() {
         .unwrap();
     // 5,000 micro-dollars a day: each call reserves its worst case and costs 18 (19 + 10 tokens of gpt-4o-mini).
     let policy = POLICY.replace("cost_usd: 100", "cost_usd: 0.005");
-    let (_home, aura) = start(&upstream, &policy, "");
+    // The SQLite ledger serialises 1,000 holds; on a loaded machine the default 5 s wait for a connection can run
+    // out (503), which says nothing about overshoot, so this test waits longer.
+    let (_home, aura) = start(
+        &upstream,
+        &policy,
+        "store:\n  connect_timeout_seconds: 60\n",
+    );
     let bot = aura.token("bot-token", "agent", Some("bot")).await;
     let c = client();
     let calls = (0..1000).map(|i| {
