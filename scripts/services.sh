@@ -97,4 +97,10 @@ if ! command -v cmake >/dev/null 2>&1; then
   [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null 2>&1
   command -v cmake >/dev/null 2>&1 || echo "services: cmake unavailable (needed by --features kafka)" >&2
 fi
+# librdkafka's cmake build (feature `kafka`) includes curl/curl.h.
+if [ ! -e /usr/include/x86_64-linux-gnu/curl/curl.h ] && [ ! -e /usr/include/curl/curl.h ]; then
+  [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libcurl4-openssl-dev >/dev/null 2>&1
+  { [ -e /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -e /usr/include/curl/curl.h ]; } \
+    || echo "services: libcurl headers unavailable (needed by --features kafka)" >&2
+fi
 exit 0
