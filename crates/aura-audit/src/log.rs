@@ -159,10 +159,36 @@ struct Shared {
     poisoned: Mutex<Option<String>>,
     head: RwLock<(u64, Hash)>,
     latest: RwLock<Option<Checkpoint>>,
+    /// The checkpoint chain. The writer signs forced checkpoints (sealed appends, `checkpoint_now`, close) over
+    /// everything written; the sync thread signs the periodic ones over what it made durable, so their signature
+    /// and fdatasync never hold up the next batch.
+    checkpoints: Mutex<Chain>,
+    /// How often a periodic checkpoint is signed while the durable size grows.
+    interval: Duration,
     segments: RwLock<Vec<Segment>>,
     tree: TreeFiles,
     offsets: File,
     verifier_key: String,
+}
+
+/// The signed checkpoints: the file they are appended to and the latest one, which the next one chains to.
+#[derive(Debug)]
+struct Chain {
+    file: File,
+    path: PathBuf,
+    /// Checkpoints in the file (the next one's record index).
+    index: u64,
+    latest: Option<Checkpoint>,
+    /// When the latest checkpoint was signed (or the log opened).
+    last_at: Instant,
+    signer: Signer,
+}
+
+impl Chain {
+    /// Tree size covered by the latest checkpoint (0 without one).
+    fn covered(&self) -> u64 {
+        self.latest.as_ref().map_or(0, |c| c.tree_size)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -650,6 +676,15 @@ impl AuditLog {
             poisoned: Mutex::new(None),
             head: RwLock::new((n, tree.root())),
             latest: RwLock::new(latest.clone()),
+            checkpoints: Mutex::new(Chain {
+                file: cp_file,
+                path: cp_path,
+                index: cp_count,
+                latest,
+                last_at: Instant::now(),
+                signer,
+            }),
+            interval: config.checkpoint_interval,
             segments: RwLock::new(segments),
             tree: tree_files,
             offsets: offsets_reader,
@@ -665,14 +700,6 @@ impl AuditLog {
             tree,
             offsets,
             written: n,
-            last_batch: Duration::ZERO,
-            cp_file,
-            cp_path,
-            cp_index: cp_count,
-            latest,
-            last_cp_at: Instant::now(),
-            interval: config.checkpoint_interval,
-            signer,
             poisoned: None,
             woken: Vec::new(),
             syncer: None,
@@ -1384,16 +1411,6 @@ struct Writer {
     tree: TreeWriter,
     offsets: Offsets,
     written: u64,
-    /// How long the last batch took to write and sync: a checkpoint due within that time is signed now rather than
-    /// after the next batch, which keeps checkpoint lag near the interval under load.
-    last_batch: Duration,
-    cp_file: File,
-    cp_path: PathBuf,
-    cp_index: u64,
-    latest: Option<Checkpoint>,
-    last_cp_at: Instant,
-    interval: Duration,
-    signer: Signer,
     poisoned: Option<String>,
     /// Wakers of acknowledged appends, woken after the lock is released.
     woken: Vec<Waker>,
@@ -1418,20 +1435,13 @@ impl Writer {
                     {
                         break;
                     }
-                    // Sleep until work arrives, a checkpoint is due, or lazy entries must be written.
-                    let mut deadline = None;
-                    if self.durable_grown() && self.poisoned.is_none() {
-                        let due = self.last_cp_at + self.interval;
-                        if due <= now {
-                            break;
-                        }
-                        deadline = Some(due);
-                    }
-                    if !q.batch.is_empty()
-                        && let Some(d) = q.lazy_deadline
-                    {
-                        deadline = Some(deadline.map_or(d, |x: Instant| x.min(d)));
-                    }
+                    // Sleep until work arrives or lazy entries must be written (periodic checkpoints are the
+                    // sync thread's).
+                    let deadline = if q.batch.is_empty() {
+                        None
+                    } else {
+                        q.lazy_deadline
+                    };
                     q.writer_waiting = true;
                     q = match deadline {
                         Some(d) => {
@@ -1463,17 +1473,6 @@ impl Writer {
         // `Drop` stops the queue and answers the shutdown callers.
     }
 
-    /// Whether entries were appended since the latest checkpoint.
-    fn grown(&self) -> bool {
-        self.written > self.latest.as_ref().map_or(0, |c| c.tree_size)
-    }
-
-    /// Whether entries became durable since the latest checkpoint (a periodic checkpoint covers only those; the
-    /// sync thread wakes this thread whenever it advances).
-    fn durable_grown(&self) -> bool {
-        lock(&self.shared.acks).durable > self.latest.as_ref().map_or(0, |c| c.tree_size)
-    }
-
     fn commit(
         &mut self,
         batch: &mut Batch,
@@ -1494,12 +1493,10 @@ impl Writer {
             return;
         }
         if !batch.is_empty() {
-            let started = Instant::now();
             if let Err(e) = self.write_batch(batch) {
                 self.poison(e.to_string(), batch, waiters);
                 return;
             }
-            self.last_batch = started.elapsed();
             *write_lock(&self.shared.head) = (self.written, self.tree.root());
             lock(&self.shared.written).advance(self.written, &mut self.woken);
             self.woken.drain(..).for_each(Waker::wake);
@@ -1517,21 +1514,20 @@ impl Writer {
             .drain(..)
             .map(|(seq, leaf_hash, tx)| (Receipt { seq, leaf_hash }, tx))
             .collect();
-        let forced = !sealed.is_empty() || !waiters.is_empty() || closing;
-        let due =
-            self.durable_grown() && self.last_cp_at.elapsed() + self.last_batch >= self.interval;
-        if !forced && !due {
+        if sealed.is_empty() && waiters.is_empty() && !closing {
             return;
         }
-        let cp = if forced && (self.grown() || self.latest.is_none()) {
-            // Someone waits for a checkpoint covering everything written: make it durable first.
-            self.sync_all().and_then(|()| self.checkpoint(self.written))
-        } else if due {
-            // A periodic checkpoint covers what the sync thread has made durable so far.
-            let durable = lock(&self.shared.acks).durable;
-            self.checkpoint(durable)
-        } else {
-            self.latest.clone().ok_or(AuditError::Closed)
+        // Someone waits for a checkpoint covering everything written: make it durable first.
+        let cp = {
+            let shared = self.shared.clone();
+            let mut chain = lock(&shared.checkpoints);
+            if self.written > chain.covered() || chain.latest.is_none() {
+                let root = self.tree.root();
+                self.sync_all()
+                    .and_then(|()| shared.checkpoint(&mut chain, self.written, root))
+            } else {
+                chain.latest.clone().ok_or(AuditError::Closed)
+            }
         };
         match cp {
             Ok(cp) => {
@@ -1626,6 +1622,10 @@ impl Writer {
 
     /// Seals the active segment (everything for it is written) and starts a new one whose first entry is `first`.
     fn roll(&mut self, first: u64) -> Result<(), AuditError> {
+        // Entries before `first` become durable below, and the sync thread may checkpoint them at once: their tree
+        // nodes must be readable from the level files first.
+        self.tree.flush()?;
+        self.offsets.flush()?;
         self.seg
             .sync_data()
             .map_err(|e| AuditError::io(&self.seg_path, e))?;
@@ -1651,37 +1651,65 @@ impl Writer {
         write_lock(&self.shared.segments).push(seg);
         Ok(())
     }
+}
 
-    /// Signs, stores (fdatasync'd) and publishes a checkpoint at tree size `size`, which must be durable.
-    fn checkpoint(&mut self, size: u64) -> Result<Checkpoint, AuditError> {
-        let prev = self.latest.as_ref().map(Checkpoint::note_hash);
-        let root = if size == self.written {
-            self.tree.root()
-        } else {
-            merkle::root_at(&self.shared.tree, size)?
-        };
-        let cp = self.signer.sign(size, &root, prev);
+impl Shared {
+    /// Signs, stores (fdatasync'd) and publishes a checkpoint at tree size `size`, whose entries must be durable
+    /// and whose root is `root`.
+    fn checkpoint(&self, chain: &mut Chain, size: u64, root: Hash) -> Result<Checkpoint, AuditError> {
+        let prev = chain.latest.as_ref().map(Checkpoint::note_hash);
+        let cp = chain.signer.sign(size, &root, prev);
         let mut frame = Vec::with_capacity(RECORD_HEADER_LEN + cp.note.len());
         record::push_frame(
             &mut frame,
-            self.cp_index,
+            chain.index,
             &leaf_hash(cp.note.as_bytes()),
             cp.note.as_bytes(),
         );
-        self.cp_file
+        chain
+            .file
             .write_all(&frame)
-            .map_err(|e| AuditError::io(&self.cp_path, e))?;
-        self.cp_file
+            .map_err(|e| AuditError::io(&chain.path, e))?;
+        chain
+            .file
             .sync_data()
-            .map_err(|e| AuditError::io(&self.cp_path, e))?;
-        self.cp_index += 1;
-        self.last_cp_at = Instant::now();
-        self.latest = Some(cp.clone());
-        *write_lock(&self.shared.latest) = Some(cp.clone());
-        if let Some(h) = lock(&self.shared.history).as_mut() {
-            h.checkpoints.push((cp.tree_size, self.last_cp_at));
+            .map_err(|e| AuditError::io(&chain.path, e))?;
+        chain.index += 1;
+        chain.last_at = Instant::now();
+        chain.latest = Some(cp.clone());
+        *write_lock(&self.latest) = Some(cp.clone());
+        if let Some(h) = lock(&self.history).as_mut() {
+            h.checkpoints.push((cp.tree_size, chain.last_at));
         }
         Ok(cp)
+    }
+
+    /// The sync thread's periodic checkpoint: signs one over the durable size when it grew and the interval since
+    /// the latest checkpoint has passed. Returns when the next one falls due, if entries wait for one.
+    fn periodic_checkpoint(&self) -> Result<Option<Instant>, AuditError> {
+        if lock(&self.poisoned).is_some() {
+            return Ok(None);
+        }
+        let mut chain = lock(&self.checkpoints);
+        let durable = lock(&self.acks).durable;
+        if durable <= chain.covered() {
+            return Ok(None);
+        }
+        let due = chain.last_at + self.interval;
+        if Instant::now() < due {
+            return Ok(Some(due));
+        }
+        let root = merkle::root_at(&self.tree, durable)?;
+        self.checkpoint(&mut chain, durable, root)?;
+        Ok(None)
+    }
+
+    /// Refuses all further appends: records why and fails everyone waiting.
+    fn fail(&self, reason: String, woken: &mut Vec<Waker>) {
+        lock(&self.poisoned).get_or_insert(reason);
+        lock(&self.acks).stop(woken);
+        lock(&self.written).stop(woken);
+        woken.drain(..).for_each(Waker::wake);
     }
 }
 
@@ -1718,37 +1746,61 @@ impl Drop for Writer {
     }
 }
 
-/// The sync thread: fdatasyncs the active segment up to what the writer has written, then publishes it as durable.
-/// A sync in flight never holds up the writer; the writes that arrive meanwhile are covered by the next sync.
+/// The sync thread: fdatasyncs the active segment up to what the writer has written, then publishes it as durable,
+/// and signs the periodic checkpoints over what is durable. A sync or checkpoint in flight never holds up the
+/// writer; the writes that arrive meanwhile are covered by the next sync.
 fn sync_loop(shared: &Shared, mut synced: u64) {
     let mut woken = Vec::new();
     loop {
-        let (target, file) = {
+        let next_checkpoint = match shared.periodic_checkpoint() {
+            Ok(due) => due,
+            Err(e) => {
+                let reason = e.to_string();
+                tracing::error!(dir = %shared.dir.display(), error = %reason, "audit log checkpoint failed; refusing further appends");
+                shared.fail(reason, &mut woken);
+                return;
+            }
+        };
+        let work = {
             let mut st = lock(&shared.sync);
-            loop {
+            let work = loop {
                 if st.target > synced {
-                    break;
+                    break Some((st.target, st.file.clone()));
                 }
                 if st.closing {
                     return;
                 }
                 st.waiting = true;
-                st = shared
-                    .sync_wake
-                    .wait(st)
-                    .unwrap_or_else(PoisonError::into_inner);
-            }
+                st = match next_checkpoint {
+                    None => shared
+                        .sync_wake
+                        .wait(st)
+                        .unwrap_or_else(PoisonError::into_inner),
+                    Some(due) => {
+                        let now = Instant::now();
+                        if due <= now {
+                            break None;
+                        }
+                        shared
+                            .sync_wake
+                            .wait_timeout(st, due - now)
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .0
+                    }
+                };
+            };
             st.waiting = false;
-            (st.target, st.file.clone())
+            work
+        };
+        // Nothing to sync: a periodic checkpoint fell due.
+        let Some((target, file)) = work else {
+            continue;
         };
         if let Err(e) = file.sync_data() {
             let path = lock(&shared.sync).path.clone();
             let reason = AuditError::io(&path, e).to_string();
             tracing::error!(dir = %shared.dir.display(), error = %reason, "audit log fdatasync failed; refusing further appends");
-            lock(&shared.poisoned).get_or_insert(reason);
-            lock(&shared.acks).stop(&mut woken);
-            lock(&shared.written).stop(&mut woken);
-            woken.drain(..).for_each(Waker::wake);
+            shared.fail(reason, &mut woken);
             return;
         }
         synced = target;
@@ -1758,12 +1810,6 @@ fn sync_loop(shared: &Shared, mut synced: u64) {
         woken.drain(..).for_each(Waker::wake);
         if let Some(h) = lock(&shared.history).as_mut() {
             h.durable.push((target, now));
-        }
-        // A periodic checkpoint may now be due: let a sleeping writer look.
-        let q = lock(&shared.queue);
-        if q.writer_waiting {
-            drop(q);
-            shared.wake.notify_one();
         }
     }
 }

@@ -475,10 +475,12 @@ fn sigterm_drains_in_flight_requests_and_exits_zero() {
     conn.write_all(body.as_bytes()).unwrap();
     let mut response = String::new();
     conn.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
-    assert!(response.contains("\"name\":\"late\""), "{response}");
-
     let (status, stderr) = aura.wait(Duration::from_secs(5));
+    assert!(
+        response.starts_with("HTTP/1.1 201"),
+        "in-flight request got `{response}`; aura exited {status}; stderr:\n{stderr}"
+    );
+    assert!(response.contains("\"name\":\"late\""), "{response}");
     assert!(status.success(), "exit status {status}; stderr:\n{stderr}");
     assert!(stopped.elapsed() < Duration::from_secs(5));
     // Logs are JSON lines and never contain a token.
