@@ -158,6 +158,8 @@ struct Shared {
     closed: AtomicBool,
     poisoned: Mutex<Option<String>>,
     head: RwLock<(u64, Hash)>,
+    /// The write side, locked by whoever writes a batch.
+    core: Mutex<Core>,
     latest: RwLock<Option<Checkpoint>>,
     /// The checkpoint chain. The writer signs forced checkpoints (sealed appends, `checkpoint_now`, close) over
     /// everything written; the sync thread signs the periodic ones over what it made durable, so their signature
@@ -675,6 +677,19 @@ impl AuditLog {
             closed: AtomicBool::new(false),
             poisoned: Mutex::new(None),
             head: RwLock::new((n, tree.root())),
+            core: Mutex::new(Core {
+                seg_dir,
+                seg: seg_file,
+                seg_path: active_path,
+                seg_len,
+                segment_bytes: config.segment_bytes,
+                tree,
+                offsets,
+                written: n,
+                poisoned: None,
+                woken: Vec::new(),
+                spare: Batch::default(),
+            }),
             latest: RwLock::new(latest.clone()),
             checkpoints: Mutex::new(Chain {
                 file: cp_file,
@@ -690,27 +705,15 @@ impl AuditLog {
             offsets: offsets_reader,
             verifier_key,
         });
-        let writer = Writer {
-            shared: shared.clone(),
-            seg_dir,
-            seg: seg_file,
-            seg_path: active_path,
-            seg_len,
-            segment_bytes: config.segment_bytes,
-            tree,
-            offsets,
-            written: n,
-            poisoned: None,
-            woken: Vec::new(),
-            syncer: None,
-        };
         let sync_shared = shared.clone();
         let syncer = std::thread::Builder::new()
             .name("aura-audit-sync".into())
             .spawn(move || sync_loop(&sync_shared, n))
             .map_err(|e| AuditError::io(&dir, e))?;
-        let mut writer = writer;
-        writer.syncer = Some(syncer);
+        let writer = Writer {
+            shared: shared.clone(),
+            syncer: Some(syncer),
+        };
         let handle = std::thread::Builder::new()
             .name("aura-audit-writer".into())
             .spawn(move || writer.run())
@@ -750,6 +753,10 @@ impl AuditLog {
     /// Queues an entry without waiting for it: returns its receipt at once (sequence number and leaf hash, not
     /// yet durable). Wait with [`AuditLog::durable_until`] before releasing any effect the entry records; this
     /// lets a caller prepare the effect while the group commit is in flight.
+    ///
+    /// When no one else is writing, the caller writes the pending batch itself (its entry and any others queued),
+    /// so the entry is usually written when this returns: no hand-off to the writer thread and back, which is most
+    /// of an append's latency on a busy machine. Otherwise the writer thread (or the submitter writing) takes it.
     pub fn submit(&self, entry: &AuditEntry) -> Result<Receipt, AuditError> {
         self.check_open()?;
         let encoded = entry::encode(entry)?;
@@ -758,11 +765,29 @@ impl AuditLog {
         let seq = q.next_seq;
         q.next_seq += 1;
         let leaf = q.batch.push(seq, &encoded, &pre);
-        self.wake_writer(q);
-        Ok(Receipt {
+        let receipt = Receipt {
             seq,
             leaf_hash: leaf,
-        })
+        };
+        // Lock order is core before queue: with the queue held, only a `try_lock` of the core cannot deadlock.
+        // Sealed appends, checkpoint requests and shutdown need the writer thread (they sign and fdatasync).
+        if q.batch.sealed.is_empty()
+            && q.checkpoints.is_empty()
+            && !q.closing
+            && let Ok(mut core) = self.shared.core.try_lock()
+        {
+            let mut batch = std::mem::take(&mut core.spare);
+            std::mem::swap(&mut q.batch, &mut batch);
+            q.eager = false;
+            q.lazy_deadline = None;
+            drop(q);
+            core.commit(&self.shared, &mut batch, Vec::new(), false);
+            batch.clear();
+            core.spare = batch;
+            return Ok(receipt);
+        }
+        self.wake_writer(q);
+        Ok(receipt)
     }
 
     /// Resolves once entry `seq` (from [`AuditLog::submit`]) is written and fdatasync'd; an error means it never
@@ -1400,9 +1425,18 @@ fn replay(
     Ok(n - from)
 }
 
-/// The single writer: batches appends, writes and fdatasyncs them, extends the tree, signs checkpoints.
+/// The writer thread: writes the batches nobody wrote inline (see [`AuditLog::submit`]), lazy entries after their
+/// linger, sealed appends and checkpoint requests, and at close everything left.
 struct Writer {
     shared: Arc<Shared>,
+    /// The sync thread, joined when the writer stops.
+    syncer: Option<JoinHandle<()>>,
+}
+
+/// The write side of the log: the active segment, the tree and offset index writers. Whoever holds its lock writes:
+/// the writer thread, or a submitter that found it free (flat combining). Lock order: `core` before `queue`.
+#[derive(Debug)]
+struct Core {
     seg_dir: PathBuf,
     seg: File,
     seg_path: PathBuf,
@@ -1414,18 +1448,17 @@ struct Writer {
     poisoned: Option<String>,
     /// Wakers of acknowledged appends, woken after the lock is released.
     woken: Vec<Waker>,
-    /// The sync thread, joined when the writer stops.
-    syncer: Option<JoinHandle<()>>,
+    /// Swapped with the queue's batch each round, so neither reallocates in steady state: while one is written,
+    /// submitters fill the other.
+    spare: Batch,
 }
 
 impl Writer {
-    fn run(mut self) {
-        // The queue's batch and this one are swapped each round, so neither reallocates in steady state; while
-        // this one is written and synced, submitters fill the other.
-        let mut batch = Batch::default();
+    fn run(self) {
+        let shared = &*self.shared;
         loop {
-            let (waiters, closing) = {
-                let mut q = lock(&self.shared.queue);
+            {
+                let mut q = lock(&shared.queue);
                 loop {
                     if !q.checkpoints.is_empty() || q.closing {
                         break;
@@ -1445,42 +1478,49 @@ impl Writer {
                     q.writer_waiting = true;
                     q = match deadline {
                         Some(d) => {
-                            self.shared
+                            shared
                                 .wake
                                 .wait_timeout(q, d.saturating_duration_since(now))
                                 .unwrap_or_else(PoisonError::into_inner)
                                 .0
                         }
-                        None => self
-                            .shared
-                            .wake
-                            .wait(q)
-                            .unwrap_or_else(PoisonError::into_inner),
+                        None => shared.wake.wait(q).unwrap_or_else(PoisonError::into_inner),
                     };
                 }
                 q.writer_waiting = false;
+            }
+            // Lock order: the core first, then the queue (a submitter writing inline may have taken the batch
+            // meanwhile; then there is only the rest to do).
+            let mut core = lock(&shared.core);
+            let mut batch = std::mem::take(&mut core.spare);
+            let (waiters, closing) = {
+                let mut q = lock(&shared.queue);
                 q.eager = false;
                 q.lazy_deadline = None;
                 std::mem::swap(&mut q.batch, &mut batch);
                 (std::mem::take(&mut q.checkpoints), q.closing)
             };
-            self.commit(&mut batch, waiters, closing);
+            core.commit(shared, &mut batch, waiters, closing);
             batch.clear();
+            core.spare = batch;
             if closing {
                 break;
             }
         }
         // `Drop` stops the queue and answers the shutdown callers.
     }
+}
 
+impl Core {
     fn commit(
         &mut self,
+        shared: &Shared,
         batch: &mut Batch,
         waiters: Vec<oneshot::Sender<Result<Checkpoint, AuditError>>>,
         closing: bool,
     ) {
         if self.poisoned.is_none() {
-            self.poisoned = read_lock_poison(&self.shared.poisoned);
+            self.poisoned = read_lock_poison(&shared.poisoned);
         }
         if let Some(reason) = &self.poisoned {
             let reason = reason.clone();
@@ -1493,20 +1533,20 @@ impl Writer {
             return;
         }
         if !batch.is_empty() {
-            if let Err(e) = self.write_batch(batch) {
-                self.poison(e.to_string(), batch, waiters);
+            if let Err(e) = self.write_batch(shared, batch) {
+                self.poison(shared, e.to_string(), batch, waiters);
                 return;
             }
-            *write_lock(&self.shared.head) = (self.written, self.tree.root());
-            lock(&self.shared.written).advance(self.written, &mut self.woken);
+            *write_lock(&shared.head) = (self.written, self.tree.root());
+            lock(&shared.written).advance(self.written, &mut self.woken);
             self.woken.drain(..).for_each(Waker::wake);
             // The sync thread makes them durable while this thread writes the next batch.
-            let mut st = lock(&self.shared.sync);
+            let mut st = lock(&shared.sync);
             st.target = self.written;
             if st.waiting {
                 st.waiting = false;
                 drop(st);
-                self.shared.sync_wake.notify_one();
+                shared.sync_wake.notify_one();
             }
         }
         let sealed: Vec<(Receipt, SealedAck)> = batch
@@ -1519,11 +1559,10 @@ impl Writer {
         }
         // Someone waits for a checkpoint covering everything written: make it durable first.
         let cp = {
-            let shared = self.shared.clone();
             let mut chain = lock(&shared.checkpoints);
             if self.written > chain.covered() || chain.latest.is_none() {
                 let root = self.tree.root();
-                self.sync_all()
+                self.sync_all(shared)
                     .and_then(|()| shared.checkpoint(&mut chain, self.written, root))
             } else {
                 chain.latest.clone().ok_or(AuditError::Closed)
@@ -1543,7 +1582,7 @@ impl Writer {
                 for (_, tx) in sealed {
                     let _ = tx.send(Err(AuditError::Poisoned(reason.clone())));
                 }
-                self.poison(reason, batch, waiters);
+                self.poison(shared, reason, batch, waiters);
             }
         }
     }
@@ -1551,15 +1590,16 @@ impl Writer {
     /// Refuses all further appends after a failed write: fails everything not yet durable.
     fn poison(
         &mut self,
+        shared: &Shared,
         reason: String,
         batch: &mut Batch,
         waiters: Vec<oneshot::Sender<Result<Checkpoint, AuditError>>>,
     ) {
-        tracing::error!(dir = %self.shared.dir.display(), error = %reason, "audit log write failed; refusing further appends");
-        *lock(&self.shared.poisoned) = Some(reason.clone());
+        tracing::error!(dir = %shared.dir.display(), error = %reason, "audit log write failed; refusing further appends");
+        *lock(&shared.poisoned) = Some(reason.clone());
         self.poisoned = Some(reason.clone());
-        lock(&self.shared.acks).stop(&mut self.woken);
-        lock(&self.shared.written).stop(&mut self.woken);
+        lock(&shared.acks).stop(&mut self.woken);
+        lock(&shared.written).stop(&mut self.woken);
         self.woken.drain(..).for_each(Waker::wake);
         for (_, _, tx) in batch.sealed.drain(..) {
             let _ = tx.send(Err(AuditError::Poisoned(reason.clone())));
@@ -1571,13 +1611,13 @@ impl Writer {
 
     /// Writes the batch's records (one `write` per segment touched); the sync thread fdatasyncs them, and only then
     /// are they acknowledged as durable. Extends the tree and offset index (flushed, not synced: they are derived).
-    fn write_batch(&mut self, batch: &Batch) -> Result<(), AuditError> {
+    fn write_batch(&mut self, shared: &Shared, batch: &Batch) -> Result<(), AuditError> {
         let mut chunk_start = 0;
         let mut pos = 0;
         for (seq, (leaf, len)) in (self.written..).zip(&batch.entries) {
             if self.seg_len + (pos - chunk_start) as u64 >= self.segment_bytes {
                 self.write_segment(batch.bytes.get(chunk_start..pos).unwrap_or_default())?;
-                self.roll(seq)?;
+                self.roll(shared, seq)?;
                 chunk_start = pos;
             }
             self.offsets
@@ -1593,17 +1633,17 @@ impl Writer {
     }
 
     /// fdatasyncs the active segment here (not on the sync thread) and publishes everything written as durable.
-    fn sync_all(&mut self) -> Result<(), AuditError> {
-        if lock(&self.shared.acks).durable >= self.written {
+    fn sync_all(&mut self, shared: &Shared) -> Result<(), AuditError> {
+        if lock(&shared.acks).durable >= self.written {
             return Ok(());
         }
         self.seg
             .sync_data()
             .map_err(|e| AuditError::io(&self.seg_path, e))?;
-        self.shared.batches.fetch_add(1, Ordering::Relaxed);
-        lock(&self.shared.acks).advance(self.written, &mut self.woken);
+        shared.batches.fetch_add(1, Ordering::Relaxed);
+        lock(&shared.acks).advance(self.written, &mut self.woken);
         self.woken.drain(..).for_each(Waker::wake);
-        if let Some(h) = lock(&self.shared.history).as_mut() {
+        if let Some(h) = lock(&shared.history).as_mut() {
             h.durable.push((self.written, Instant::now()));
         }
         Ok(())
@@ -1621,7 +1661,7 @@ impl Writer {
     }
 
     /// Seals the active segment (everything for it is written) and starts a new one whose first entry is `first`.
-    fn roll(&mut self, first: u64) -> Result<(), AuditError> {
+    fn roll(&mut self, shared: &Shared, first: u64) -> Result<(), AuditError> {
         // Entries before `first` become durable below, and the sync thread may checkpoint them at once: their tree
         // nodes must be readable from the level files first.
         self.tree.flush()?;
@@ -1640,15 +1680,15 @@ impl Writer {
             .map_err(|e| AuditError::io(&seg.path, e))?;
         {
             // Entries before `first` are durable in the sealed segment; the sync thread moves to the new one.
-            let mut st = lock(&self.shared.sync);
+            let mut st = lock(&shared.sync);
             st.file = Arc::new(sync_file);
             st.path = seg.path.clone();
         }
-        lock(&self.shared.acks).advance(first, &mut self.woken);
+        lock(&shared.acks).advance(first, &mut self.woken);
         self.woken.drain(..).for_each(Waker::wake);
         self.seg_path = seg.path.clone();
         self.seg_len = FILE_HEADER_LEN as u64;
-        write_lock(&self.shared.segments).push(seg);
+        write_lock(&shared.segments).push(seg);
         Ok(())
     }
 }
@@ -1656,7 +1696,12 @@ impl Writer {
 impl Shared {
     /// Signs, stores (fdatasync'd) and publishes a checkpoint at tree size `size`, whose entries must be durable
     /// and whose root is `root`.
-    fn checkpoint(&self, chain: &mut Chain, size: u64, root: Hash) -> Result<Checkpoint, AuditError> {
+    fn checkpoint(
+        &self,
+        chain: &mut Chain,
+        size: u64,
+        root: Hash,
+    ) -> Result<Checkpoint, AuditError> {
         let prev = chain.latest.as_ref().map(Checkpoint::note_hash);
         let cp = chain.signer.sign(size, &root, prev);
         let mut frame = Vec::with_capacity(RECORD_HEADER_LEN + cp.note.len());
@@ -1736,9 +1781,10 @@ impl Drop for Writer {
             // The sync thread makes what was written durable, then exits.
             let _ = h.join();
         }
-        lock(&self.shared.written).stop(&mut self.woken);
-        lock(&self.shared.acks).stop(&mut self.woken);
-        self.woken.drain(..).for_each(Waker::wake);
+        let mut woken = Vec::new();
+        lock(&self.shared.written).stop(&mut woken);
+        lock(&self.shared.acks).stop(&mut woken);
+        woken.drain(..).for_each(Waker::wake);
         drop((leftover, waiters));
         for tx in shutdown {
             let _ = tx.send(());
