@@ -278,11 +278,21 @@ struct SyncState {
     /// The active segment (a shared handle: the writer keeps appending to its own).
     file: Arc<File>,
     path: PathBuf,
-    /// The sync thread sleeps on `sync_wake`.
+    /// The sync thread sleeps on `sync_wake` until something is written.
     waiting: bool,
+    /// The sync thread lingers on `sync_wake` before an fdatasync nobody awaits (see [`SYNC_LINGER`]): writes do
+    /// not wake it, an urgent waiter does.
+    lingering: bool,
+    /// Someone awaits durability of entries below this (`append`, `durable_until`): sync them without lingering.
+    urgent_until: u64,
     /// The writer is done: sync what is left and exit.
     closing: bool,
 }
+
+/// How long the sync thread may gather writes before an fdatasync that nobody awaits (entries released on
+/// `written`, lazy settlements): fewer fdatasyncs under load — each costs a disk flush and, on a VM, exits to the
+/// host — at the price of a power-loss window of at most this plus one fdatasync. An awaited entry is synced at once.
+const SYNC_LINGER: Duration = Duration::from_millis(2);
 
 /// A watermark (written, or durable), and the callers waiting for it: each waits for its own sequence number (the
 /// last one for `append_many`), so a batch wakes exactly the appends it made durable.
@@ -669,6 +679,8 @@ impl AuditLog {
                 file: Arc::new(sync_file),
                 path: active_path.clone(),
                 waiting: false,
+                lingering: false,
+                urgent_until: 0,
                 closing: false,
             }),
             sync_wake: Condvar::new(),
@@ -769,25 +781,32 @@ impl AuditLog {
             seq,
             leaf_hash: leaf,
         };
-        // Lock order is core before queue: with the queue held, only a `try_lock` of the core cannot deadlock.
-        // Sealed appends, checkpoint requests and shutdown need the writer thread (they sign and fdatasync).
-        if q.batch.sealed.is_empty()
-            && q.checkpoints.is_empty()
-            && !q.closing
-            && let Ok(mut core) = self.shared.core.try_lock()
-        {
-            let mut batch = std::mem::take(&mut core.spare);
-            std::mem::swap(&mut q.batch, &mut batch);
-            q.eager = false;
-            q.lazy_deadline = None;
-            drop(q);
-            core.commit(&self.shared, &mut batch, Vec::new(), false);
-            batch.clear();
-            core.spare = batch;
-            return Ok(receipt);
+        if let Some(q) = self.write_inline(q) {
+            self.wake_writer(q);
         }
-        self.wake_writer(q);
         Ok(receipt)
+    }
+
+    /// Writes the queued batch on the caller's thread when the write side is free (flat combining); gives the queue
+    /// back when it is not, for the writer thread to take. Lock order is core before queue: with the queue held,
+    /// only a `try_lock` of the core cannot deadlock. Sealed appends, checkpoint requests and shutdown are left to
+    /// the writer thread (they sign and fdatasync).
+    fn write_inline<'a>(&'a self, mut q: MutexGuard<'a, Queue>) -> Option<MutexGuard<'a, Queue>> {
+        if !q.batch.sealed.is_empty() || !q.checkpoints.is_empty() || q.closing {
+            return Some(q);
+        }
+        let Ok(mut core) = self.shared.core.try_lock() else {
+            return Some(q);
+        };
+        let mut batch = std::mem::take(&mut core.spare);
+        std::mem::swap(&mut q.batch, &mut batch);
+        q.eager = false;
+        q.lazy_deadline = None;
+        drop(q);
+        core.commit(&self.shared, &mut batch, Vec::new(), false);
+        batch.clear();
+        core.spare = batch;
+        None
     }
 
     /// Resolves once entry `seq` (from [`AuditLog::submit`]) is written and fdatasync'd; an error means it never
@@ -810,8 +829,9 @@ impl AuditLog {
         .map_err(|()| self.stopped())
     }
 
-    /// Appends an entry nobody waits on promptly (a settlement after the effect): it rides along with the next
-    /// batch of awaited entries, or is written on its own after `linger`, so it never costs an awaited append a
+    /// Appends an entry nobody waits on promptly (a settlement after the effect): written at once when the write
+    /// side is free, else it rides along with the next batch, or the writer thread writes it after `linger`. Its
+    /// fdatasync is never hurried (the sync thread gathers it with others), so it never costs an awaited append a
     /// second fdatasync. Resolves once durable, like [`AuditLog::append`].
     pub async fn append_lazy(
         &self,
@@ -830,8 +850,14 @@ impl AuditLog {
             if first {
                 q.lazy_deadline = Some(Instant::now() + linger);
             }
-            // A sleeping writer re-reads its deadline; a busy one sees the entry in its next round.
-            if first && q.writer_waiting {
+            // Written here if the write side is free (cheaper than waking the writer thread, and the sync thread
+            // coalesces the fdatasync anyway); else a sleeping writer re-reads its deadline, and a busy one sees
+            // the entry in its next round.
+            if let Some(q) = self.write_inline(q)
+                && first
+                && q.writer_waiting
+            {
+                let mut q = q;
                 q.writer_waiting = false;
                 drop(q);
                 self.shared.wake.notify_one();
@@ -842,7 +868,7 @@ impl AuditLog {
             }
         };
         drop((encoded, entry));
-        self.durable(receipt.seq).await?;
+        self.durable_unhurried(receipt.seq).await?;
         Ok(receipt)
     }
 
@@ -1146,8 +1172,24 @@ impl AuditLog {
         }
     }
 
-    /// Waits until entry `seq` is durable.
+    /// Waits until entry `seq` is durable, asking the sync thread not to linger for it.
     async fn durable(&self, seq: u64) -> Result<(), AuditError> {
+        {
+            let mut st = lock(&self.shared.sync);
+            if st.urgent_until <= seq {
+                st.urgent_until = seq + 1;
+                if st.lingering {
+                    st.lingering = false;
+                    drop(st);
+                    self.shared.sync_wake.notify_one();
+                }
+            }
+        }
+        self.durable_unhurried(seq).await
+    }
+
+    /// Waits until entry `seq` is durable, whenever the sync thread gets to it.
+    async fn durable_unhurried(&self, seq: u64) -> Result<(), AuditError> {
         Durable {
             acks: &self.shared.acks,
             seq,
@@ -1809,9 +1851,24 @@ fn sync_loop(shared: &Shared, mut synced: u64) {
         };
         let work = {
             let mut st = lock(&shared.sync);
+            let mut linger_until = None;
             let work = loop {
                 if st.target > synced {
-                    break Some((st.target, st.file.clone()));
+                    // Sync at once what someone awaits; gather writes nobody awaits for up to SYNC_LINGER.
+                    let now = Instant::now();
+                    let until = *linger_until.get_or_insert(now + SYNC_LINGER);
+                    if st.urgent_until > synced || st.closing || now >= until {
+                        st.lingering = false;
+                        break Some((st.target, st.file.clone()));
+                    }
+                    st.lingering = true;
+                    st.waiting = false;
+                    st = shared
+                        .sync_wake
+                        .wait_timeout(st, until - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                    continue;
                 }
                 if st.closing {
                     return;

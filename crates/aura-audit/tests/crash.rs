@@ -141,7 +141,11 @@ fn kill_9_never_loses_an_acknowledged_entry() {
 
             let (log, report) = AuditLog::open(config(tmp.path(), 4096)).unwrap();
             torn += usize::from(!report.is_clean());
-            assert_eq!(!report.is_clean(), cycles.is_multiple_of(3), "{report:?}");
+            // Injected garbage is always found and cut. A kill alone may also leave a torn tail: SIGKILL stops a
+            // write(2) that crosses a page boundary between pages. Either way, nothing acknowledged may be lost.
+            if cycles.is_multiple_of(3) {
+                assert!(!report.is_clean(), "injected garbage not found: {report:?}");
+            }
             let size = log.tree_size();
             for &seq in &acked {
                 assert!(

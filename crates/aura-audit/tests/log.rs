@@ -556,12 +556,14 @@ async fn lazy_entries_ride_with_the_next_awaited_append_or_linger_alone() {
     let tmp = tempfile::tempdir().unwrap();
     let (log, _) = AuditLog::open(config(tmp.path(), 1 << 20)).unwrap();
     let log = Arc::new(log);
-    // Alone, a lazy entry is written after its linger (not never).
+    // Alone, a lazy entry is written at once by its caller (the write side is free) and made durable by the sync
+    // thread's next fdatasync, which nobody hurries: well before its linger, which only bounds how long it may wait
+    // in the queue while others write.
     let started = Instant::now();
-    log.append_lazy(entry(1, "planner"), Duration::from_millis(30))
+    log.append_lazy(entry(1, "planner"), Duration::from_secs(30))
         .await
         .unwrap();
-    assert!(started.elapsed() >= Duration::from_millis(30));
+    assert!(started.elapsed() < Duration::from_secs(5));
     // With a long linger, an awaited append arriving meanwhile carries it: one fdatasync for both.
     let before = log.stats().batches;
     let lazy = {
