@@ -838,38 +838,42 @@ impl AuditLog {
         entry: AuditEntry,
         linger: Duration,
     ) -> Result<Receipt, AuditError> {
-        self.check_open()?;
-        let encoded = entry::encode(&entry)?;
-        let pre = encoded.prehash();
-        let receipt = {
-            let mut q = self.queue()?;
-            let seq = q.next_seq;
-            q.next_seq += 1;
-            let first = q.batch.is_empty();
-            let leaf = q.batch.push(seq, &encoded, &pre);
-            if first {
-                q.lazy_deadline = Some(Instant::now() + linger);
-            }
-            // Written here if the write side is free (cheaper than waking the writer thread, and the sync thread
-            // coalesces the fdatasync anyway); else a sleeping writer re-reads its deadline, and a busy one sees
-            // the entry in its next round.
-            if let Some(q) = self.write_inline(q)
-                && first
-                && q.writer_waiting
-            {
-                let mut q = q;
-                q.writer_waiting = false;
-                drop(q);
-                self.shared.wake.notify_one();
-            }
-            Receipt {
-                seq,
-                leaf_hash: leaf,
-            }
-        };
-        drop((encoded, entry));
+        let receipt = self.submit_lazy(&entry, linger)?;
+        drop(entry);
         self.durable_unhurried(receipt.seq).await?;
         Ok(receipt)
+    }
+
+    /// As [`AuditLog::append_lazy`] without waiting: returns the entry's receipt at once (written when the write
+    /// side was free, else queued). For an entry whose durability nobody awaits, which spares the caller a wake-up
+    /// when the sync thread gets to it; [`AuditLog::durable_until`] still waits for it if needed.
+    pub fn submit_lazy(&self, entry: &AuditEntry, linger: Duration) -> Result<Receipt, AuditError> {
+        self.check_open()?;
+        let encoded = entry::encode(entry)?;
+        let pre = encoded.prehash();
+        let mut q = self.queue()?;
+        let seq = q.next_seq;
+        q.next_seq += 1;
+        let first = q.batch.is_empty();
+        let leaf = q.batch.push(seq, &encoded, &pre);
+        if first {
+            q.lazy_deadline = Some(Instant::now() + linger);
+        }
+        // Written here if the write side is free (cheaper than waking the writer thread, and the sync thread
+        // coalesces the fdatasync anyway); else a sleeping writer re-reads its deadline, and a busy one sees the
+        // entry in its next round.
+        if let Some(mut q) = self.write_inline(q)
+            && first
+            && q.writer_waiting
+        {
+            q.writer_waiting = false;
+            drop(q);
+            self.shared.wake.notify_one();
+        }
+        Ok(Receipt {
+            seq,
+            leaf_hash: leaf,
+        })
     }
 
     /// Entries appended and batches fdatasync'd since open: `entries / batches` is the group-commit factor.

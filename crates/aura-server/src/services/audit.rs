@@ -134,16 +134,16 @@ impl AuditTrail {
         self.gate
     }
 
-    /// Appends an entry nobody waits on promptly (a settlement after its effect): group-committed with the next
-    /// awaited entries, or on its own after `linger`. Resolves once durable.
-    pub async fn record_lazy(
+    /// Records an entry nobody waits on (a settlement after its effect): written at once when the write side is
+    /// free, else group-committed with the next entries or on its own after `linger`; its fdatasync follows within
+    /// the sync thread's gathering window. Returns without waiting for either (nothing is released by it).
+    pub fn record_lazy(
         &self,
-        entry: AuditEntry,
+        entry: &AuditEntry,
         linger: Duration,
     ) -> Result<Receipt, ServiceError> {
         self.log
-            .append_lazy(entry, linger)
-            .await
+            .submit_lazy(entry, linger)
             .map_err(|e| ServiceError::Internal(format!("audit append: {e}")))
     }
 

@@ -773,7 +773,7 @@ impl Call {
         entry.agent = Some(self.agent.clone());
         entry.budget_after_micros = Some(spent);
         // The settlement releases no effect: it rides with the next decisions' group commit.
-        if let Err(e) = inner.audit.record_lazy(entry, SETTLE_LINGER).await {
+        if let Err(e) = inner.audit.record_lazy(&entry, SETTLE_LINGER) {
             tracing::error!(error = %e, "could not audit an LLM call's usage");
         }
         if status == "rejected" {

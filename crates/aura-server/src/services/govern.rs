@@ -323,9 +323,10 @@ impl Governance {
             .await
     }
 
-    /// [`Governance::settle`] for a settlement that releases no effect (it follows one): its audit entry rides
-    /// with the next decisions' group commit, or is written on its own after `linger`, instead of waking the
-    /// audit writer for itself. Resolves once the entry is durable, like `settle`.
+    /// [`Governance::settle`] for a settlement that releases no effect (it follows one): its audit entry is written
+    /// at once when the audit log's write side is free, else rides with the next decisions' batch or is written on
+    /// its own after `linger`. Resolves once the entry is recorded, without waiting for its fdatasync (which
+    /// follows within the sync thread's gathering window), since nothing waits on it.
     pub async fn settle_lazy(
         &self,
         decision_id: &str,
@@ -390,7 +391,7 @@ impl Governance {
             entry.details = map;
         }
         match linger {
-            Some(linger) => self.audit.record_lazy(entry, linger).await?,
+            Some(linger) => self.audit.record_lazy(&entry, linger)?,
             None => self.audit.record(entry).await?,
         };
         Ok(settled)
