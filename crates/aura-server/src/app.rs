@@ -16,9 +16,15 @@ use crate::services::govern::Governance;
 use crate::services::mesh::MeshService;
 use crate::telemetry::Metrics;
 
-/// Everything a handler may reach. Cheap to clone.
+/// Everything a handler may reach. Cloning it is one reference-count increment: axum clones the state for every
+/// layer and handler of every request (dozens of clones per request), so it holds one `Arc` and derefs to
+/// [`AppInner`], whose handles are cloned only by the code that keeps one.
 #[derive(Debug, Clone)]
-pub(crate) struct AppState {
+pub(crate) struct AppState(Arc<AppInner>);
+
+/// The handles behind [`AppState`].
+#[derive(Debug)]
+pub(crate) struct AppInner {
     pub(crate) tokens: Tokens,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) audit: AuditTrail,
@@ -31,7 +37,15 @@ pub(crate) struct AppState {
     pub(crate) started: Instant,
     pub(crate) started_at: Timestamp,
     pub(crate) openapi_json: Arc<str>,
-    draining: Arc<AtomicBool>,
+    draining: AtomicBool,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppInner;
+
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
 }
 
 impl AppState {
@@ -50,7 +64,7 @@ impl AppState {
         openapi_json: Arc<str>,
     ) -> Self {
         let started_at = tokens.now();
-        Self {
+        Self(Arc::new(AppInner {
             tokens,
             store,
             audit,
@@ -63,8 +77,8 @@ impl AppState {
             started: Instant::now(),
             started_at,
             openapi_json,
-            draining: Arc::new(AtomicBool::new(false)),
-        }
+            draining: AtomicBool::new(false),
+        }))
     }
 
     /// Marks the server as shutting down: readiness turns 503 so load balancers stop sending work.
