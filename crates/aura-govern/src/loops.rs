@@ -3,7 +3,8 @@
 //! Keys are the agent and the action's args hash (which already binds kind, target and canonical args). Each key
 //! keeps the times of its last `threshold` occurrences, so the count is exact up to the threshold and saturates
 //! there. Memory is bounded per agent (`max_keys_per_agent`) and in agents (`max_agents`); keys whose last
-//! occurrence left the window are dropped first, which loses nothing.
+//! occurrence left the window are dropped first, which loses nothing; when an agent's keys are all live, the least
+//! recently seen eighth goes at once.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -104,14 +105,22 @@ impl LoopDetector {
             loops
                 .keys
                 .retain(|_, times| times.back().is_some_and(|t| *t > cutoff));
-            if loops.keys.len() >= self.max_keys_per_agent
-                && let Some(stalest) = loops
-                    .keys
-                    .iter()
-                    .min_by_key(|(_, times)| times.back().copied().unwrap_or(i64::MIN))
-                    .map(|(k, _)| *k)
-            {
-                loops.keys.remove(&stalest);
+            if loops.keys.len() >= self.max_keys_per_agent {
+                // Full of live keys: drop the least recently seen eighth at once (at least one), so a stream of
+                // distinct actions (every proxied URL is one) costs two scans per max/8 new keys, not per key.
+                let drop = (self.max_keys_per_agent / 8).max(1);
+                let last = |times: &VecDeque<i64>| times.back().copied().unwrap_or(i64::MIN);
+                let mut lasts: Vec<i64> = loops.keys.values().map(last).collect();
+                let bound = *lasts.select_nth_unstable(drop - 1).1;
+                let mut left = drop;
+                loops.keys.retain(|_, times| {
+                    if left > 0 && last(times) <= bound {
+                        left -= 1;
+                        false
+                    } else {
+                        true
+                    }
+                });
             }
         }
         let times = loops
