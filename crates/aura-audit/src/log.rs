@@ -751,7 +751,7 @@ impl AuditLog {
             let seq = q.next_seq;
             q.next_seq += 1;
             let leaf = q.batch.push(seq, &encoded, &pre);
-            self.wake_writer(q);
+            self.hand_over(q);
             Receipt {
                 seq,
                 leaf_hash: leaf,
@@ -781,10 +781,15 @@ impl AuditLog {
             seq,
             leaf_hash: leaf,
         };
+        self.hand_over(q);
+        Ok(receipt)
+    }
+
+    /// Writes the queued batch here when the write side is free, else wakes the writer thread for it.
+    fn hand_over(&self, q: MutexGuard<'_, Queue>) {
         if let Some(q) = self.write_inline(q) {
             self.wake_writer(q);
         }
-        Ok(receipt)
     }
 
     /// Writes the queued batch on the caller's thread when the write side is free (flat combining); gives the queue
@@ -911,7 +916,7 @@ impl AuditLog {
                     leaf_hash: leaf,
                 });
             }
-            self.wake_writer(q);
+            self.hand_over(q);
         }
         drop(encoded);
         if let Some(r) = receipts.get(last) {
@@ -1642,11 +1647,8 @@ impl Core {
         waiters: Vec<oneshot::Sender<Result<Checkpoint, AuditError>>>,
     ) {
         tracing::error!(dir = %shared.dir.display(), error = %reason, "audit log write failed; refusing further appends");
-        *lock(&shared.poisoned) = Some(reason.clone());
         self.poisoned = Some(reason.clone());
-        lock(&shared.acks).stop(&mut self.woken);
-        lock(&shared.written).stop(&mut self.woken);
-        self.woken.drain(..).for_each(Waker::wake);
+        shared.fail(reason.clone(), &mut self.woken);
         for (_, _, tx) in batch.sealed.drain(..) {
             let _ = tx.send(Err(AuditError::Poisoned(reason.clone())));
         }
@@ -1795,7 +1797,7 @@ impl Shared {
         Ok(None)
     }
 
-    /// Refuses all further appends: records why and fails everyone waiting.
+    /// Refuses all further appends: records why (the first failure's reason is kept) and fails everyone waiting.
     fn fail(&self, reason: String, woken: &mut Vec<Waker>) {
         lock(&self.poisoned).get_or_insert(reason);
         lock(&self.acks).stop(woken);
