@@ -3,11 +3,13 @@
 //! providers' documented examples. Behaviour is scripted per upstream model (429 with `Retry-After`, 500,
 //! hanging, cut streams, tool calls, slow streams); it serves tests and `aura bench gateway`.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::thread::Thread;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -66,6 +68,7 @@ pub struct Seen {
 #[derive(Debug, Default)]
 struct Shared {
     latency: Duration,
+    timer: Option<PreciseTimer>,
     scripts: Mutex<HashMap<String, VecDeque<Behavior>>>,
     seen: Mutex<VecDeque<Seen>>,
     requests: AtomicU64,
@@ -88,6 +91,7 @@ impl FakeUpstream {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             latency,
+            timer: (!latency.is_zero()).then(PreciseTimer::start).transpose()?,
             ..Shared::default()
         });
         let app = Router::new()
@@ -164,6 +168,88 @@ impl FakeUpstream {
 impl Drop for FakeUpstream {
     fn drop(&mut self) {
         self.shared.cancel.cancel();
+        if let Some(timer) = &self.shared.timer {
+            timer.stop();
+        }
+    }
+}
+
+/// Wakes sleepers at their deadline to within the OS timer slack (tens of µs), where `tokio::time::sleep` rounds
+/// up to its 1 ms wheel and to the millisecond timeout of the driver's park: a jitter of up to ~2 ms that depends on
+/// the phase of each request against the wheel, which would swamp the gateway's added latency that `aura bench
+/// gateway` measures against this fake. One thread parks until the earliest deadline.
+#[derive(Debug)]
+struct PreciseTimer {
+    inner: Arc<TimerInner>,
+    thread: Thread,
+}
+
+#[derive(Debug, Default)]
+struct TimerInner {
+    due: Mutex<TimerQueue>,
+    stop: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct TimerQueue {
+    heap: BinaryHeap<Reverse<(Instant, u64)>>,
+    wakers: HashMap<u64, tokio::sync::oneshot::Sender<()>>,
+    next_id: u64,
+}
+
+impl PreciseTimer {
+    fn start() -> std::io::Result<PreciseTimer> {
+        let inner = Arc::new(TimerInner::default());
+        let run = inner.clone();
+        let handle = std::thread::Builder::new()
+            .name("fake-timer".into())
+            .spawn(move || {
+                while !run.stop.load(Ordering::Acquire) {
+                    let next = {
+                        let mut q = run.due.lock().unwrap_or_else(PoisonError::into_inner);
+                        let now = Instant::now();
+                        while let Some(Reverse((at, id))) = q.heap.peek().copied()
+                            && at <= now
+                        {
+                            q.heap.pop();
+                            if let Some(tx) = q.wakers.remove(&id) {
+                                let _ = tx.send(());
+                            }
+                        }
+                        q.heap.peek().map(|Reverse((at, _))| *at - now)
+                    };
+                    match next {
+                        Some(wait) => std::thread::park_timeout(wait),
+                        None => std::thread::park_timeout(Duration::from_millis(100)),
+                    }
+                }
+            })?;
+        Ok(PreciseTimer {
+            inner,
+            thread: handle.thread().clone(),
+        })
+    }
+
+    async fn sleep(&self, d: Duration) {
+        let at = Instant::now() + d;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let earliest = {
+            let mut q = self.inner.due.lock().unwrap_or_else(PoisonError::into_inner);
+            let id = q.next_id;
+            q.next_id += 1;
+            q.wakers.insert(id, tx);
+            q.heap.push(Reverse((at, id)));
+            q.heap.peek().is_some_and(|Reverse((_, first))| *first == id)
+        };
+        if earliest {
+            self.thread.unpark();
+        }
+        let _ = rx.await;
+    }
+
+    fn stop(&self) {
+        self.inner.stop.store(true, Ordering::Release);
+        self.thread.unpark();
     }
 }
 
@@ -200,7 +286,10 @@ impl Shared {
             .contains(model);
         if !self.latency.is_zero() && !fast {
             // Simulated provider latency.
-            tokio::time::sleep(self.latency).await;
+            match &self.timer {
+                Some(timer) => timer.sleep(self.latency).await,
+                None => tokio::time::sleep(self.latency).await,
+            }
         }
         if behavior == Behavior::Hang {
             self.cancel.cancelled().await;
