@@ -288,16 +288,15 @@ impl Gateway {
     }
 
     /// The deployments of `route` that can serve a call in `protocol`'s format, in the order to try them:
-    /// weighted round robin among those whose breaker is closed. A complete chat call may also go to a
-    /// deployment of another provider whose format is translated ([`translate::can_translate`]); streams and
-    /// other operations only to the same format. Also the highest price among them (what a reservation must
-    /// cover); an unpriced deployment fails closed.
+    /// weighted round robin among those whose breaker is closed. A chat call, plain or streamed, may also go to
+    /// a deployment of another provider whose format is translated ([`translate::can_translate`]); other
+    /// operations only to the same format. Also the highest price among them (what a reservation must cover);
+    /// an unpriced deployment fails closed.
     pub fn plan(
         &self,
         route: &Route,
         protocol: ProviderKind,
         op: Op,
-        stream: bool,
     ) -> Result<(Vec<Arc<Deployment>>, Price), GatewayError> {
         let n = route.slots.len().max(1);
         let start = route.cursor.fetch_add(1, Ordering::Relaxed) % n;
@@ -312,8 +311,7 @@ impl Gateway {
             .into_iter()
             .filter_map(|i| self.deployments.get(i).cloned())
             .filter(|d| {
-                d.kind == protocol
-                    || (op == Op::Chat && !stream && translate::can_translate(protocol, d.kind))
+                d.kind == protocol || (op == Op::Chat && translate::can_translate(protocol, d.kind))
             })
             .collect();
         if matching.is_empty() {
@@ -378,7 +376,15 @@ impl Gateway {
         let upstream = if dep.kind == from {
             protocol::upstream_body(dep.kind, op, body, &dep.model, stream)
         } else {
-            let translated = translate::request(from, dep.kind, body, self.default_max_tokens);
+            let mut translated = translate::request(from, dep.kind, body, self.default_max_tokens);
+            // A Gemini client streams by its URL; OpenAI and Anthropic deployments want `stream` in the body.
+            if let Value::Object(map) = &mut translated {
+                if stream && dep.kind != ProviderKind::Gemini {
+                    map.insert("stream".into(), Value::Bool(true));
+                } else {
+                    map.remove("stream");
+                }
+            }
             protocol::upstream_body(dep.kind, op, &translated, &dep.model, stream)
         };
         let payload = Bytes::from(
