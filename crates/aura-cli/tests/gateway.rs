@@ -832,6 +832,8 @@ async fn streams_and_gemini_translate_across_providers_and_settle_at_the_answeri
     - name: stream-fallback
       deployments: [{ provider: backup, model: gpt-4.1-nano }]
       fallbacks: [claude-3-5-haiku-latest]
+    - name: cut-on-claude
+      deployments: [{ provider: anthropic, model: claude-3-5-haiku-latest }]
 ";
     let (_home, aura) = start(&upstream, POLICY, extra);
     let bot = aura.token("bot-token", "agent", Some("bot")).await;
@@ -1091,6 +1093,42 @@ print(json.dumps({"text": "".join(ch.choices[0].delta.content or "" for ch in ch
     );
     assert_eq!(upstream.seen().last().unwrap().path, "/v1/messages");
 
+    // A translated stream cut midway: what was seen reaches the client as OpenAI chunks, then the cut as an
+    // OpenAI-format error event, never `[DONE]`; it is settled with the tokens seen.
+    upstream.script("claude-3-5-haiku-latest", [Behavior::Cut(4)]);
+    let r = chat(&aura, &bot, "cut-on-claude", true).await;
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    let mut seen = String::new();
+    let mut failed = false;
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(c) => seen.push_str(&String::from_utf8_lossy(&c)),
+            Err(_) => {
+                failed = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        seen.contains("chat.completion.chunk") && seen.contains("Hello! "),
+        "{seen}"
+    );
+    assert!(
+        !seen.contains("[DONE]") && !seen.contains("message_start") && !seen.contains("event:"),
+        "{seen}"
+    );
+    // The error event and the abort race in the HTTP layer (as for untranslated streams): either is the cut.
+    let cut = seen
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .find(|v| v.get("error").is_some());
+    match cut {
+        Some(e) => assert_eq!(e["error"]["code"], "upstream_cut", "{e}"),
+        None => assert!(failed, "the client must see the cut: {seen}"),
+    }
+
     // Settlement: the upstream's reported usage at the answering deployment's price, per route.
     let (claude, gpt, gem) = (
         fake::ANTHROPIC_USAGE,
@@ -1132,6 +1170,11 @@ print(json.dumps({"text": "".join(ch.choices[0].delta.content or "" for ch in ch
         assert_eq!(r["cost_micros"], cost, "{model}: {r}");
         assert!(cost > 0);
     }
+    let cut = usage_until(&aura, |rows| row(rows, "cut-on-claude").is_some()).await;
+    let cut = row(&cut, "cut-on-claude").unwrap();
+    assert_eq!(cut["input_tokens"], claude.0, "{cut}");
+    assert!(cut["output_tokens"].as_i64().unwrap() > 0, "{cut}");
+    assert!(cut["cost_micros"].as_i64().unwrap() > 0, "{cut}");
     // The failed first route spent nothing.
     let failed = row(&rows, "stream-fallback").unwrap();
     assert_eq!(failed["cost_micros"], 0, "{failed}");

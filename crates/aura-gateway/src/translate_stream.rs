@@ -1132,6 +1132,27 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_cut_before_its_end_is_not_closed() {
+        for from in [Openai, Anthropic, Gemini] {
+            for to in [Openai, Anthropic, Gemini] {
+                if from == to {
+                    continue;
+                }
+                let events = recorded(from, false, if from == Gemini { "STOP" } else { "stop" });
+                let mut t = StreamTranslator::new(from, to, "alias", true);
+                // Everything but the upstream's last event, and no `finish`: the client never sees an end.
+                let out: Vec<Event> = events[..events.len() - 1]
+                    .iter()
+                    .flat_map(|e| t.push(e))
+                    .collect();
+                let got = collect(to, &out);
+                assert!(!got.ended, "{from:?} → {to:?}: {got:?}");
+                assert!(got.text.starts_with("Hello"), "{from:?} → {to:?}: {got:?}");
+            }
+        }
+    }
+
+    #[test]
     fn upstream_errors_become_client_errors() {
         let err = Event::new(Some("error"), json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}).to_string());
         let mut t = StreamTranslator::new(Anthropic, Openai, "alias", false);
