@@ -631,7 +631,7 @@ impl GatewayService {
             {
                 service.forward(&t.finish(), redact, &mut tail);
             }
-            if !tail.is_empty() {
+            if !tail.is_empty() && matches!(status, "ok" | "cut") {
                 let _ = tx.send(Ok(Bytes::from(tail))).await;
             }
             let usage = meter.usage(call.facts.prompt_tokens);
