@@ -719,14 +719,9 @@ r = c.chat.completions.create(model="gpt-on-claude", messages=[{"role": "user", 
 t = c.chat.completions.create(model="gpt-on-claude", messages=[{"role": "user", "content": "Weather?"}], max_tokens=50,
     tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}])
 call = t.choices[0].message.tool_calls[0]
-try:
-    list(c.chat.completions.create(model="gpt-on-claude", messages=[{"role": "user", "content": "x"}], stream=True))
-    streamed = None
-except openai.NotFoundError as err:
-    streamed = err.status_code
 print(json.dumps({"text": r.choices[0].message.content, "finish": r.choices[0].finish_reason,
     "prompt": r.usage.prompt_tokens, "completion": r.usage.completion_tokens, "tool": call.function.name,
-    "args": json.loads(call.function.arguments), "tool_finish": t.choices[0].finish_reason, "streamed": streamed}))
+    "args": json.loads(call.function.arguments), "tool_finish": t.choices[0].finish_reason}))
 "#,
         &[("AURA_URL", &aura.url), ("AURA_KEY", &bot)],
     );
@@ -737,10 +732,6 @@ print(json.dumps({"text": r.choices[0].message.content, "finish": r.choices[0].f
     assert_eq!(openai["tool"], "get_weather");
     assert_eq!(openai["args"]["location"], "San Francisco, CA");
     assert_eq!(openai["tool_finish"], "tool_calls");
-    assert_eq!(
-        openai["streamed"], 404,
-        "streams are served only in their own format"
-    );
     let to_claude: Vec<_> = upstream
         .seen()
         .into_iter()
@@ -808,4 +799,391 @@ async fn the_redis_response_cache_is_shared_between_nodes() {
     // The hit is still decided and audited on node B, at zero cost.
     let rows = usage_until(&b, |rows| row(rows, "gpt-4o-mini").is_some()).await;
     assert_eq!(row(&rows, "gpt-4o-mini").unwrap()["cost_micros"], 0);
+}
+
+/// The cost of `usage` at `model`'s bundled list price (what settlement must charge the answering deployment).
+fn cost_at(model: &str, (input, output): (u64, u64)) -> i64 {
+    aura_gateway::Pricing::new(&[])
+        .get(model)
+        .unwrap()
+        .cost(&aura_gateway::Usage {
+            input_tokens: input,
+            output_tokens: output,
+            ..Default::default()
+        })
+}
+
+/// Streamed calls across formats (OpenAI ↔ Anthropic), Gemini both ways (plain and streamed, tool calls
+/// included), and a streamed call whose fallback is another provider: each answered in the client's own format,
+/// read by its official SDK, and settled with the upstream's reported usage at the answering deployment's price.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_and_gemini_translate_across_providers_and_settle_at_the_answering_price() {
+    let upstream = FakeUpstream::start(0, Duration::ZERO).await.unwrap();
+    let extra = "    - name: gpt-on-claude
+      deployments: [{ provider: anthropic, model: claude-3-5-haiku-latest }]
+    - name: claude-on-gpt
+      deployments: [{ provider: openai, model: gpt-4o-mini }]
+    - name: gemini-on-gpt
+      deployments: [{ provider: openai, model: gpt-4o-mini }]
+    - name: gpt-on-gemini
+      deployments: [{ provider: gemini, model: gemini-2.0-flash }]
+    - name: claude-on-gemini
+      deployments: [{ provider: gemini, model: gemini-2.0-flash }]
+    - name: stream-fallback
+      deployments: [{ provider: backup, model: gpt-4.1-nano }]
+      fallbacks: [claude-3-5-haiku-latest]
+    - name: cut-on-claude
+      deployments: [{ provider: anthropic, model: claude-3-5-haiku-latest }]
+";
+    let (_home, aura) = start(&upstream, POLICY, extra);
+    let bot = aura.token("bot-token", "agent", Some("bot")).await;
+    let env = [("AURA_URL", aura.url.as_str()), ("AURA_KEY", bot.as_str())];
+
+    // (a) The OpenAI SDK streams from an Anthropic deployment: text, then a tool call.
+    upstream.script(
+        "claude-3-5-haiku-latest",
+        [Behavior::Ok, Behavior::ToolCall],
+    );
+    let openai = python(
+        r#"
+import json, os, openai
+c = openai.OpenAI(base_url=os.environ["AURA_URL"] + "/v1", api_key=os.environ["AURA_KEY"], max_retries=0)
+chunks = list(c.chat.completions.create(model="gpt-on-claude", messages=[{"role": "user", "content": "Hello"}],
+    max_tokens=50, stream=True, stream_options={"include_usage": True}))
+text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+finish = [ch.choices[0].finish_reason for ch in chunks if ch.choices and ch.choices[0].finish_reason]
+tool = {"ids": [], "name": "", "args": ""}
+tool_finish = None
+for ch in c.chat.completions.create(model="gpt-on-claude", messages=[{"role": "user", "content": "Weather?"}],
+        max_tokens=50, stream=True, tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]):
+    if not ch.choices:
+        continue
+    for d in ch.choices[0].delta.tool_calls or []:
+        if d.id:
+            tool["ids"].append(d.id)
+        if d.function and d.function.name:
+            tool["name"] += d.function.name
+        if d.function and d.function.arguments:
+            tool["args"] += d.function.arguments
+    tool_finish = ch.choices[0].finish_reason or tool_finish
+print(json.dumps({"text": text, "finish": finish, "prompt": chunks[-1].usage.prompt_tokens,
+    "completion": chunks[-1].usage.completion_tokens, "object": chunks[0].object, "tool_ids": tool["ids"],
+    "tool": tool["name"], "args": json.loads(tool["args"]), "tool_finish": tool_finish}))
+"#,
+        &env,
+    );
+    assert_eq!(openai["text"], fake::REPLY, "{openai}");
+    assert_eq!(openai["finish"], json!(["stop"]), "{openai}");
+    assert_eq!(openai["object"], "chat.completion.chunk");
+    assert_eq!(openai["prompt"], fake::ANTHROPIC_USAGE.0);
+    assert_eq!(openai["completion"], fake::ANTHROPIC_USAGE.1);
+    assert_eq!(
+        openai["tool_ids"],
+        json!(["toolu_01T1x1fJ34qAmk2tNTrN7Up6"]),
+        "{openai}"
+    );
+    assert_eq!(openai["tool"], "get_weather");
+    assert_eq!(openai["args"]["location"], "San Francisco, CA");
+    assert_eq!(openai["tool_finish"], "tool_calls");
+    let sent = upstream.seen().last().unwrap().clone();
+    assert_eq!(sent.path, "/v1/messages");
+    assert_eq!(sent.body["stream"], true, "{}", sent.body);
+    assert_eq!(
+        sent.body["tools"][0]["name"], "get_weather",
+        "{}",
+        sent.body
+    );
+
+    // (b) The Anthropic SDK streams from an OpenAI deployment: text, then a tool call.
+    upstream.script("gpt-4o-mini", [Behavior::Ok, Behavior::ToolCall]);
+    let anthropic = python(
+        r#"
+import json, os, anthropic
+c = anthropic.Anthropic(base_url=os.environ["AURA_URL"], api_key=os.environ["AURA_KEY"], max_retries=0)
+with c.messages.stream(model="claude-on-gpt", max_tokens=64, messages=[{"role": "user", "content": "Hello"}]) as s:
+    text = "".join(s.text_stream)
+    m = s.get_final_message()
+with c.messages.stream(model="claude-on-gpt", max_tokens=64, messages=[{"role": "user", "content": "Weather?"}],
+        tools=[{"name": "get_current_weather", "input_schema": {"type": "object"}}]) as s:
+    t = s.get_final_message()
+use = [b for b in t.content if b.type == "tool_use"][0]
+print(json.dumps({"text": text, "final": m.content[0].text, "stop": m.stop_reason, "in": m.usage.input_tokens,
+    "out": m.usage.output_tokens, "tool": use.name, "id": use.id, "input": use.input, "tool_stop": t.stop_reason}))
+"#,
+        &env,
+    );
+    assert_eq!(anthropic["text"], fake::REPLY, "{anthropic}");
+    assert_eq!(anthropic["final"], fake::REPLY);
+    assert_eq!(anthropic["stop"], "end_turn");
+    assert_eq!(anthropic["in"], fake::OPENAI_USAGE.0);
+    assert_eq!(anthropic["out"], fake::OPENAI_USAGE.1);
+    assert_eq!(anthropic["tool"], "get_current_weather");
+    assert_eq!(anthropic["id"], "call_abc123");
+    assert_eq!(anthropic["input"]["location"], "Boston, MA");
+    assert_eq!(anthropic["tool_stop"], "tool_use");
+    let sent = upstream.seen().last().unwrap().clone();
+    assert_eq!(sent.path, "/v1/chat/completions");
+    assert_eq!(sent.body["stream"], true, "{}", sent.body);
+    assert_eq!(
+        sent.body["stream_options"]["include_usage"], true,
+        "{}",
+        sent.body
+    );
+
+    // (c) The Gemini SDK on an OpenAI deployment (plain, streamed, a function call), and the OpenAI and
+    // Anthropic SDKs on a Gemini deployment.
+    upstream.script(
+        "gpt-4o-mini",
+        [Behavior::Ok, Behavior::Ok, Behavior::ToolCall],
+    );
+    let gemini = python(
+        r#"
+import json, os
+from google import genai
+from google.genai import types
+c = genai.Client(api_key=os.environ["AURA_KEY"], http_options=types.HttpOptions(base_url=os.environ["AURA_URL"]))
+cfg = types.GenerateContentConfig(system_instruction="Be brief.", max_output_tokens=40, stop_sequences=["END"])
+r = c.models.generate_content(model="gemini-on-gpt", contents="Hello", config=cfg)
+chunks = list(c.models.generate_content_stream(model="gemini-on-gpt", contents="Hello"))
+fn = types.FunctionDeclaration(name="get_current_weather", parameters=types.Schema(type="OBJECT",
+    properties={"location": types.Schema(type="STRING")}))
+t = c.models.generate_content(model="gemini-on-gpt", contents="Weather?",
+    config=types.GenerateContentConfig(tools=[types.Tool(function_declarations=[fn])]))
+call = t.function_calls[0]
+print(json.dumps({"plain": r.text, "finish": r.candidates[0].finish_reason.name, "prompt": r.usage_metadata.prompt_token_count,
+    "out": r.usage_metadata.candidates_token_count, "stream": "".join(ch.text or "" for ch in chunks),
+    "stream_out": chunks[-1].usage_metadata.candidates_token_count, "tool": call.name, "args": call.args}))
+"#,
+        &env,
+    );
+    assert_eq!(gemini["plain"], fake::REPLY, "{gemini}");
+    assert_eq!(gemini["finish"], "STOP");
+    assert_eq!(gemini["prompt"], fake::OPENAI_USAGE.0);
+    assert_eq!(gemini["out"], fake::OPENAI_USAGE.1);
+    assert_eq!(gemini["stream"], fake::REPLY, "{gemini}");
+    assert_eq!(gemini["stream_out"], fake::OPENAI_USAGE.1);
+    assert_eq!(gemini["tool"], "get_current_weather");
+    assert_eq!(gemini["args"]["location"], "Boston, MA");
+    let to_openai: Vec<_> = upstream
+        .seen()
+        .into_iter()
+        .filter(|s| s.path == "/v1/chat/completions")
+        .collect();
+    let plain = &to_openai[to_openai.len() - 3];
+    assert_eq!(
+        plain.body["messages"][0],
+        json!({"role": "system", "content": "Be brief."}),
+        "{}",
+        plain.body
+    );
+    assert_eq!(
+        plain.body["messages"][1],
+        json!({"role": "user", "content": "Hello"}),
+        "{}",
+        plain.body
+    );
+    assert_eq!(plain.body["max_tokens"], 40);
+    assert_eq!(plain.body["stop"], json!(["END"]));
+    assert_eq!(plain.body["model"], "gpt-4o-mini");
+    let tools = &to_openai.last().unwrap().body["tools"][0]["function"];
+    assert_eq!(tools["name"], "get_current_weather");
+    assert_eq!(
+        tools["parameters"]["properties"]["location"]["type"], "string",
+        "{tools}"
+    );
+
+    upstream.script(
+        "gemini-2.0-flash",
+        [Behavior::Ok, Behavior::Ok, Behavior::ToolCall],
+    );
+    let on_gemini = python(
+        r#"
+import json, os, openai, anthropic
+c = openai.OpenAI(base_url=os.environ["AURA_URL"] + "/v1", api_key=os.environ["AURA_KEY"], max_retries=0)
+r = c.chat.completions.create(model="gpt-on-gemini", messages=[{"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "Hello"}], max_tokens=30)
+chunks = list(c.chat.completions.create(model="gpt-on-gemini", messages=[{"role": "user", "content": "Hello"}],
+    stream=True, stream_options={"include_usage": True}))
+t = c.chat.completions.create(model="gpt-on-gemini", messages=[{"role": "user", "content": "Weather?"}],
+    tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}])
+a = anthropic.Anthropic(base_url=os.environ["AURA_URL"], api_key=os.environ["AURA_KEY"], max_retries=0)
+with a.messages.stream(model="claude-on-gemini", max_tokens=64, messages=[{"role": "user", "content": "Hello"}]) as s:
+    atext = "".join(s.text_stream)
+    m = s.get_final_message()
+call = t.choices[0].message.tool_calls[0]
+print(json.dumps({"plain": r.choices[0].message.content, "finish": r.choices[0].finish_reason,
+    "prompt": r.usage.prompt_tokens, "completion": r.usage.completion_tokens,
+    "stream": "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices),
+    "stream_prompt": chunks[-1].usage.prompt_tokens, "tool": call.function.name,
+    "args": json.loads(call.function.arguments), "tool_finish": t.choices[0].finish_reason,
+    "anthropic": atext, "a_stop": m.stop_reason, "a_in": m.usage.input_tokens, "a_out": m.usage.output_tokens}))
+"#,
+        &env,
+    );
+    assert_eq!(on_gemini["plain"], fake::REPLY, "{on_gemini}");
+    assert_eq!(on_gemini["finish"], "stop");
+    assert_eq!(on_gemini["prompt"], fake::GEMINI_USAGE.0);
+    assert_eq!(on_gemini["completion"], fake::GEMINI_USAGE.1);
+    assert_eq!(on_gemini["stream"], fake::REPLY, "{on_gemini}");
+    assert_eq!(on_gemini["stream_prompt"], fake::GEMINI_USAGE.0);
+    assert_eq!(on_gemini["tool"], "get_weather");
+    assert_eq!(on_gemini["args"]["location"], "Paris");
+    assert_eq!(on_gemini["tool_finish"], "tool_calls");
+    assert_eq!(on_gemini["anthropic"], fake::REPLY);
+    assert_eq!(on_gemini["a_stop"], "end_turn");
+    assert_eq!(on_gemini["a_in"], fake::GEMINI_USAGE.0);
+    assert_eq!(on_gemini["a_out"], fake::GEMINI_USAGE.1);
+    let to_gemini: Vec<_> = upstream
+        .seen()
+        .into_iter()
+        .filter(|s| s.path == "/v1beta/models")
+        .collect();
+    assert_eq!(to_gemini.len(), 4);
+    let first = &to_gemini[0];
+    assert_eq!(first.model, "gemini-2.0-flash");
+    assert_eq!(
+        first.body["systemInstruction"]["parts"][0]["text"], "Be brief.",
+        "{}",
+        first.body
+    );
+    assert_eq!(
+        first.body["contents"],
+        json!([{"role": "user", "parts": [{"text": "Hello"}]}])
+    );
+    assert_eq!(first.body["generationConfig"]["maxOutputTokens"], 30);
+    assert!(
+        first.body.get("model").is_none() && first.body.get("stream").is_none(),
+        "{}",
+        first.body
+    );
+    assert_eq!(
+        to_gemini[2].body["tools"][0]["functionDeclarations"][0]["name"],
+        "get_weather"
+    );
+
+    // (d) A streamed call whose deployment fails (500 on every try) falls back to another provider before the
+    // first byte: the OpenAI SDK streams Anthropic's answer.
+    upstream.script(
+        "gpt-4.1-nano",
+        [
+            Behavior::Status(500, None),
+            Behavior::Status(500, None),
+            Behavior::Status(500, None),
+        ],
+    );
+    let before = upstream.requests();
+    let fallback = python(
+        r#"
+import json, os, openai
+c = openai.OpenAI(base_url=os.environ["AURA_URL"] + "/v1", api_key=os.environ["AURA_KEY"], max_retries=0)
+chunks = list(c.chat.completions.create(model="stream-fallback", messages=[{"role": "user", "content": "Hello"}],
+    stream=True, stream_options={"include_usage": True}))
+print(json.dumps({"text": "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices),
+    "model": chunks[0].model, "prompt": chunks[-1].usage.prompt_tokens, "completion": chunks[-1].usage.completion_tokens}))
+"#,
+        &env,
+    );
+    assert_eq!(fallback["text"], fake::REPLY, "{fallback}");
+    assert_eq!(fallback["prompt"], fake::ANTHROPIC_USAGE.0);
+    assert_eq!(fallback["completion"], fake::ANTHROPIC_USAGE.1);
+    assert_eq!(
+        upstream.requests() - before,
+        4,
+        "three tries, then the fallback"
+    );
+    assert_eq!(upstream.seen().last().unwrap().path, "/v1/messages");
+
+    // A translated stream cut midway: what was seen reaches the client as OpenAI chunks, then the cut as an
+    // OpenAI-format error event, never `[DONE]`; it is settled with the tokens seen.
+    upstream.script("claude-3-5-haiku-latest", [Behavior::Cut(4)]);
+    let r = chat(&aura, &bot, "cut-on-claude", true).await;
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    let mut seen = String::new();
+    let mut failed = false;
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(c) => seen.push_str(&String::from_utf8_lossy(&c)),
+            Err(_) => {
+                failed = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        seen.contains("chat.completion.chunk") && seen.contains("Hello! "),
+        "{seen}"
+    );
+    assert!(
+        !seen.contains("[DONE]") && !seen.contains("message_start") && !seen.contains("event:"),
+        "{seen}"
+    );
+    // The error event and the abort race in the HTTP layer (as for untranslated streams): either is the cut.
+    let cut = seen
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .find(|v| v.get("error").is_some());
+    match cut {
+        Some(e) => assert_eq!(e["error"]["code"], "upstream_cut", "{e}"),
+        None => assert!(failed, "the client must see the cut: {seen}"),
+    }
+
+    // Settlement: the upstream's reported usage at the answering deployment's price, per route.
+    let (claude, gpt, gem) = (
+        fake::ANTHROPIC_USAGE,
+        fake::OPENAI_USAGE,
+        fake::GEMINI_USAGE,
+    );
+    let want = [
+        (
+            "gpt-on-claude",
+            2,
+            claude,
+            2 * cost_at("claude-3-5-haiku-latest", claude),
+        ),
+        ("claude-on-gpt", 2, gpt, 2 * cost_at("gpt-4o-mini", gpt)),
+        ("gemini-on-gpt", 3, gpt, 3 * cost_at("gpt-4o-mini", gpt)),
+        (
+            "gpt-on-gemini",
+            3,
+            gem,
+            3 * cost_at("gemini-2.0-flash", gem),
+        ),
+        ("claude-on-gemini", 1, gem, cost_at("gemini-2.0-flash", gem)),
+        (
+            "claude-3-5-haiku-latest",
+            1,
+            claude,
+            cost_at("claude-3-5-haiku-latest", claude),
+        ),
+    ];
+    let rows = usage_until(&aura, |rows| {
+        want.iter()
+            .all(|(m, calls, _, _)| row(rows, m).is_some_and(|r| r["calls"] == *calls))
+    })
+    .await;
+    for (model, calls, (input, output), cost) in want {
+        let r = row(&rows, model).unwrap();
+        assert_eq!(r["input_tokens"], calls * input, "{model}: {r}");
+        assert_eq!(r["output_tokens"], calls * output, "{model}: {r}");
+        assert_eq!(r["cost_micros"], cost, "{model}: {r}");
+        assert!(cost > 0);
+    }
+    let cut = usage_until(&aura, |rows| row(rows, "cut-on-claude").is_some()).await;
+    let cut = row(&cut, "cut-on-claude").unwrap();
+    assert_eq!(cut["input_tokens"], claude.0, "{cut}");
+    assert!(cut["output_tokens"].as_i64().unwrap() > 0, "{cut}");
+    assert!(cut["cost_micros"].as_i64().unwrap() > 0, "{cut}");
+    // The failed first route spent nothing.
+    let failed = row(&rows, "stream-fallback").unwrap();
+    assert_eq!(failed["cost_micros"], 0, "{failed}");
+    let entries = aura
+        .get("/api/v1/audit/entries?limit=1000")
+        .await
+        .to_string();
+    assert!(
+        entries.contains("\"upstream_model\":\"gemini-2.0-flash\""),
+        "{entries}"
+    );
 }

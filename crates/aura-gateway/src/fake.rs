@@ -640,6 +640,12 @@ async fn gemini(
             "usageMetadata": usage, "modelVersion": model, "responseId": "mAitaLmkHPPlz7IPvtfUqQ4"}))
         .into_response();
     }
+    if behavior == Behavior::ToolCall {
+        // A function call arrives whole, in one chunk.
+        let chunk = json!({"candidates": [{"content": {"parts": [part], "role": "model"}, "finishReason": "STOP", "index": 0}],
+            "usageMetadata": usage, "modelVersion": model});
+        return sse(vec![format!("data: {chunk}\r\n\r\n")], &behavior);
+    }
     let ws = words(&behavior);
     let n = ws.len();
     let events: Vec<String> = ws

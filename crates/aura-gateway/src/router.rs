@@ -288,16 +288,15 @@ impl Gateway {
     }
 
     /// The deployments of `route` that can serve a call in `protocol`'s format, in the order to try them:
-    /// weighted round robin among those whose breaker is closed. A complete chat call may also go to a
-    /// deployment of another provider whose format is translated ([`translate::can_translate`]); streams and
-    /// other operations only to the same format. Also the highest price among them (what a reservation must
-    /// cover); an unpriced deployment fails closed.
+    /// weighted round robin among those whose breaker is closed. A chat call, plain or streamed, may also go to
+    /// a deployment of another provider whose format is translated ([`translate::can_translate`]); other
+    /// operations only to the same format. Also the highest price among them (what a reservation must cover);
+    /// an unpriced deployment fails closed.
     pub fn plan(
         &self,
         route: &Route,
         protocol: ProviderKind,
         op: Op,
-        stream: bool,
     ) -> Result<(Vec<Arc<Deployment>>, Price), GatewayError> {
         let n = route.slots.len().max(1);
         let start = route.cursor.fetch_add(1, Ordering::Relaxed) % n;
@@ -312,8 +311,7 @@ impl Gateway {
             .into_iter()
             .filter_map(|i| self.deployments.get(i).cloned())
             .filter(|d| {
-                d.kind == protocol
-                    || (op == Op::Chat && !stream && translate::can_translate(protocol, d.kind))
+                d.kind == protocol || (op == Op::Chat && translate::can_translate(protocol, d.kind))
             })
             .collect();
         if matching.is_empty() {
@@ -378,7 +376,15 @@ impl Gateway {
         let upstream = if dep.kind == from {
             protocol::upstream_body(dep.kind, op, body, &dep.model, stream)
         } else {
-            let translated = translate::request(from, dep.kind, body, self.default_max_tokens);
+            let mut translated = translate::request(from, dep.kind, body, self.default_max_tokens);
+            // A Gemini client streams by its URL; OpenAI and Anthropic deployments want `stream` in the body.
+            if let Value::Object(map) = &mut translated {
+                if stream && dep.kind != ProviderKind::Gemini {
+                    map.insert("stream".into(), Value::Bool(true));
+                } else {
+                    map.remove("stream");
+                }
+            }
             protocol::upstream_body(dep.kind, op, &translated, &dep.model, stream)
         };
         let payload = Bytes::from(
@@ -633,6 +639,116 @@ mod tests {
         Arc::new(aura_core::ManualClock::new(
             aura_core::Timestamp::from_millis(1_000),
         ))
+    }
+
+    /// A route of all three providers: a chat call of any format may go to each (the reservation covers the
+    /// dearest), other operations only to their own format; the prepared request is in the deployment's format.
+    #[test]
+    fn chat_plans_span_formats_and_prepare_translates() {
+        use serde_json::json;
+        let config: GatewayConfig = serde_json::from_value(json!({
+            "providers": [{"name": "o", "kind": "openai", "base_url": "http://o"},
+                {"name": "a", "kind": "anthropic", "base_url": "http://a"},
+                {"name": "g", "kind": "gemini", "base_url": "http://g/"}],
+            "models": [{"name": "mixed", "deployments": [{"provider": "o", "model": "gpt-4o-mini"},
+                {"provider": "a", "model": "claude-3-5-haiku-latest"}, {"provider": "g", "model": "gemini-2.0-flash"}]}]
+        }))
+        .unwrap();
+        // The HTTP client needs a TLS provider (the binary installs one at start).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let gw = Gateway::from_config(&config, |_| None, manual()).unwrap();
+        let route = gw.chain("mixed").unwrap()[0];
+        let dearest = |f: fn(&Price) -> i64| {
+            gw.deployments
+                .iter()
+                .map(|d| f(&d.price.unwrap()))
+                .max()
+                .unwrap()
+        };
+        for protocol in [
+            ProviderKind::Openai,
+            ProviderKind::Anthropic,
+            ProviderKind::Gemini,
+        ] {
+            let (deps, price) = gw.plan(route, protocol, Op::Chat).unwrap();
+            assert_eq!(deps.len(), 3, "{protocol:?}");
+            assert_eq!(price.input, dearest(|p| p.input));
+            assert_eq!(price.output, dearest(|p| p.output));
+        }
+        let (deps, _) = gw
+            .plan(route, ProviderKind::Openai, Op::Embeddings)
+            .unwrap();
+        assert_eq!(deps.len(), 1);
+        let (deps, _) = gw.plan(route, ProviderKind::Openai, Op::Responses).unwrap();
+        assert_eq!(deps.len(), 1);
+        let dep = |kind| gw.deployments.iter().find(|d| d.kind == kind).unwrap();
+        let openai = json!({"model": "mixed", "stream": true, "stream_options": {"include_usage": false},
+            "messages": [{"role": "user", "content": "Hi"}]});
+        let p = gw
+            .prepare(
+                dep(ProviderKind::Gemini),
+                ProviderKind::Openai,
+                Op::Chat,
+                &openai,
+                true,
+            )
+            .unwrap();
+        assert_eq!(
+            p.url,
+            "http://g/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse"
+        );
+        let body: Value = serde_json::from_slice(&p.payload).unwrap();
+        assert_eq!(
+            body,
+            json!({"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]})
+        );
+        let plain = gw
+            .prepare(
+                dep(ProviderKind::Gemini),
+                ProviderKind::Openai,
+                Op::Chat,
+                &openai,
+                false,
+            )
+            .unwrap();
+        assert!(
+            plain.url.ends_with("/gemini-2.0-flash:generateContent"),
+            "{}",
+            plain.url
+        );
+        let gemini = json!({"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]});
+        let p = gw
+            .prepare(
+                dep(ProviderKind::Openai),
+                ProviderKind::Gemini,
+                Op::Chat,
+                &gemini,
+                true,
+            )
+            .unwrap();
+        assert_eq!(p.url, "http://o/v1/chat/completions");
+        let body: Value = serde_json::from_slice(&p.payload).unwrap();
+        assert_eq!(
+            (
+                &body["model"],
+                &body["stream"],
+                &body["stream_options"]["include_usage"]
+            ),
+            (&json!("gpt-4o-mini"), &json!(true), &json!(true)),
+            "{body}"
+        );
+        let p = gw
+            .prepare(
+                dep(ProviderKind::Anthropic),
+                ProviderKind::Gemini,
+                Op::Chat,
+                &gemini,
+                false,
+            )
+            .unwrap();
+        let body: Value = serde_json::from_slice(&p.payload).unwrap();
+        assert!(body.get("stream").is_none(), "{body}");
+        assert_eq!(body["max_tokens"], gw.default_max_tokens);
     }
 
     #[test]

@@ -12,6 +12,29 @@ pub struct Event {
     pub raw: String,
 }
 
+impl Event {
+    /// An event to send: `event:` (if named) and one `data:` line per line of `data`.
+    pub fn new(event: Option<&str>, data: String) -> Event {
+        let mut raw = String::with_capacity(data.len() + 32);
+        if let Some(name) = event {
+            raw.push_str("event: ");
+            raw.push_str(name);
+            raw.push('\n');
+        }
+        for line in data.split('\n') {
+            raw.push_str("data: ");
+            raw.push_str(line);
+            raw.push('\n');
+        }
+        raw.push('\n');
+        Event {
+            event: event.map(str::to_owned),
+            data,
+            raw,
+        }
+    }
+}
+
 /// Splits a byte stream into events.
 #[derive(Debug, Default)]
 pub struct Parser {

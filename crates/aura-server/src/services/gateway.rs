@@ -16,6 +16,7 @@ use aura_gateway::cache::{AnswerCache, Cache, RedisCache};
 use aura_gateway::protocol::{self, Op, RequestFacts, StreamMeter, Usage};
 use aura_gateway::router::{AttemptError, Deployment, Gateway, GatewayError, Upstream};
 use aura_gateway::sse;
+use aura_gateway::translate_stream::StreamTranslator;
 use aura_govern::content::{ContentChecker, ContentPolicy};
 use aura_govern::kernel::{ActionOutcome, Actual, Obligation};
 use aura_policy::SecretsMode;
@@ -328,7 +329,7 @@ impl GatewayService {
             "no deployment could serve the call",
         );
         for (i, route) in chain.iter().enumerate() {
-            let (mut deployments, price) = match gw.plan(route, protocol, op, facts.stream) {
+            let (mut deployments, price) = match gw.plan(route, protocol, op) {
                 Ok(p) => p,
                 Err(e @ GatewayError::Unpriced(_)) => return Err(gateway_failure(&e)),
                 Err(e) if i == 0 => return Err(gateway_failure(&e)),
@@ -361,7 +362,7 @@ impl GatewayService {
                         Obligation::DowngradeModel { to } if *to != model => {
                             if let Ok(target) = gw.chain(to)
                                 && let Some(r) = target.first()
-                                && let Ok((deps, _)) = gw.plan(r, protocol, op, facts.stream)
+                                && let Ok((deps, _)) = gw.plan(r, protocol, op)
                             {
                                 tracing::info!(agent = %agent, from = %model, to = %to, "model downgraded by budget obligation");
                                 deployments = deps;
@@ -580,7 +581,11 @@ impl GatewayService {
         self.inner.tasks.spawn(async move {
             let mut body = resp.bytes_stream();
             let mut parser = sse::Parser::new();
-            let mut meter = StreamMeter::new(call.protocol);
+            // Usage is read in the deployment's format; events leave in the client's (translated when they differ).
+            let mut meter = StreamMeter::new(dep.kind);
+            let mut translator = (dep.kind != call.protocol).then(|| {
+                StreamTranslator::new(dep.kind, call.protocol, &call.facts.model, call.facts.wants_stream_usage)
+            });
             let status = loop {
                 let next = tokio::select! {
                     biased;
@@ -603,21 +608,31 @@ impl GatewayService {
                 let mut out = String::new();
                 for e in events {
                     let usage_only = meter.observe(&e.data);
-                    if usage_only && !call.facts.wants_stream_usage {
-                        continue;
-                    }
-                    if redact {
-                        out.push_str(&service.redact_event(&e));
-                    } else {
-                        out.push_str(&e.raw);
+                    match translator.as_mut() {
+                        Some(t) => service.forward(&t.push(&e), redact, &mut out),
+                        None if usage_only && !call.facts.wants_stream_usage => {}
+                        None => service.forward(std::slice::from_ref(&e), redact, &mut out),
                     }
                 }
                 if !out.is_empty() && tx.send(Ok(Bytes::from(out))).await.is_err() {
                     break "client_gone";
                 }
             };
+            let mut tail = String::new();
             if let Some(e) = parser.finish() {
                 meter.observe(&e.data);
+                if let Some(t) = translator.as_mut() {
+                    service.forward(&t.push(&e), redact, &mut tail);
+                }
+            }
+            // A translated stream is closed in the client's format once the upstream's own ended properly.
+            if status == "ok"
+                && let Some(t) = translator.as_mut()
+            {
+                service.forward(&t.finish(), redact, &mut tail);
+            }
+            if !tail.is_empty() && matches!(status, "ok" | "cut") {
+                let _ = tx.send(Ok(Bytes::from(tail))).await;
             }
             let usage = meter.usage(call.facts.prompt_tokens);
             let cost = dep.price.map_or(0, |p| p.cost(&usage));
@@ -631,6 +646,17 @@ impl GatewayService {
             call.settle_now(&dep.provider, &dep.model, usage, cost, status, outcome).await;
         });
         rx
+    }
+
+    /// Appends `events` to `out`, redacted when `redact`.
+    fn forward(&self, events: &[sse::Event], redact: bool, out: &mut String) {
+        for e in events {
+            if redact {
+                out.push_str(&self.redact_event(e));
+            } else {
+                out.push_str(&e.raw);
+            }
+        }
     }
 
     fn redact_event(&self, e: &sse::Event) -> String {
