@@ -12,11 +12,11 @@ AURA=${AURA:-target/release/aura}
 RUN=${SECONDS_RUN:-25}
 OUT=crates/aura-cli/sensor.order
 command -v valgrind >/dev/null || { echo "valgrind is needed (Debian package valgrind)" >&2; exit 1; }
-nm "$AURA" 2>/dev/null | grep -q ' T main$' \
+nm "$AURA" 2>/dev/null | grep ' T main$' >/dev/null \
   || { echo "$AURA has no symbol table; build with the release profile (strip = \"debuginfo\")" >&2; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-AURA_LOG=warn AURA_CONFIG= timeout -s INT "$RUN" valgrind --tool=callgrind --demangle=no \
+env -u AURA_CONFIG AURA_LOG=warn timeout -s INT "$RUN" valgrind --tool=callgrind --demangle=no \
   --callgrind-out-file="$tmp/cg.out" "$AURA" sensor --interval 1 --asset-id order-probe \
   --dir "$tmp/sensor" --data-dir "$tmp" >/dev/null 2>"$tmp/valgrind.log" || true
 [ -s "$tmp/cg.out" ] || { cat "$tmp/valgrind.log" >&2; exit 1; }
