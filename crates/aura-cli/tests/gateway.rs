@@ -372,12 +372,20 @@ async fn retries_fallbacks_errors_and_cut_streams() {
             }
         }
     }
-    let models: Vec<String> = upstream.seen().iter().map(|s| s.model.clone()).collect();
-    assert!(
-        failed || seen.contains("upstream_cut"),
-        "the client must see the cut: {models:?}"
-    );
+    // Both the OpenAI-format error event and the aborted response: the event is flushed before the abort.
     assert!(seen.contains("Hello!"), "{seen}");
+    assert!(!seen.contains("[DONE]"), "{seen}");
+    let cut = seen
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .find(|v| v.get("error").is_some());
+    let cut = cut.unwrap_or_else(|| panic!("the client must see the upstream_cut event: {seen}"));
+    assert_eq!(cut["error"]["code"], "upstream_cut", "{cut}");
+    assert!(
+        failed,
+        "the response must be aborted, not ended cleanly: {seen}"
+    );
 
     // Unknown and unpriced models fail closed; tool-call streams pass through.
     let r = chat(&aura, &bot, "unpriced", false).await;
@@ -647,10 +655,19 @@ print(json.dumps({"plain": r.output_text, "input": r.usage.input_tokens, "output
         }
     }
     assert!(seen.contains("response.output_item.added"), "{seen}");
+    assert!(!seen.contains("response.completed"), "{seen}");
+    // Both the Responses API's own `error` event and the aborted response.
+    let cut = seen
+        .split("\n\n")
+        .find(|e| e.starts_with("event: error\n"))
+        .and_then(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .and_then(|d| serde_json::from_str::<Value>(d).ok());
+    let cut = cut.unwrap_or_else(|| panic!("the client must see the upstream_cut event: {seen}"));
+    assert_eq!(cut["type"], "error", "{cut}");
+    assert_eq!(cut["code"], "upstream_cut", "{cut}");
     assert!(
-        !seen.contains("response.completed")
-            && (failed || (seen.contains("event: error") && seen.contains("upstream_cut"))),
-        "the client must see the cut: {seen}"
+        failed,
+        "the response must be aborted, not ended cleanly: {seen}"
     );
     usage_until(&aura, |rows| {
         row(rows, "gpt-4o-mini").is_some_and(|r| r["calls"] == 3)
@@ -1118,16 +1135,18 @@ print(json.dumps({"text": "".join(ch.choices[0].delta.content or "" for ch in ch
         !seen.contains("[DONE]") && !seen.contains("message_start") && !seen.contains("event:"),
         "{seen}"
     );
-    // The error event and the abort race in the HTTP layer (as for untranslated streams): either is the cut.
+    // Both the OpenAI-format error event and the aborted response: the event is flushed before the abort.
     let cut = seen
         .split("\n\n")
         .filter_map(|e| e.strip_prefix("data: "))
         .filter_map(|d| serde_json::from_str::<Value>(d).ok())
         .find(|v| v.get("error").is_some());
-    match cut {
-        Some(e) => assert_eq!(e["error"]["code"], "upstream_cut", "{e}"),
-        None => assert!(failed, "the client must see the cut: {seen}"),
-    }
+    let cut = cut.unwrap_or_else(|| panic!("the client must see the upstream_cut event: {seen}"));
+    assert_eq!(cut["error"]["code"], "upstream_cut", "{cut}");
+    assert!(
+        failed,
+        "the response must be aborted, not ended cleanly: {seen}"
+    );
 
     // Settlement: the upstream's reported usage at the answering deployment's price, per route.
     let (claude, gpt, gem) = (

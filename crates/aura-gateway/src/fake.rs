@@ -234,12 +234,18 @@ impl PreciseTimer {
         let at = Instant::now() + d;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let earliest = {
-            let mut q = self.inner.due.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut q = self
+                .inner
+                .due
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             let id = q.next_id;
             q.next_id += 1;
             q.wakers.insert(id, tx);
             q.heap.push(Reverse((at, id)));
-            q.heap.peek().is_some_and(|Reverse((_, first))| *first == id)
+            q.heap
+                .peek()
+                .is_some_and(|Reverse((_, first))| *first == id)
         };
         if earliest {
             self.thread.unpark();

@@ -230,8 +230,15 @@ async fn serve(
             r
         }
         Ok(Reply::Stream(rx)) => {
+            // An `Err` aborts the response (a cut stream). hyper polls the body again right after writing a
+            // chunk and drops what it buffered when the body fails, so the body returns `Pending` once before
+            // the `Err`: hyper flushes the events it holds (the `upstream_cut` event among them) first.
             let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|item| (item, rx))
+                let item = rx.recv().await?;
+                if item.is_err() {
+                    tokio::task::yield_now().await;
+                }
+                Some((item, rx))
             });
             let mut r = Response::new(Body::from_stream(stream));
             let h = r.headers_mut();

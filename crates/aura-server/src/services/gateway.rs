@@ -638,7 +638,8 @@ impl GatewayService {
             let cost = dep.price.map_or(0, |p| p.cost(&usage));
             let outcome = if status == "ok" { ActionOutcome::Success } else { ActionOutcome::Failure };
             if status == "cut" {
-                // Tell the client in the stream's own format (SDKs raise on it), then abort the response.
+                // Tell the client in the stream's own format (SDKs raise on it), then abort the response. The
+                // route's body flushes what it holds before it yields the `Err`, so the event reaches the client.
                 let _ = tx.send(Ok(Bytes::from(error_event(call.protocol, call.op, "upstream_cut", "the upstream stream was cut before it finished")))).await;
                 let _ = tx.send(Err(std::io::Error::other("upstream stream cut"))).await;
             }
