@@ -61,6 +61,9 @@ print(f"upstream latency {a['upstream_latency_ms']} ms, {a['requests']} requests
 print(f"fdatasync floor of Aura's data dir: p50 {a['fdatasync_p50_us']} µs, p99 {a['fdatasync_p99_us']} µs; "
       f"audit entries per fsync: " + ", ".join(f"c={r['concurrency']} {r['audit_entries_per_fsync'] or 0:.1f}" for r in a["runs"])
       + f", max {a['max_audit_entries_per_fsync'] or 0:.1f}")
+if "idle_wake_rtt_p50_us" in a:
+    print(f"loopback round trip after {a['upstream_latency_ms']} ms idle (the wake-up floor of one hop): "
+          f"p50 {a['idle_wake_rtt_p50_us']} µs, p99 {a['idle_wake_rtt_p99_us']} µs")
 print(f"{'':22}{'Aura':>12}{'LiteLLM':>12}{'ratio':>10}")
 for ra, rl in zip(a["runs"], l["runs"]):
     c = ra["concurrency"]

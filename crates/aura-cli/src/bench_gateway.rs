@@ -74,6 +74,13 @@ struct Report {
     fdatasync_p50_us: u64,
     /// Its 99th percentile.
     fdatasync_p99_us: u64,
+    /// Round trip of one byte between two threads over loopback TCP after an idle pause as long as the upstream
+    /// latency: the machine's cost of waking an idle thread (and on a VM an idle vCPU) and back. A gateway pays
+    /// about this much more than the direct path even if it did nothing: the call reaches it after the client's
+    /// idle wait, and the upstream's answer after 20 ms of idleness.
+    idle_wake_rtt_p50_us: u64,
+    /// Its 99th percentile.
+    idle_wake_rtt_p99_us: u64,
     /// Whether the bench agent had a cost budget (reservation and settlement per call).
     budget: bool,
     runs: Vec<Run>,
@@ -151,6 +158,10 @@ pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
             .await
             .context("the fdatasync probe panicked")?
             .context("measuring fdatasync latency")?;
+    let (wake_p50, wake_p99) = tokio::task::spawn_blocking(move || idle_round_trip(latency, 200))
+        .await
+        .context("the idle round-trip probe panicked")?
+        .context("measuring the idle round trip")?;
     let metrics_url = server.as_ref().map(|s| format!("{}/metrics", s.url));
     // Warm up connections and code paths.
     load(&client, &gateway, MODEL, 16, 200.min(args.requests)).await?;
@@ -191,6 +202,8 @@ pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
         requests: args.requests,
         fdatasync_p50_us: fsync_p50,
         fdatasync_p99_us: fsync_p99,
+        idle_wake_rtt_p50_us: wake_p50,
+        idle_wake_rtt_p99_us: wake_p99,
         budget: args.budget,
         runs,
         max_requests_per_sec: max.rps(),
@@ -222,6 +235,10 @@ pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
             "  fdatasync floor of the data dir: p50 {} µs, p99 {} µs (one durable decision per call)",
             report.fdatasync_p50_us, report.fdatasync_p99_us
         );
+        println!(
+            "  loopback round trip after {} ms idle: p50 {} µs, p99 {} µs (the wake-up floor a hop adds)",
+            report.upstream_latency_ms, report.idle_wake_rtt_p50_us, report.idle_wake_rtt_p99_us
+        );
         for r in &report.runs {
             println!(
                 "  concurrency {:>2}: added p50 {:>6} µs, added p99 {:>6} µs (beyond the fsync floor: {} / {} µs), {:>8.0} req/s (direct p50 {} µs, through p50 {} µs; {} errors{})",
@@ -251,6 +268,39 @@ pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// p50 and p99 in µs of a one-byte round trip between two threads over loopback TCP, each after `pause` of
+/// idleness (see [`Report::idle_wake_rtt_p50_us`]).
+fn idle_round_trip(pause: Duration, rounds: usize) -> std::io::Result<(u64, u64)> {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let echo = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut s, _) = listener.accept()?;
+        s.set_nodelay(true)?;
+        let mut b = [0u8; 1];
+        while s.read(&mut b)? == 1 {
+            s.write_all(&b)?;
+        }
+        Ok(())
+    });
+    let mut c = std::net::TcpStream::connect(addr)?;
+    c.set_nodelay(true)?;
+    let mut micros = Vec::with_capacity(rounds);
+    let mut b = [0u8; 1];
+    for _ in 0..rounds.max(1) {
+        std::thread::sleep(pause);
+        let t = Instant::now();
+        c.write_all(&[1])?;
+        c.read_exact(&mut b)?;
+        micros.push(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX));
+    }
+    drop(c);
+    let _ = echo.join();
+    micros.sort_unstable();
+    let at = |q: f64| micros[((micros.len() - 1) as f64 * q).round() as usize];
+    Ok((at(0.50), at(0.99)))
 }
 
 struct Endpoint {

@@ -68,9 +68,11 @@ pub trait UsageStore: Send + Sync {
     async fn usage_summary(&self, since_day: &str) -> Result<Vec<UsageSummary>, StoreError>;
 }
 
-pub(crate) const USAGE_INSERT: &str = "INSERT INTO llm_usage (id, at, day, agent, model, provider, \
-     upstream_model, input_tokens, output_tokens, cached_tokens, cost_micros, status, streamed, latency_ms) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (id) DO NOTHING";
+pub(crate) const USAGE_INSERT_HEAD: &str = "INSERT INTO llm_usage (id, at, day, agent, model, provider, \
+     upstream_model, input_tokens, output_tokens, cached_tokens, cost_micros, status, streamed, latency_ms) ";
+
+/// Rows per `INSERT` statement: 14 bound values each, well under SQLite's 32,766 and PostgreSQL's 65,535.
+pub(crate) const USAGE_ROWS_PER_STATEMENT: usize = 200;
 
 pub(crate) const USAGE_SUMMARY: &str = "SELECT day, agent, model, COUNT(*) AS calls, \
      CAST(SUM(input_tokens) AS BIGINT) AS input_tokens, CAST(SUM(output_tokens) AS BIGINT) AS output_tokens, \
@@ -90,22 +92,28 @@ macro_rules! impl_usage_store {
                     return Ok(());
                 }
                 let mut tx = self.begin_write().await?;
-                for r in records {
-                    sqlx::query($crate::usage::USAGE_INSERT)
-                        .bind(r.id.as_str())
-                        .bind(r.at.as_millis())
-                        .bind(r.day.as_str())
-                        .bind(r.agent.as_str())
-                        .bind(r.model.as_str())
-                        .bind(r.provider.as_str())
-                        .bind(r.upstream_model.as_str())
-                        .bind(r.input_tokens)
-                        .bind(r.output_tokens)
-                        .bind(r.cached_tokens)
-                        .bind(r.cost_micros)
-                        .bind(r.status.as_str())
-                        .bind(i64::from(r.streamed))
-                        .bind(r.latency_ms)
+                // One multi-row statement per chunk: each statement is a round trip to the driver (for SQLite,
+                // to its worker thread), and the gateway writes a batch of rows every 50 ms under load.
+                for chunk in records.chunks($crate::usage::USAGE_ROWS_PER_STATEMENT) {
+                    let mut q = sqlx::QueryBuilder::new($crate::usage::USAGE_INSERT_HEAD);
+                    q.push_values(chunk, |mut row, r| {
+                        row.push_bind(r.id.as_str())
+                            .push_bind(r.at.as_millis())
+                            .push_bind(r.day.as_str())
+                            .push_bind(r.agent.as_str())
+                            .push_bind(r.model.as_str())
+                            .push_bind(r.provider.as_str())
+                            .push_bind(r.upstream_model.as_str())
+                            .push_bind(r.input_tokens)
+                            .push_bind(r.output_tokens)
+                            .push_bind(r.cached_tokens)
+                            .push_bind(r.cost_micros)
+                            .push_bind(r.status.as_str())
+                            .push_bind(i64::from(r.streamed))
+                            .push_bind(r.latency_ms);
+                    });
+                    q.push(" ON CONFLICT (id) DO NOTHING");
+                    q.build()
                         .execute(&mut *tx)
                         .await
                         .map_err(|e| self.target.error(e))?;

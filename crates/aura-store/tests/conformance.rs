@@ -138,6 +138,20 @@ async fn usage_records_sum_per_day_agent_and_model(db: TestDb) {
     );
     assert_eq!((rows[1].input_tokens, rows[1].output_tokens), (20, 10));
     assert_eq!(db.store.usage_summary("2026-11-01").await.unwrap().len(), 3);
+    // A batch larger than one statement's rows (several multi-row statements in one transaction), with a
+    // duplicate id inside and one already stored: each id counts once.
+    let many: Vec<_> = (0..450)
+        .map(|i| rec(&format!("m{i}"), "2026-11-22", "bulk", "gpt", 1))
+        .chain([
+            rec("m7", "2026-11-22", "bulk", "gpt", 1),
+            rec("a", "2026-11-20", "bot", "gpt", 7),
+        ])
+        .collect();
+    db.store.insert_usage(&many).await.unwrap();
+    let rows = db.store.usage_summary("2026-11-22").await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].calls, rows[0].cost_micros), (450, 450));
+    assert_eq!(db.store.usage_summary("2026-11-20").await.unwrap()[0].calls, 1);
 }
 
 async fn reopening_keeps_data_and_applies_nothing(db: TestDb) {
