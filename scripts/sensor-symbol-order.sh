@@ -5,12 +5,15 @@
 # Symbols are matched by their mangled names, which stay stable across source edits (their hashes come from the
 # crate's metadata and the item's path and type); a dependency upgrade or a new rustc makes some stale, and stale
 # names are skipped by the linker. Re-run after such changes and compare `aura bench sensor` before and after.
+# Run it on a release binary linked without the current order (`AURA_LINK_ORDER=0 cargo build --release -p
+# aura-cli`): valgrind maps symbols only inside `.text`, not in the `.text.sensor` section the order creates.
 # Usage: scripts/sensor-symbol-order.sh   (env: AURA=target/release/aura, SECONDS_RUN=25)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 AURA=${AURA:-target/release/aura}
 RUN=${SECONDS_RUN:-25}
-OUT=crates/aura-cli/sensor.order
+OUT=crates/aura-cli/sensor.ld
+ORDER=crates/aura-cli/sensor.order
 command -v valgrind >/dev/null || { echo "valgrind is needed (Debian package valgrind)" >&2; exit 1; }
 nm "$AURA" 2>/dev/null | grep ' T main$' >/dev/null \
   || { echo "$AURA has no symbol table; build with the release profile (strip = \"debuginfo\")" >&2; exit 1; }
@@ -20,9 +23,13 @@ env -u AURA_CONFIG AURA_LOG=warn timeout -s INT "$RUN" valgrind --tool=callgrind
   --callgrind-out-file="$tmp/cg.out" "$AURA" sensor --interval 1 --asset-id order-probe \
   --dir "$tmp/sensor" --data-dir "$tmp" >/dev/null 2>"$tmp/valgrind.log" || true
 [ -s "$tmp/cg.out" ] || { cat "$tmp/valgrind.log" >&2; exit 1; }
-python3 - "$tmp/cg.out" "$(readlink -f "$AURA")" "$OUT" <<'PY'
+if grep -q '^cob=([0-9]*) ???$' "$tmp/cg.out" && readelf -S "$AURA" | grep '\.text\.sensor' >/dev/null; then
+  echo "$AURA was linked with sensor.ld: relink it with AURA_LINK_ORDER=0 first" >&2; exit 1
+fi
+nm --defined-only "$AURA" | awk '$2 ~ /^[tTwW]$/ {print $3}' >"$tmp/names"
+python3 - "$tmp/cg.out" "$(readlink -f "$AURA")" "$OUT" "$ORDER" "$tmp/names" <<'PY'
 import re, sys
-path, binary, out = sys.argv[1:4]
+path, binary, out, order, names_path = sys.argv[1:6]
 names, objs, cost = {}, {}, {}
 ob = fn = None
 skip = False
@@ -52,7 +59,40 @@ for line in open(path, errors="replace"):
             except ValueError:
                 pass
 syms = [s for s, _ in sorted(cost.items(), key=lambda kv: -kv[1]) if s and not s.startswith("0x")]
+
+def pattern(sym):
+    """A section pattern that survives a rebuild: the hashes in Rust symbol names change with the crate's metadata
+    (a dependency or feature change reaches every dependent), the names themselves do not."""
+    sym = re.sub(r"\.llvm\.\d+$", "", sym)
+    if sym.startswith("_ZN"):
+        return re.sub(r"17h[0-9a-f]{16}E$", "17h*E", sym) + "*"
+    if sym.startswith("_R"):
+        return re.sub(r"Cs[0-9A-Za-z]+_", "Cs*_", sym) + "*"
+    return sym
+
+# A pattern that matches one function of the binary goes in the linker script; one that matches many (the
+# instances of a generic function, `try_fold`, `drop_in_place`…) would drag them all in, so those functions are
+# listed by their exact names for --symbol-ordering-file, which sorts them to the start of `.text`, right after
+# `.text.sensor`. Exact names go stale when hashes change; the patterns do not.
+matches = {}
+for name in open(names_path).read().split():
+    matches[pattern(name)] = matches.get(pattern(name), 0) + 1
+seen, pats, exact = set(), [], []
+for s in syms:
+    p = pattern(s)
+    if matches.get(p, 0) > 1 or not re.fullmatch(r"[A-Za-z0-9_$.*]+", p):
+        exact.append(s)
+    elif p not in seen:
+        seen.add(p)
+        pats.append(p)
+with open(order, "w") as f:
+    f.write("".join(s + "\n" for s in exact))
 with open(out, "w") as f:
-    f.write("".join(s + "\n" for s in syms))
-print(f"{len(syms)} functions of {binary} written to {out}")
+    f.write("/* Written by scripts/sensor-symbol-order.sh: the functions `aura sensor` runs, hottest first, placed\n"
+            "   before the rest of .text (see crates/aura-cli/build.rs). Patterns, so crate hashes may change. */\n")
+    f.write("SECTIONS\n{\n  .text.sensor : {\n")
+    for p in pats:
+        f.write(f"    *(.text.{p})\n")
+    f.write("  }\n}\nINSERT BEFORE .text;\n")
+print(f"{len(pats)} function patterns written to {out}, {len(exact)} generic instances to {order}")
 PY
