@@ -151,7 +151,10 @@ async fn usage_records_sum_per_day_agent_and_model(db: TestDb) {
     let rows = db.store.usage_summary("2026-11-22").await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].calls, rows[0].cost_micros), (450, 450));
-    assert_eq!(db.store.usage_summary("2026-11-20").await.unwrap()[0].calls, 1);
+    assert_eq!(
+        db.store.usage_summary("2026-11-20").await.unwrap()[0].calls,
+        1
+    );
 }
 
 async fn reopening_keeps_data_and_applies_nothing(db: TestDb) {
