@@ -33,10 +33,12 @@ fn main() {
     let (script, order) = (dir.join("sensor.ld"), dir.join("sensor.order"));
     let ordered = std::env::var("AURA_LINK_ORDER").map_or(true, |v| v != "0");
     let release = std::env::var("PROFILE").is_ok_and(|p| p == "release");
-    if ordered && release && linux_gnu && script.is_file() {
+    // LLD is rustc's default linker only on x86_64 Linux; GNU ld has no --symbol-ordering-file.
+    let lld = std::env::var("CARGO_CFG_TARGET_ARCH").is_ok_and(|a| a == "x86_64");
+    if ordered && release && linux_gnu && lld && script.is_file() {
         println!("cargo:rustc-link-arg-bins=-Wl,-T,{}", script.display());
     }
-    if ordered && release && linux_gnu && order.is_file() {
+    if ordered && release && linux_gnu && lld && order.is_file() {
         println!(
             "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
             order.display()
