@@ -94,6 +94,18 @@ fn openai_content_blocks(content: &Value) -> Vec<Value> {
     }
 }
 
+/// Appends a turn of `role` whose items sit under `key`, merged into the previous turn when it has the same role.
+fn push_turn(turns: &mut Vec<Value>, role: &str, key: &str, items: Vec<Value>) {
+    if let Some(last) = turns.last_mut()
+        && last["role"] == role
+        && let Some(existing) = last.get_mut(key).and_then(Value::as_array_mut)
+    {
+        existing.extend(items);
+        return;
+    }
+    turns.push(json!({"role": role, key: items}));
+}
+
 fn openai_to_anthropic(body: &Value, default_max_tokens: u64) -> Value {
     let mut out = Map::new();
     if let Some(m) = body.get("model") {
@@ -101,16 +113,9 @@ fn openai_to_anthropic(body: &Value, default_max_tokens: u64) -> Value {
     }
     let mut system = Vec::new();
     let mut messages: Vec<Value> = Vec::new();
+    // Anthropic wants alternating roles: consecutive messages of one role are merged.
     let push = |role: &str, blocks: Vec<Value>, messages: &mut Vec<Value>| {
-        // Anthropic wants alternating roles: merge consecutive messages of one role.
-        if let Some(last) = messages.last_mut()
-            && last["role"] == role
-            && let Some(c) = last.get_mut("content").and_then(Value::as_array_mut)
-        {
-            c.extend(blocks);
-            return;
-        }
-        messages.push(json!({"role": role, "content": blocks}));
+        push_turn(messages, role, "content", blocks);
     };
     for m in body
         .get("messages")
@@ -518,19 +523,11 @@ fn openai_to_gemini(body: &Value) -> Value {
     let mut system = Vec::new();
     let mut contents: Vec<Value> = Vec::new();
     let mut names: HashMap<String, String> = HashMap::new();
+    // Gemini wants alternating roles too: consecutive turns of one role are merged.
     let push = |role: &str, parts: Vec<Value>, contents: &mut Vec<Value>| {
-        if parts.is_empty() {
-            return;
+        if !parts.is_empty() {
+            push_turn(contents, role, "parts", parts);
         }
-        // Gemini wants alternating roles too: merge consecutive turns of one role.
-        if let Some(last) = contents.last_mut()
-            && last["role"] == role
-            && let Some(p) = last.get_mut("parts").and_then(Value::as_array_mut)
-        {
-            p.extend(parts);
-            return;
-        }
-        contents.push(json!({"role": role, "parts": parts}));
     };
     for m in body
         .get("messages")
