@@ -466,54 +466,43 @@ fn openai_gemini_parts(content: &Value) -> Vec<Value> {
 
 /// A JSON schema with Gemini's spelling: `type` values in capitals, keywords its `Schema` lacks left out.
 fn gemini_schema(schema: &Value) -> Value {
-    match schema {
-        Value::Object(o) => Value::Object(
-            o.iter()
-                .filter(|(k, _)| {
-                    !matches!(k.as_str(), "additionalProperties" | "$schema" | "strict")
-                })
-                .map(|(k, v)| match (k.as_str(), v) {
-                    ("type", Value::String(t)) => (k.clone(), json!(t.to_uppercase())),
-                    // `properties` maps names to schemas: its keys are not keywords.
-                    ("properties", Value::Object(props)) => (
-                        k.clone(),
-                        Value::Object(
-                            props
-                                .iter()
-                                .map(|(n, s)| (n.clone(), gemini_schema(s)))
-                                .collect(),
-                        ),
-                    ),
-                    _ => (k.clone(), gemini_schema(v)),
-                })
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.iter().map(gemini_schema).collect()),
-        other => other.clone(),
-    }
+    respell_schema(schema, true)
 }
 
 /// A Gemini schema as JSON schema: `type` values in lower case.
 fn json_schema(schema: &Value) -> Value {
+    respell_schema(schema, false)
+}
+
+/// Walks a schema, spelling `type` values for Gemini (capitals, unknown keywords dropped) or for JSON schema
+/// (lower case). `properties` maps names to schemas: its keys are not keywords.
+fn respell_schema(schema: &Value, for_gemini: bool) -> Value {
     match schema {
         Value::Object(o) => Value::Object(
             o.iter()
+                .filter(|(k, _)| {
+                    !for_gemini
+                        || !matches!(k.as_str(), "additionalProperties" | "$schema" | "strict")
+                })
                 .map(|(k, v)| match (k.as_str(), v) {
+                    ("type", Value::String(t)) if for_gemini => {
+                        (k.clone(), json!(t.to_uppercase()))
+                    }
                     ("type", Value::String(t)) => (k.clone(), json!(t.to_lowercase())),
                     ("properties", Value::Object(props)) => (
                         k.clone(),
                         Value::Object(
                             props
                                 .iter()
-                                .map(|(n, s)| (n.clone(), json_schema(s)))
+                                .map(|(n, s)| (n.clone(), respell_schema(s, for_gemini)))
                                 .collect(),
                         ),
                     ),
-                    _ => (k.clone(), json_schema(v)),
+                    _ => (k.clone(), respell_schema(v, for_gemini)),
                 })
                 .collect(),
         ),
-        Value::Array(a) => Value::Array(a.iter().map(json_schema).collect()),
+        Value::Array(a) => Value::Array(a.iter().map(|s| respell_schema(s, for_gemini)).collect()),
         other => other.clone(),
     }
 }
